@@ -1,0 +1,3 @@
+from yolopatch.cli import main
+
+main()
