@@ -1,0 +1,28 @@
+"""The Involution source in templates/involution.py: one text for `inject` and for the built-in builder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+_HERE = Path(__file__).resolve().parent
+# Inside an installed wheel the templates sit in the package; in a source checkout beside it.
+_CANDIDATES = (_HERE / "templates" / "involution.py", _HERE.parent / "templates" / "involution.py")
+
+
+def template_path() -> Path:
+    return next(path for path in _CANDIDATES if path.exists())
+
+
+def template_source() -> str:
+    return template_path().read_text(encoding="utf-8")
+
+
+def load_involution(conv: type) -> Any:
+    """The Involution class, built from the template with `conv` as the Conv it refers to."""
+    import torch
+    from torch import nn
+
+    namespace: dict[str, Any] = {"torch": torch, "nn": nn, "Conv": conv, "__name__": "yolopatch.involution"}
+    exec(compile(template_source(), str(template_path()), "exec"), namespace)
+    return namespace["Involution"]
