@@ -27,7 +27,12 @@ class InvolutionAggregate(torch.autograd.Function):
         grad_w = torch.empty(w.shape, dtype=acc, device=w.device) if ctx.needs_input_grad[1] else None
         for u in range(k):
             for v in range(k):
-                window = (slice(None), slice(None), slice(u, u + s * (ho - 1) + 1, s), slice(v, v + s * (wo - 1) + 1, s))
+                window = (
+                    slice(None),
+                    slice(None),
+                    slice(u, u + s * (ho - 1) + 1, s),
+                    slice(v, v + s * (wo - 1) + 1, s),
+                )
                 kernel = w[:, :, u * k + v].unsqueeze(2).to(acc)
                 if grad_xp is not None:
                     grad_xp[window].view(b, g, c // g, ho, wo).addcmul_(grad, kernel)
@@ -47,7 +52,9 @@ class InvolutionAggregate(torch.autograd.Function):
         out = torch.zeros((b, g, c // g, ho, wo), dtype=acc, device=x.device)
         for u in range(k):
             for v in range(k):
-                shifted = xp[:, :, u : u + s * (ho - 1) + 1 : s, v : v + s * (wo - 1) + 1 : s].view(b, g, c // g, ho, wo)
+                shifted = xp[:, :, u : u + s * (ho - 1) + 1 : s, v : v + s * (wo - 1) + 1 : s].view(
+                    b, g, c // g, ho, wo
+                )
                 kernel = w[:, :, u * k + v].unsqueeze(2).to(acc)
                 if inplace:
                     out.addcmul_(shifted, kernel)
