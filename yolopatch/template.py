@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 # Inside an installed wheel the templates sit in the package; in a source checkout beside it.
@@ -16,13 +15,3 @@ def template_path() -> Path:
 
 def template_source() -> str:
     return template_path().read_text(encoding="utf-8")
-
-
-def load_involution(conv: type) -> Any:
-    """The Involution class, built from the template with `conv` as the Conv it refers to."""
-    import torch
-    from torch import nn
-
-    namespace: dict[str, Any] = {"torch": torch, "nn": nn, "Conv": conv, "__name__": "yolopatch.involution"}
-    exec(compile(template_source(), str(template_path()), "exec"), namespace)
-    return namespace["Involution"]
