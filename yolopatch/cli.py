@@ -120,6 +120,103 @@ def apply(
     )
 
 
+@app.command()
+def inject(
+    repo: Path = typer.Argument(
+        ..., help="A YOLOv5 (or yolov3) checkout, its models/ folder, or the yolov5 package."
+    ),
+    diff: bool = typer.Option(False, "--diff", help="Print unified diffs and write nothing."),
+    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 unless fully injected."),
+    revert: bool = typer.Option(False, "--revert", help="Remove exactly what yolopatch added."),
+    force: bool = typer.Option(
+        False, "--force", help="Disable a foreign `class Involution` and inject ours."
+    ),
+) -> None:
+    """Put the Involution module into models/common.py and register it in models/yolo.py."""
+    from yolopatch.files import unified_diff, write_texts
+    from yolopatch.inject import plan_inject, plan_revert
+
+    if diff and check:
+        raise typer.BadParameter("use either --diff or --check, not both", param_hint="--check")
+    with _errors():
+        result = plan_revert(repo) if revert else plan_inject(repo, force=force)
+        err.print(f"{result.checkout.models}: {result.flavour.describe()}", markup=False)
+        if check:
+            if result.changed:
+                err.print(f"{repo}: {'injected' if revert else 'not fully injected'}; run without --check.")
+                raise typer.Exit(1)
+            err.print(f"{repo}: {'nothing to revert' if revert else 'already injected'}.")
+            return
+        if not result.changed:
+            err.print(f"{repo}: {'nothing to revert' if revert else 'already injected'}; nothing written.")
+            return
+        changed = {path: text for path, text in result.new.items() if result.old[path] != text}
+        if diff:
+            for path, text in changed.items():
+                sys.stdout.write(unified_diff(result.old[path], text, str(path), str(path)))
+            return
+        write_texts(changed)
+    for action in result.actions:
+        out.print(f"  {action}", markup=False)
+    if not revert:
+        out.print(
+            "Next: yolopatch apply MODEL.yaml --layers 8   (writes MODEL-involution.yaml), then:\n"
+            f"      yolopatch check MODEL-involution.yaml --repo {repo}",
+            markup=False,
+        )
+
+
+@app.command()
+def check(
+    model: Path = typer.Argument(..., help="The model yaml to build.", dir_okay=False),
+    repo: Optional[Path] = typer.Option(
+        None, "--repo", help="Build with this YOLOv5 checkout's own Model class."
+    ),
+    img: int = typer.Option(640, "--img", help="Input size for the forward and backward pass."),
+    batch: int = typer.Option(1, "--batch", help="Batch size for the forward and backward pass."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Another yaml to compare against."),
+    as_json: bool = typer.Option(False, "--json", help="Print the data as JSON on stdout."),
+) -> None:
+    """Build a model yaml, run it forward and backward, and print per-layer parameters and GFLOPs."""
+    import dataclasses
+    import json
+
+    from yolopatch.files import read_text
+    from yolopatch.render import involution_note, report_table, summary_line
+
+    if img < 32 or batch < 1:
+        raise typer.BadParameter("--img must be at least 32 and --batch at least 1", param_hint="--img")
+    with _errors(), err.status("building and running the model...", spinner="dots"):
+        reports = [
+            _check_one(path, repo, img, batch, read_text)
+            for path in [model, *([baseline] if baseline else [])]
+        ]
+    report, base = reports[0], (reports[1] if baseline else None)
+    if as_json:
+        data = {"model": dataclasses.asdict(report), "baseline": dataclasses.asdict(base) if base else None}
+        sys.stdout.write(json.dumps(data, indent=1) + "\n")
+        return
+    for warning in report.warnings:
+        err.print(f"note: {warning}", markup=False)
+    out.print(report_table(report))
+    out.print(summary_line(report, base), markup=False)
+    note = involution_note(report)
+    if note:
+        out.print(note, markup=False)
+    out.print(
+        f"forward and backward at {img}x{img}: ok; every parameter got a gradient; outputs finite.",
+        markup=False,
+    )
+
+
+def _check_one(path: Path, repo: Optional[Path], img: int, batch: int, read_text):
+    from yolopatch.check import check_builtin, check_with_repo
+
+    if repo is not None:
+        return check_with_repo(repo, path, img, batch)
+    return check_builtin(read_text(path), str(path), img, batch)
+
+
 @app.command("layers")
 def layers_command(model: Path = typer.Argument(..., help="The model yaml.", dir_okay=False)) -> None:
     """List a model's layers with their indices, channels and strides, to choose --layers."""

@@ -34,7 +34,7 @@ def read_text(path: Path) -> str:
 def unified_diff(old: str, new: str, old_name: str, new_name: str) -> str:
     """A unified diff of two texts, each line keeping its own line ending."""
     lines = difflib.unified_diff(
-        old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{old_name}", f"b/{new_name}"
+        old.splitlines(keepends=True), new.splitlines(keepends=True), old_name, new_name
     )
     return "".join(
         line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines

@@ -22,12 +22,12 @@ def autopad(k: int | tuple[int, int], p: int | None = None) -> int | list[int]:
 class Conv(nn.Module):
     """Conv2d without bias, BatchNorm, activation (SiLU unless the yaml's `activation:` says otherwise)."""
 
-    def __init__(self, c1, c2, k=1, s=1, p=None, g=1, act=True, activation: nn.Module | None = None):
+    def __init__(self, c1, c2, k=1, s=1, p=None, g=1, act=True):
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p), groups=g, bias=False)
         self.bn = nn.BatchNorm2d(c2)
         if act is True:
-            self.act = activation if activation is not None else _default_activation()
+            self.act = _ACTIVATION[-1] if _ACTIVATION else _SILU
         else:
             self.act = act if isinstance(act, nn.Module) else nn.Identity()
 
@@ -35,12 +35,10 @@ class Conv(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
-# The builder sets this for the duration of one build only (YOLOv5 sets a class attribute that leaks).
+# One activation instance shared by every Conv, as in YOLOv5 v7.0 (it counts once in model.modules()).
+# The builder pushes the yaml's `activation:` for one build only; YOLOv5 sets a class attribute that leaks.
+_SILU = nn.SiLU()
 _ACTIVATION: list[nn.Module] = []
-
-
-def _default_activation() -> nn.Module:
-    return _ACTIVATION[-1] if _ACTIVATION else nn.SiLU()
 
 
 class DWConv(Conv):

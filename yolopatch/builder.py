@@ -1,0 +1,209 @@
+"""The built-in builder: a YOLOv5 model from a yaml without a checkout, and without `eval`.
+
+Module names resolve from a fixed table, arguments are literals, and `activation:` is parsed, not
+evaluated: a yaml cannot run code here (YOLOv5's parse_model `eval`s both).
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import torch
+from torch import nn
+
+from yolopatch import modules
+from yolopatch.channels import CHANNEL_MODULES, geometry, make_divisible, normalize_module, simulate
+from yolopatch.errors import YolopatchError
+from yolopatch.involution import Involution
+from yolopatch.modelyaml import ModelYaml
+
+MODULES: dict[str, type[nn.Module]] = {
+    **{
+        name: getattr(modules, name)
+        for name in (
+            "Conv",
+            "DWConv",
+            "DWConvTranspose2d",
+            "Focus",
+            "Bottleneck",
+            "CrossConv",
+            "BottleneckCSP",
+            "C3",
+            "C3x",
+            "C3TR",
+            "C3SPP",
+            "SPP",
+            "SPPF",
+            "GhostConv",
+            "GhostBottleneck",
+            "C3Ghost",
+            "Contract",
+            "Expand",
+            "Concat",
+            "Detect",
+            "Segment",
+        )
+    },
+    "Involution": Involution,
+    "nn.Upsample": nn.Upsample,
+    "nn.MaxPool2d": nn.MaxPool2d,
+    "nn.ZeroPad2d": nn.ZeroPad2d,
+    "nn.BatchNorm2d": nn.BatchNorm2d,
+    "nn.ConvTranspose2d": nn.ConvTranspose2d,
+    "nn.Identity": nn.Identity,
+}
+REPEAT_INSIDE = frozenset({"BottleneckCSP", "C3", "C3TR", "C3Ghost", "C3x"})  # parse_model's "insert n" set
+ACTIVATIONS = frozenset(
+    {
+        "SiLU",
+        "ReLU",
+        "ReLU6",
+        "LeakyReLU",
+        "Hardswish",
+        "Mish",
+        "GELU",
+        "ELU",
+        "Sigmoid",
+        "Tanh",
+        "Identity",
+        "Hardsigmoid",
+        "PReLU",
+        "CELU",
+        "SELU",
+    }
+)
+
+
+class BuiltModel(nn.Module):
+    """What YOLOv5's Model holds: `model` (a Sequential of layers tagged i, f, type, np) and `save`."""
+
+    def __init__(self, layers: nn.Sequential, save: list[int]):
+        super().__init__()
+        self.model, self.save = layers, save
+        self.stride = torch.zeros(1)
+
+    def forward(self, x):
+        outputs: list[Any] = []
+        for layer in self.model:
+            if layer.f != -1:
+                x = (
+                    outputs[layer.f]
+                    if isinstance(layer.f, int)
+                    else [x if j == -1 else outputs[j] for j in layer.f]
+                )
+            x = layer(x)
+            outputs.append(x if layer.i in self.save else None)
+        return x
+
+
+def build_model(model: ModelYaml) -> BuiltModel:
+    """Build the model a yaml describes, as YOLOv5 v7.0's parse_model would, then compute its strides."""
+    geo = geometry(model.values)
+    rows = model.logical_rows()
+    shapes = simulate(rows, geo).shapes
+    activation = parse_activation(model.values.get("activation"), model.name)
+    modules._ACTIVATION.append(activation or nn.SiLU())  # one shared instance, as in YOLOv5 v7.0
+    try:
+        layers, save = [], []
+        for index, (source, number, name, raw_args) in enumerate(rows):
+            layer = _build_layer(model, index, source, number, name, raw_args, shapes, geo)
+            save.extend(x % index for x in ([source] if isinstance(source, int) else source) if x != -1)
+            layers.append(layer)
+    finally:
+        modules._ACTIVATION.pop()
+    built = BuiltModel(nn.Sequential(*layers), sorted(save))
+    _set_strides(built, model.name)
+    return built
+
+
+def parse_activation(text: Any, name: str) -> nn.Module | None:
+    """`nn.LeakyReLU(0.1)` and the like, parsed with ast: only torch.nn activations with literal arguments."""
+    if text is None:
+        return None
+    try:
+        node = ast.parse(str(text), mode="eval").body
+        if isinstance(node, ast.Attribute):
+            node = ast.Call(func=node, args=[], keywords=[])
+        func = node.func
+        cls = (
+            func.attr
+            if isinstance(func, ast.Attribute) and ast.unparse(func.value) in ("nn", "torch.nn")
+            else None
+        )
+        args = [ast.literal_eval(a) for a in node.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+    except (SyntaxError, ValueError, AttributeError, TypeError):
+        cls = None
+    if cls not in ACTIVATIONS:
+        raise YolopatchError(
+            f"{name}: activation: {text!r} is not a torch.nn activation with literal arguments "
+            f"(e.g. nn.SiLU(), nn.LeakyReLU(0.1)); yolopatch never evaluates yaml text."
+        )
+    return getattr(nn, cls)(*args, **kwargs)
+
+
+def _build_layer(model: ModelYaml, index, source, number, name, raw_args, shapes, geo) -> nn.Module:
+    module_name = normalize_module(name)
+    where = f"{model.name}: layer {index} ({name})"
+    if module_name not in MODULES:
+        raise YolopatchError(
+            f"{where}: unknown module; the built-in builder knows {', '.join(sorted(MODULES))}. "
+            "For your own modules, build with your checkout: yolopatch check MODEL.yaml --repo PATH/TO/yolov5"
+        )
+    args = [_literal(a, model.values, where) for a in raw_args]
+    n = max(round(number * geo.depth), 1) if number > 1 else number
+    shape = shapes[index]
+    if module_name in CHANNEL_MODULES:
+        args = [shape.c1, shape.c2, *args[1:]]
+        if module_name in REPEAT_INSIDE:
+            args.insert(2, n)
+            n = 1
+    elif module_name == "nn.BatchNorm2d":
+        args = [shape.c1]
+    elif module_name in ("Detect", "Segment"):
+        args.append([shapes[x].c2 for x in source])
+        if isinstance(args[1], int):
+            args[1] = [list(range(args[1] * 2))] * len(source)
+        if module_name == "Segment":
+            args[3] = make_divisible(args[3] * geo.width, geo.divisor)
+    cls = MODULES[module_name]
+    try:
+        layer = nn.Sequential(*(cls(*args) for _ in range(n))) if n > 1 else cls(*args)
+    except (TypeError, ValueError) as exc:
+        raise YolopatchError(f"{where}: cannot build {module_name}{tuple(args)}: {exc}") from None
+    layer.i, layer.f, layer.type = index, source, name
+    layer.np = sum(p.numel() for p in layer.parameters())
+    return layer
+
+
+def _literal(value: Any, values: dict[str, Any], where: str) -> Any:
+    """A yaml argument as YOLOv5 would read it, without eval: names nc/anchors, None/True/False, literals."""
+    if not isinstance(value, str):
+        return value
+    if value in ("nc", "anchors"):
+        return values.get(value)
+    if value in ("None", "True", "False"):
+        return {"None": None, "True": True, "False": False}[value]
+    try:
+        return ast.literal_eval(value)
+    except (SyntaxError, ValueError):
+        pass
+    if value.isidentifier():
+        return value  # a plain word such as 'nearest', as YOLOv5 keeps it after a NameError
+    raise YolopatchError(
+        f"{where}: argument {value!r} is not a literal; yolopatch never evaluates yaml text."
+    )
+
+
+def _set_strides(built: BuiltModel, name: str) -> None:
+    """Detect's strides from one forward pass at 256x256, as YOLOv5's Model does."""
+    head = built.model[-1]
+    if not isinstance(head, modules.Detect):
+        return
+    size = 256
+    with torch.no_grad():
+        outputs = built.train()(torch.zeros(1, 3, size, size))
+    strides = torch.tensor([size / out.shape[-2] for out in outputs[: head.nl]])
+    head.stride = strides
+    built.stride = strides

@@ -1,0 +1,365 @@
+"""`inject`: put Involution into a YOLOv5 checkout's models/common.py and register it in models/yolo.py.
+
+Edit points are found with `ast` positions, never with regular expressions over source. Each edit is an
+insertion whose exact inverse `--revert` applies, and the marker block in common.py records which
+insertions yolopatch made, so a revert removes those and nothing else.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from yolopatch import __version__
+from yolopatch.errors import YolopatchError
+from yolopatch.files import read_text
+from yolopatch.template import template_source
+
+NAME = "Involution"
+_BEGIN = re.compile(
+    r"# >>> yolopatch (?P<version>\S+): Involution; yolo\.py: (?P<added>[a-z, ]*?)(?:; (?P<forced>forced))?\. "
+)
+_END = "# <<< yolopatch"
+_DISABLED = "# yolopatch --force disabled: "
+_LEAD_LINES = 2  # the block starts after two blank lines
+
+
+@dataclass(frozen=True)
+class Checkout:
+    models: Path
+    common: Path
+    yolo: Path
+
+
+@dataclass(frozen=True)
+class Flavour:
+    layout: str
+    imports: str
+    collection: str
+
+    def describe(self) -> str:
+        return f"{self.layout}; yolo.py imports common with {self.imports}; parse_model's collection is {self.collection}"
+
+
+@dataclass(frozen=True)
+class InjectResult:
+    """New texts for the files that change (path -> text), the old texts, and what was done."""
+
+    checkout: Checkout
+    flavour: Flavour
+    old: dict[Path, str]
+    new: dict[Path, str]
+    actions: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return any(self.old[path] != text for path, text in self.new.items())
+
+
+def find_checkout(repo: Path) -> Checkout:
+    """The models/ folder of a YOLOv5 checkout, given its root, its models/ folder or an unpacked wheel."""
+    for models in (repo / "models", repo, repo / "yolov5" / "models"):
+        if (models / "yolo.py").is_file() and (models / "common.py").is_file():
+            return Checkout(models, models / "common.py", models / "yolo.py")
+    if not repo.exists():
+        raise YolopatchError(f"{repo}: no such folder.")
+    raise YolopatchError(
+        f"{repo}: not a YOLOv5 checkout: found no models/yolo.py and models/common.py. "
+        "Pass the checkout's root folder (or its models/ folder)."
+    )
+
+
+def plan_inject(repo: Path, force: bool = False) -> InjectResult:
+    checkout = find_checkout(repo)
+    common_text, yolo_text = read_text(checkout.common), read_text(checkout.yolo)
+    common_tree, yolo_tree = _parse(common_text, checkout.common), _parse(yolo_text, checkout.yolo)
+    collection = _collection(yolo_tree, yolo_text, checkout)
+    explicit = _explicit_import(yolo_tree, checkout)
+    flavour = _flavour(checkout, yolo_tree, explicit, collection, yolo_text)
+    block = _find_block(common_text)
+    actions: list[str] = []
+
+    added = set(block.added) if block else set()
+    new_yolo = yolo_text
+    if explicit is not None and NAME not in [a.name for a in explicit.names]:
+        new_yolo = _insert_after_last(new_yolo, explicit.names, "import")
+        added.add("import")
+        actions.append(f"{checkout.yolo.name}: added {NAME} to `from ...models.common import ...`")
+    if NAME not in _names(collection.elts):
+        new_yolo = _insert_after_last(new_yolo, collection.elts, "collection")
+        added.add("collection")
+        actions.append(f"{checkout.yolo.name}: added {NAME} to parse_model's (c1, c2) {flavour.collection}")
+
+    foreign = [
+        n
+        for n in common_tree.body
+        if isinstance(n, ast.ClassDef) and n.name == NAME and not _inside(common_text, block, n)
+    ]
+    if foreign and not force:
+        line = foreign[0].lineno
+        raise YolopatchError(
+            f"{checkout.common}:{line}: already defines its own `class {NAME}` (pasted from a blog post?). "
+            "Remove it, or run again with --force to disable it and use yolopatch's (--revert restores it)."
+        )
+    new_common = _disable(common_text, foreign) if foreign else common_text
+    if foreign:
+        actions.append(
+            f"{checkout.common.name}: disabled the existing class {NAME} at line {foreign[0].lineno}"
+        )
+    forced = bool(foreign) or (block is not None and block.forced)
+    wanted = _block_text(common_tree, common_text, checkout, sorted(added), forced)
+    if block is None:
+        new_common = new_common + wanted
+        actions.append(f"{checkout.common.name}: appended class {NAME} (yolopatch {__version__})")
+    elif new_common[block.start : block.end] != wanted:
+        new_common = new_common[: block.start] + wanted + new_common[block.end :]
+        actions.append(
+            f"{checkout.common.name}: updated class {NAME} from yolopatch {block.version} to {__version__}"
+        )
+    new = {checkout.common: new_common, checkout.yolo: new_yolo}
+    _verify({checkout.common: new_common, checkout.yolo: new_yolo})
+    return InjectResult(
+        checkout, flavour, {checkout.common: common_text, checkout.yolo: yolo_text}, new, tuple(actions)
+    )
+
+
+def plan_revert(repo: Path) -> InjectResult:
+    checkout = find_checkout(repo)
+    common_text, yolo_text = read_text(checkout.common), read_text(checkout.yolo)
+    yolo_tree = _parse(yolo_text, checkout.yolo)
+    _parse(common_text, checkout.common)
+    block = _find_block(common_text)
+    collection = _collection(yolo_tree, yolo_text, checkout)
+    explicit = _explicit_import(yolo_tree, checkout)
+    flavour = _flavour(checkout, yolo_tree, explicit, collection, yolo_text)
+    old = {checkout.common: common_text, checkout.yolo: yolo_text}
+    if block is None:
+        return InjectResult(checkout, flavour, old, dict(old), ())
+    actions = [f"{checkout.common.name}: removed class {NAME} (yolopatch {block.version})"]
+    new_common = common_text[: block.start] + common_text[block.end :]
+    if block.forced:
+        new_common = new_common.replace(_DISABLED, "")
+        actions.append(f"{checkout.common.name}: restored the class {NAME} that --force had disabled")
+    # Remove the later edit first so the earlier one's offsets stay valid.
+    edits = []
+    if "collection" in block.added and NAME in _names(collection.elts):
+        edits.append(_removal(yolo_text, collection.elts))
+        actions.append(f"{checkout.yolo.name}: removed {NAME} from parse_model's collection")
+    if "import" in block.added and explicit is not None and NAME in [a.name for a in explicit.names]:
+        edits.append(_removal(yolo_text, explicit.names))
+        actions.append(f"{checkout.yolo.name}: removed {NAME} from the explicit import")
+    new_yolo = yolo_text
+    for start, end in sorted(edits, reverse=True):
+        new_yolo = new_yolo[:start] + new_yolo[end:]
+    new = {checkout.common: new_common, checkout.yolo: new_yolo}
+    _verify(new)
+    return InjectResult(checkout, flavour, old, new, tuple(actions))
+
+
+def is_injected(result: InjectResult) -> bool:
+    return not result.changed
+
+
+def manual_edit() -> str:
+    return (
+        f"By hand: 1) append templates/involution.py from yolopatch to models/common.py; "
+        f"2) in models/yolo.py parse_model, add {NAME} to the `if m in {{Conv, GhostConv, ...}}:` collection; "
+        f"3) if yolo.py imports names from models.common explicitly, add {NAME} there too."
+    )
+
+
+# --- locating edit points -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Block:
+    start: int
+    end: int
+    version: str
+    added: tuple[str, ...]
+    forced: bool
+
+
+def _parse(text: str, path: Path) -> ast.Module:
+    try:
+        return ast.parse(text.lstrip("\ufeff"), str(path))
+    except SyntaxError as exc:
+        raise YolopatchError(
+            f"{path}:{exc.lineno}: does not parse as Python ({exc.msg}); fix it first."
+        ) from None
+
+
+def _collection(tree: ast.Module, text: str, checkout: Checkout) -> ast.List | ast.Tuple | ast.Set:
+    """The `if m in <collection>:` of parse_model that gives modules (c1, c2) handling: the one with Conv."""
+    parse_model = next(
+        (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "parse_model"), None
+    )
+    if parse_model is None:
+        raise YolopatchError(f"{checkout.yolo}: has no parse_model function; is this YOLOv5? {manual_edit()}")
+    for node in ast.walk(parse_model):
+        if (
+            isinstance(node, ast.Compare)
+            and isinstance(node.left, ast.Name)
+            and node.left.id == "m"
+            and len(node.ops) == 1
+            and isinstance(node.ops[0], ast.In)
+            and isinstance(node.comparators[0], (ast.List, ast.Tuple, ast.Set))
+            and "Conv" in _names(node.comparators[0].elts)
+        ):
+            return node.comparators[0]
+    raise YolopatchError(
+        f"{checkout.yolo}: parse_model has no `if m in {{Conv, ...}}:` collection (an unknown fork?); "
+        f"nothing was changed. {manual_edit()}"
+    )
+
+
+def _explicit_import(tree: ast.Module, checkout: Checkout) -> ast.ImportFrom | None:
+    """yolo.py's `from models.common import A, B` (None when it star-imports common)."""
+    imports = [
+        n for n in tree.body if isinstance(n, ast.ImportFrom) and (n.module or "").endswith("models.common")
+    ]
+    if any(a.name == "*" for n in imports for a in n.names):
+        return None
+    if not imports:
+        raise YolopatchError(
+            f"{checkout.yolo}: does not import models.common at the top level; nothing was changed. {manual_edit()}"
+        )
+    return imports[0]
+
+
+def _flavour(
+    checkout: Checkout, tree: ast.Module, explicit: ast.ImportFrom | None, collection: ast.expr, text: str
+) -> Flavour:
+    absolute = any(
+        isinstance(n, ast.ImportFrom) and (n.module or "").startswith("yolov5.models") for n in tree.body
+    )
+    layout = "yolov5 pip package layout (absolute imports)" if absolute else "checkout layout (models.common)"
+    if explicit is None:
+        imports = "a star import"
+    elif explicit.lineno == explicit.end_lineno:
+        imports = "an explicit one-line import"
+    else:
+        imports = "an explicit parenthesised import"
+    kind = {ast.List: "list", ast.Tuple: "tuple", ast.Set: "set"}[type(collection)]
+    if _one_per_line(collection.elts):
+        kind += " (one name per line)"
+    return Flavour(layout, imports, kind)
+
+
+def _names(elts: list) -> list[str]:
+    return [e.id if isinstance(e, ast.Name) else getattr(e, "name", ast.unparse(e)) for e in elts]
+
+
+def _one_per_line(elts: list) -> bool:
+    lines = [e.lineno for e in elts]
+    return len(elts) > 1 and len(set(lines)) == len(lines)
+
+
+def _offset(text: str, lineno: int, col: int) -> int:
+    """ast's (line, UTF-8 byte column) as an index into text."""
+    starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    line_start = starts[lineno - 1]
+    bom = 1 if text.startswith("\ufeff") and lineno == 1 else 0
+    line = text[line_start + bom :]
+    return line_start + bom + len(line.encode("utf-8")[:col].decode("utf-8"))
+
+
+def _insert_after_last(text: str, elts: list, what: str) -> str:
+    last = elts[-1]
+    at = _offset(text, last.end_lineno, last.end_col_offset)
+    if _one_per_line(elts):
+        line_start = text.rfind("\n", 0, at) + 1
+        indent = text[line_start : line_start + len(text[line_start:]) - len(text[line_start:].lstrip(" \t"))]
+        insertion = f",{_newline(text)}{indent}{NAME}"
+    else:
+        insertion = f", {NAME}"
+    return text[:at] + insertion + text[at:]
+
+
+def _removal(text: str, elts: list) -> tuple[int, int]:
+    """The span `insert_after_last` added: from the end of the name before Involution to Involution's end."""
+    index = _names(elts).index(NAME)
+    target, before = elts[index], elts[index - 1]
+    return _offset(text, before.end_lineno, before.end_col_offset), _offset(
+        text, target.end_lineno, target.end_col_offset
+    )
+
+
+def _newline(text: str) -> str:
+    return "\r\n" if "\r\n" in text else "\n"
+
+
+def _find_block(text: str) -> _Block | None:
+    match = _BEGIN.search(text)
+    if not match:
+        return None
+    end = text.find(_END, match.end())
+    if end < 0:
+        raise YolopatchError(
+            f"yolopatch's block in common.py has no end marker `{_END}`; restore the file from git."
+        )
+    end = text.find("\n", end)
+    end = len(text) if end < 0 else end + 1
+    lead = _newline(text) * _LEAD_LINES
+    start = match.start() - len(lead) if text[: match.start()].endswith(lead) else match.start()
+    added = tuple(a.strip() for a in match.group("added").split(",") if a.strip())
+    return _Block(start, end, match.group("version"), added, bool(match.group("forced")))
+
+
+def _inside(text: str, block: _Block | None, node: ast.stmt) -> bool:
+    return block is not None and block.start <= _offset(text, node.lineno, node.col_offset) < block.end
+
+
+def _block_text(tree: ast.Module, text: str, checkout: Checkout, added: list[str], forced: bool) -> str:
+    bound = _module_names(tree)
+    if "Conv" not in bound:
+        raise YolopatchError(
+            f"{checkout.common}: defines no Conv, which Involution builds on; is this YOLOv5? {manual_edit()}"
+        )
+    imports = [
+        line
+        for name, line in (("torch", "import torch"), ("nn", "import torch.nn as nn"))
+        if name not in bound
+    ]
+    header = (
+        f"# >>> yolopatch {__version__}: Involution; yolo.py: {', '.join(added)}{'; forced' if forced else ''}. "
+        "Remove with `yolopatch inject --revert`."
+    )
+    body = template_source().rstrip("\n")
+    lines = [header, *imports, "", "", *body.split("\n"), _END]
+    newline = _newline(text)
+    return newline * _LEAD_LINES + newline.join(lines) + newline
+
+
+def _module_names(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Import):
+            names.update(a.asname or a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(a.asname or a.name for a in node.names)
+    return names
+
+
+def _disable(text: str, classes: list[ast.ClassDef]) -> str:
+    lines = text.splitlines(keepends=True)
+    for node in classes:
+        first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        for i in range(first - 1, node.end_lineno):
+            lines[i] = _DISABLED + lines[i]
+    return "".join(lines)
+
+
+def _verify(texts: dict[Path, str]) -> None:
+    for path, text in texts.items():
+        try:
+            compile(text.lstrip("\ufeff"), str(path), "exec")
+        except SyntaxError as exc:
+            raise YolopatchError(
+                f"{path}:{exc.lineno}: internal error: the edited file would not compile; nothing was written. "
+                "Please report this."
+            ) from None

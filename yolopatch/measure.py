@@ -1,0 +1,217 @@
+"""Run a built model forward and backward and count its parameters and FLOPs, layer by layer.
+
+Works on any model shaped like YOLOv5's (`model.model` is a Sequential of layers tagged i, f, type): the
+built-in builder's and a checkout's own. FLOPs follow YOLOv5's convention (thop's multiply-accumulates x 2,
+counted at the model's largest stride and scaled to 640), plus each Involution's aggregation, which thop
+cannot see because it is tensor arithmetic, not an nn.Module.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from yolopatch.errors import YolopatchError
+
+FLOPS_SIZE = 640
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    index: int
+    source: Any
+    number: int
+    module: str
+    args: str
+    output: str
+    params: int
+    gflops: float
+    aggregation_gflops: float
+    involution: bool
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    name: str
+    layers: list[LayerReport]
+    modules: int
+    params: int
+    gradients: int
+    gflops: float
+    aggregation_gflops: float
+    img: int
+    batch: int
+    strides: list[float]
+    warnings: list[str] = field(default_factory=list)
+
+
+def measure(
+    model: nn.Module, name: str, img: int, batch: int, rows: list[tuple[Any, int, str, str]]
+) -> ModelReport:
+    """`rows`: (from, n, module, args text) per layer, for the table."""
+    layers = list(model.model)
+    warnings = _check_strides(model, img)
+    shapes = _forward_backward(model, layers, img, batch)
+    macs, aggregation = _layer_macs(model, layers)
+    params = [sum(p.numel() for p in layer.parameters()) for layer in layers]
+    reports = [
+        LayerReport(
+            index=i,
+            source=row[0],
+            number=row[1],
+            module=row[2],
+            args=row[3],
+            output=shapes[i],
+            params=params[i],
+            gflops=2 * (macs[i] + aggregation[i]) / 1e9,
+            aggregation_gflops=2 * aggregation[i] / 1e9,
+            involution=_has_involution(layers[i]),
+        )
+        for i, row in enumerate(rows)
+    ]
+    return ModelReport(
+        name=name,
+        layers=reports,
+        modules=len(list(model.modules())),
+        params=sum(p.numel() for p in model.parameters()),
+        gradients=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        gflops=sum(r.gflops for r in reports),
+        aggregation_gflops=sum(r.aggregation_gflops for r in reports),
+        img=img,
+        batch=batch,
+        strides=[float(s) for s in getattr(model, "stride", torch.zeros(0)).tolist()]
+        if hasattr(model, "stride")
+        else [],
+        warnings=warnings,
+    )
+
+
+def _has_involution(module: nn.Module) -> bool:
+    return any(type(m).__name__ == "Involution" for m in module.modules())
+
+
+def _check_strides(model: nn.Module, img: int) -> list[str]:
+    strides = [float(s) for s in getattr(model, "stride", torch.zeros(0)).tolist()]
+    if strides and (
+        any(s <= 0 or s != int(s) or int(s) & (int(s) - 1) for s in strides) or strides != sorted(strides)
+    ):
+        raise YolopatchError(
+            f"Detect's inputs have strides {strides}; they must be increasing powers of two "
+            "(e.g. 8, 16, 32). Check the Detect row's layer indices and any stride-2 layers before them."
+        )
+    if strides and img % int(max(strides)):
+        return [
+            f"--img {img} is not a multiple of the largest stride {int(max(strides))}; YOLOv5 would round it up."
+        ]
+    return []
+
+
+def _forward_backward(model: nn.Module, layers: list[nn.Module], img: int, batch: int) -> list[str]:
+    shapes: dict[int, str] = {}
+    current: list[int] = []
+
+    def before(layer, _inputs):
+        current.append(layer.i)
+
+    def after(layer, _inputs, output):
+        current.pop()
+        shapes[layer.i] = _describe(output)
+        for tensor in _tensors(output):
+            if not torch.isfinite(tensor).all():
+                raise YolopatchError(f"layer {layer.i} ({layer.type}): output holds NaN or inf.")
+
+    handles = [
+        h
+        for layer in layers
+        for h in (layer.register_forward_pre_hook(before), layer.register_forward_hook(after))
+    ]
+    model.train()
+    x = torch.randn(batch, 3, img, img, generator=torch.Generator().manual_seed(0))
+    try:
+        output = model(x)
+    except RuntimeError as exc:
+        where = f"layer {current[-1]} ({layers[current[-1]].type})" if current else "the model"
+        raise YolopatchError(f"{where}: forward pass failed at --img {img}: {_first_line(exc)}") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+    loss = sum(t.float().square().mean() for t in _tensors(output))
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    if missing:
+        raise YolopatchError(
+            f"{len(missing)} parameters get no gradient, e.g. {missing[0]}; part of the model is unused."
+        )
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    if bad:
+        raise YolopatchError(f"gradients of {bad[0]} hold NaN or inf.")
+    model.zero_grad(set_to_none=True)
+    return [shapes.get(layer.i, "-") for layer in layers]
+
+
+def _layer_macs(model: nn.Module, layers: list[nn.Module]) -> tuple[list[float], list[float]]:
+    """thop's MACs and the Involution aggregation MACs per layer, counted at the largest stride and scaled."""
+    import thop
+
+    stride = max(int(max(getattr(model, "stride", torch.tensor([32.0])).tolist() or [32])), 32)
+    scale = (FLOPS_SIZE / stride) ** 2
+    inputs: dict[int, Any] = {}
+    aggregation: dict[int, float] = {}
+
+    def capture(layer, args):
+        # YOLOv5's Detect replaces the items of its input list in place: keep a copy of the list
+        inputs[layer.i] = tuple(list(a) if isinstance(a, list) else a for a in args)
+
+    def count_aggregation(index: int):
+        def hook(module, args, output):
+            pixels = output.shape[-2] * output.shape[-1]
+            aggregation[index] = aggregation.get(index, 0.0) + module.k * module.k * args[0].shape[1] * pixels
+
+        return hook
+
+    probe = copy.deepcopy(model).eval()
+    probe_layers = list(probe.model)
+    handles = [layer.register_forward_pre_hook(capture) for layer in probe_layers]
+    handles += [
+        m.register_forward_hook(count_aggregation(layer.i))
+        for layer in probe_layers
+        for m in layer.modules()
+        if _is_involution(m)
+    ]
+    with torch.no_grad():
+        probe(torch.zeros(1, 3, stride, stride))
+    for handle in handles:
+        handle.remove()
+    macs = []
+    for layer in probe_layers:
+        counted, _ = thop.profile(copy.deepcopy(layer), inputs=inputs[layer.i], verbose=False)
+        macs.append(counted * scale)
+    return macs, [aggregation.get(layer.i, 0.0) * scale for layer in probe_layers]
+
+
+def _is_involution(module: nn.Module) -> bool:
+    return type(module).__name__ == "Involution" and hasattr(module, "k")
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in _tensors(item)]
+    return []
+
+
+def _describe(output: Any) -> str:
+    tensors = _tensors(output)
+    if len(tensors) == 1 and isinstance(output, torch.Tensor):
+        return str(list(output.shape))
+    return ", ".join(str(list(t.shape)) for t in tensors)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

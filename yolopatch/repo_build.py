@@ -1,0 +1,69 @@
+"""Child process for `check --repo`: build a yaml with a checkout's own Model class and measure it.
+
+    python -m yolopatch.repo_build MODELS_DIR MODEL.yaml IMG BATCH OUT.json
+
+It runs in its own process because importing a checkout puts its folders on sys.path, sets YOLOv5's
+global state (Conv.default_act, logging, settings) and may shadow other packages named `models`/`utils`.
+The result, or the error, goes to OUT.json; YOLOv5's own log stays on stdout/stderr.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from yolopatch.errors import YolopatchError
+
+
+def import_yolo(models: Path):
+    """models/yolo.py as its checkout imports it: `models.yolo`, or `yolov5.models.yolo` for the pip package."""
+    tree = ast.parse(models.joinpath("yolo.py").read_text(encoding="utf-8"))
+    package = models.parent
+    absolute = any(
+        isinstance(n, ast.ImportFrom) and (n.module or "").startswith(f"{package.name}.models")
+        for n in tree.body
+    )
+    sys.path.insert(0, str(package.parent if absolute else package))
+    return importlib.import_module(f"{package.name}.models.yolo" if absolute else "models.yolo")
+
+
+def build_and_measure(models: Path, yaml_path: Path, img: int, batch: int) -> dict:
+    from yolopatch.files import read_text
+    from yolopatch.measure import measure
+    from yolopatch.modelyaml import parse_model_yaml
+
+    text = read_text(yaml_path)
+    parsed = parse_model_yaml(text, str(yaml_path))
+    try:
+        yolo = import_yolo(models)
+    except Exception as exc:  # the checkout's own import failure: report it, whatever it is
+        raise YolopatchError(f"{models}: importing its yolo.py failed: {type(exc).__name__}: {exc}") from None
+    try:
+        model = yolo.Model(str(yaml_path), ch=3)
+    except Exception as exc:
+        raise YolopatchError(
+            f"{yaml_path}: the checkout's own Model failed to build it: {type(exc).__name__}: {exc}. "
+            "If it names Involution, run `yolopatch inject` on the checkout first."
+        ) from None
+    rows = [
+        (layer.source, layer.number, layer.module, text[layer.args_span.start : layer.args_span.end])
+        for layer in parsed.layers
+    ]
+    return dataclasses.asdict(measure(model, str(yaml_path), img, batch, rows))
+
+
+def main(argv: list[str]) -> None:
+    models, yaml_path, img, batch, out = argv
+    try:
+        result = {"report": build_and_measure(Path(models), Path(yaml_path), int(img), int(batch))}
+    except YolopatchError as exc:
+        result = {"error": str(exc)}
+    Path(out).write_text(json.dumps(result), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
