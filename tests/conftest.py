@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -15,8 +16,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
 CACHE = Path(os.environ.get("YOLOPATCH_TEST_CACHE", ROOT / ".cache"))
 
-# Versions that cover the file styles: v5 (list, Focus), v6.1 (list, SPPF), v6.2 (tuple), v7.0 (set).
-YOLOV5_VERSIONS = ("5.0.10", "6.1.8", "6.2.3", "7.0.14")
+# Versions that cover the file styles: v4 (one-name-per-line list, Focus), v5 (list), v6.0 (list, SPPF),
+# v6.1 (tuple), v6.2 (one-line set), v7.0 (set, segment models). (5.0.10 has metadata new pip refuses.)
+YOLOV5_VERSIONS = ("4.0.14", "5.0.0", "6.0.7", "6.1.8", "6.2.3", "7.0.14")
 
 
 def fixture_text(name: str) -> str:
@@ -31,9 +33,10 @@ TRANSFORMS = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def graph(text: str) -> list[tuple]:
     """(module, args, inputs as absolute indices) per layer, read with PyYAML, independent of yolopatch."""
-    doc = yaml.safe_load(text.lstrip("\ufeff"))
+    doc = yaml.load(text.lstrip("\ufeff"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     rows = doc["backbone"] + doc["head"]
     nodes = []
     for i, (f, _n, module, args) in enumerate(rows):

@@ -270,7 +270,11 @@ def _rewire_source(layer: Layer, chosen: set[int], new_index: list[int], rewire:
 def _source_edits(layer: Layer, source: From) -> list[_Edit]:
     old = [layer.source] if isinstance(layer.source, int) else list(layer.source)
     new = [source] if isinstance(source, int) else list(source)
-    return [_Edit(span.start, span.end, str(b)) for span, a, b in zip(layer.from_spans, old, new) if a != b]
+    return [
+        _Edit(span.start, span.end, str(b))
+        for span, a, b in zip(layer.from_spans, old, new, strict=True)
+        if a != b
+    ]
 
 
 def _comment_edits(text: str, layer: Layer, new_index: int) -> list[_Edit]:

@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from yolopatch.errors import YolopatchError
-from yolopatch.measure import LayerReport, ModelReport
+from yolopatch.report import LayerReport, ModelReport
 
-
-@dataclass(frozen=True)
-class Comparison:
-    report: ModelReport
-    baseline: ModelReport | None
+# YOLOv5's model_info line, e.g. "YOLOv5s summary: 214 layers, 7235389 parameters, 7235389 gradients, 16.6 GFLOPs"
+_SUMMARY = re.compile(r"\S+ summary: \d+ layers, \d+ parameters, \d+ gradients(, [\d.]+ GFLOPs)?")
 
 
 def check_builtin(text: str, name: str, img: int, batch: int) -> ModelReport:
@@ -70,4 +67,11 @@ def check_with_repo(repo: Path, yaml_path: Path, img: int, batch: int) -> ModelR
     if "error" in result:
         raise YolopatchError(result["error"])
     report = result["report"]
-    return ModelReport(**{**report, "layers": [LayerReport(**layer) for layer in report["layers"]]})
+    lines = [line for line in (process.stdout + process.stderr).splitlines() if _SUMMARY.search(line)]
+    return ModelReport(
+        **{
+            **report,
+            "layers": [LayerReport(**layer) for layer in report["layers"]],
+            "reference": _SUMMARY.search(lines[0]).group(0) if lines else "",
+        }
+    )

@@ -200,6 +200,8 @@ def check(
         err.print(f"note: {warning}", markup=False)
     out.print(report_table(report))
     out.print(summary_line(report, base), markup=False)
+    if report.reference:
+        out.print(f"the checkout's own summary (no aggregation): {report.reference}", markup=False)
     note = involution_note(report)
     if note:
         out.print(note, markup=False)

@@ -82,15 +82,18 @@ def plan_inject(repo: Path, force: bool = False) -> InjectResult:
     actions: list[str] = []
 
     added = set(block.added) if block else set()
-    new_yolo = yolo_text
+    insertions = []
     if explicit is not None and NAME not in [a.name for a in explicit.names]:
-        new_yolo = _insert_after_last(new_yolo, explicit.names, "import")
+        insertions.append(_insertion(yolo_text, explicit.names))
         added.add("import")
         actions.append(f"{checkout.yolo.name}: added {NAME} to `from ...models.common import ...`")
     if NAME not in _names(collection.elts):
-        new_yolo = _insert_after_last(new_yolo, collection.elts, "collection")
+        insertions.append(_insertion(yolo_text, collection.elts))
         added.add("collection")
         actions.append(f"{checkout.yolo.name}: added {NAME} to parse_model's (c1, c2) {flavour.collection}")
+    new_yolo = yolo_text
+    for at, insertion in sorted(insertions, reverse=True):  # later offsets first keep earlier ones valid
+        new_yolo = new_yolo[:at] + insertion + new_yolo[at:]
 
     foreign = [
         n
@@ -109,7 +112,7 @@ def plan_inject(repo: Path, force: bool = False) -> InjectResult:
             f"{checkout.common.name}: disabled the existing class {NAME} at line {foreign[0].lineno}"
         )
     forced = bool(foreign) or (block is not None and block.forced)
-    wanted = _block_text(common_tree, common_text, checkout, sorted(added), forced)
+    wanted = _block_text(common_tree, common_text, block, checkout, sorted(added), forced)
     if block is None:
         new_common = new_common + wanted
         actions.append(f"{checkout.common.name}: appended class {NAME} (yolopatch {__version__})")
@@ -266,16 +269,16 @@ def _offset(text: str, lineno: int, col: int) -> int:
     return line_start + bom + len(line.encode("utf-8")[:col].decode("utf-8"))
 
 
-def _insert_after_last(text: str, elts: list, what: str) -> str:
+def _insertion(text: str, elts: list) -> tuple[int, str]:
+    """Where and what to insert to add Involution after the last name, in the collection's own style."""
     last = elts[-1]
     at = _offset(text, last.end_lineno, last.end_col_offset)
-    if _one_per_line(elts):
-        line_start = text.rfind("\n", 0, at) + 1
-        indent = text[line_start : line_start + len(text[line_start:]) - len(text[line_start:].lstrip(" \t"))]
-        insertion = f",{_newline(text)}{indent}{NAME}"
-    else:
-        insertion = f", {NAME}"
-    return text[:at] + insertion + text[at:]
+    if not _one_per_line(elts):
+        return at, f", {NAME}"
+    line_start = text.rfind("\n", 0, at) + 1
+    line = text[line_start:at]
+    indent = line[: len(line) - len(line.lstrip(" \t"))]
+    return at, f",{_newline(text)}{indent}{NAME}"
 
 
 def _removal(text: str, elts: list) -> tuple[int, int]:
@@ -312,8 +315,10 @@ def _inside(text: str, block: _Block | None, node: ast.stmt) -> bool:
     return block is not None and block.start <= _offset(text, node.lineno, node.col_offset) < block.end
 
 
-def _block_text(tree: ast.Module, text: str, checkout: Checkout, added: list[str], forced: bool) -> str:
-    bound = _module_names(tree)
+def _block_text(
+    tree: ast.Module, text: str, block: _Block | None, checkout: Checkout, added: list[str], forced: bool
+) -> str:
+    bound = _module_names([node for node in tree.body if not _inside(text, block, node)])
     if "Conv" not in bound:
         raise YolopatchError(
             f"{checkout.common}: defines no Conv, which Involution builds on; is this YOLOv5? {manual_edit()}"
@@ -333,9 +338,9 @@ def _block_text(tree: ast.Module, text: str, checkout: Checkout, added: list[str
     return newline * _LEAD_LINES + newline.join(lines) + newline
 
 
-def _module_names(tree: ast.Module) -> set[str]:
+def _module_names(body: list[ast.stmt]) -> set[str]:
     names = set()
-    for node in tree.body:
+    for node in body:
         if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
             names.add(node.name)
         elif isinstance(node, ast.Import):

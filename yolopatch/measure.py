@@ -9,44 +9,15 @@ cannot see because it is tensor arithmetic, not an nn.Module.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from yolopatch.errors import YolopatchError
+from yolopatch.report import LayerReport, ModelReport
 
 FLOPS_SIZE = 640
-
-
-@dataclass(frozen=True)
-class LayerReport:
-    index: int
-    source: Any
-    number: int
-    module: str
-    args: str
-    output: str
-    params: int
-    gflops: float
-    aggregation_gflops: float
-    involution: bool
-
-
-@dataclass(frozen=True)
-class ModelReport:
-    name: str
-    layers: list[LayerReport]
-    modules: int
-    params: int
-    gradients: int
-    gflops: float
-    aggregation_gflops: float
-    img: int
-    batch: int
-    strides: list[float]
-    warnings: list[str] = field(default_factory=list)
 
 
 def measure(

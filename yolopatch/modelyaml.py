@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -17,7 +17,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yolopatch.errors import YolopatchError
 
 SECTIONS = ("backbone", "head")
-From = Union[int, tuple[int, ...]]
+From = int | tuple[int, ...]
 
 # What may follow a layer row on its own line: a comma, the closing bracket, a comment.
 _ROW_TAIL = re.compile(r"[ \t]*(?P<comma>,)?[ \t]*(?P<close>\][ \t]*)?(?P<comment>#[^\r\n]*)?")

@@ -10,8 +10,8 @@ from rich.text import Text
 
 from yolopatch.apply import Change
 from yolopatch.channels import Shape
-from yolopatch.measure import ModelReport
 from yolopatch.modelyaml import ModelYaml
+from yolopatch.report import ModelReport
 
 
 def changes_table(changes: Sequence[Change]) -> Table:
@@ -37,7 +37,7 @@ def layers_table(model: ModelYaml, shapes: Sequence[Shape]) -> Table:
         ("stride", "right"),
     ]:
         table.add_column(name, justify=justify)
-    for layer, shape in zip(model.layers, shapes):
+    for layer, shape in zip(model.layers, shapes, strict=True):
         table.add_row(
             str(layer.index),
             layer.section,

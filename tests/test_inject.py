@@ -1,0 +1,306 @@
+"""inject: real yolov5 wheels and our own layout fixtures; idempotent, reversible, all-or-nothing."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, ROOT, run_cli
+
+from yolopatch import __version__, files
+from yolopatch.errors import YolopatchError
+from yolopatch.inject import plan_inject, plan_revert
+
+STUBS = Path(__file__).parent / "stubs"
+
+
+def _copy_package(source: Path, tmp_path: Path) -> Path:
+    """A copy of a wheel's `yolov5` package folder (the name matters: yolo.py imports yolov5.models)."""
+    target = tmp_path / "site" / "yolov5"
+    shutil.copytree(source, target)
+    return target
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _collection_names(yolo: Path) -> list[list[str]]:
+    tree = ast.parse(yolo.read_text(encoding="utf-8"))
+    return [
+        [getattr(e, "id", "") for e in n.comparators[0].elts]
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Compare)
+        and isinstance(n.left, ast.Name)
+        and n.left.id == "m"
+        and isinstance(n.comparators[0], (ast.List, ast.Tuple, ast.Set))
+    ]
+
+
+REAL = [
+    pytest.param("4.0.14", "list (one name per line)", id="v4-list-one-per-line"),
+    pytest.param("5.0.0", "list", id="v5-list"),
+    pytest.param("6.1.8", "tuple", id="v6.1-tuple"),
+    pytest.param("7.0.14", "set", id="v7-set"),
+]
+
+
+@pytest.mark.parametrize(("version", "collection"), REAL)
+def test_real_wheel_inject_idempotent_check_diff_revert(yolov5_packages, tmp_path, version, collection):
+    package = _copy_package(yolov5_packages[version], tmp_path)
+    pristine = _snapshot(package)
+
+    assert run_cli("inject", str(package), "--check").returncode == 1
+    diff = run_cli("inject", str(package), "--diff")
+    assert diff.returncode == 0 and "+class Involution(nn.Module):" in diff.stdout
+    assert _snapshot(package) == pristine
+
+    first = run_cli("inject", str(package))
+    assert first.returncode == 0, first.stderr
+    assert f"parse_model's collection is {collection}" in first.stderr
+    assert "yolov5 pip package layout" in first.stderr
+    injected = _snapshot(package)
+    names = _collection_names(package / "models" / "yolo.py")
+    assert "Involution" in names[0] and all("Involution" not in other for other in names[1:])
+    assert all(injected[name] == pristine[name] for name in pristine if name.endswith("tf.py"))
+
+    second = run_cli("inject", str(package))
+    assert second.returncode == 0 and "already injected" in second.stderr
+    assert _snapshot(package) == injected
+    assert run_cli("inject", str(package), "--check").returncode == 0
+    assert run_cli("inject", str(package / "models"), "--check").returncode == 0  # REPO may be models/
+
+    assert run_cli("inject", str(package), "--revert").returncode == 0
+    assert _snapshot(package) == pristine
+
+
+@pytest.mark.parametrize(
+    ("fixture", "import_line", "collection_text"),
+    [
+        pytest.param(
+            "v3",
+            "from models.common import Conv, Bottleneck, SPP, DWConv, Focus, BottleneckCSP, Concat, Involution\n",
+            "[nn.Conv2d, Conv, Bottleneck, SPP, DWConv, MixConv2d, Focus, CrossConv, BottleneckCSP, Involution]",
+            id="v3-one-line-import-list",
+        ),
+        pytest.param(
+            "master",
+            "    Detect,\n    Involution,\n)\n",
+            "{\n            Conv,\n            C3,\n            Involution,\n        }",
+            id="master-parenthesised-import-one-per-line-set",
+        ),
+    ],
+)
+def test_layouts_pypi_does_not_ship(tmp_path, fixture, import_line, collection_text):
+    repo = tmp_path / fixture
+    shutil.copytree(FIXTURES / "checkouts" / fixture, repo)
+    pristine = _snapshot(repo)
+    assert run_cli("inject", str(repo)).returncode == 0
+    yolo = (repo / "models" / "yolo.py").read_text(encoding="utf-8")
+    assert import_line in yolo and collection_text in yolo
+    assert (
+        "if m in [BottleneckCSP]:" in yolo
+        or "            if m in {\n                C3,\n            }:" in yolo
+    )
+    common = (repo / "models" / "common.py").read_text(encoding="utf-8")
+    assert common.count("class Involution(nn.Module):") == 1
+    assert ("import torch.nn as nn\n\n\nclass InvolutionAggregate" in common) == (fixture == "master")
+    compile(common, "common.py", "exec")
+    assert run_cli("inject", str(repo), "--revert").returncode == 0
+    assert _snapshot(repo) == pristine
+
+
+def test_crlf_files_stay_crlf_and_revert_exactly(tmp_path):
+    repo = tmp_path / "crlf"
+    shutil.copytree(FIXTURES / "checkouts" / "master", repo)
+    for path in (repo / "models").glob("*.py"):
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    pristine = _snapshot(repo)
+    assert run_cli("inject", str(repo)).returncode == 0
+    for path in (repo / "models").glob("*.py"):
+        assert b"\n" not in path.read_bytes().replace(b"\r\n", b"")
+    assert run_cli("inject", str(repo), "--revert").returncode == 0
+    assert _snapshot(repo) == pristine
+
+
+FOREIGN = '''
+
+class Involution(nn.Module):
+    """pasted from a blog post"""
+
+    def __init__(self, channels, kernel_size, stride):
+        super().__init__()
+'''
+
+
+def test_foreign_class_is_refused_then_replaced_with_force_and_restored_by_revert(tmp_path):
+    repo = tmp_path / "blog"
+    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+    common = repo / "models" / "common.py"
+    common.write_text(common.read_text() + FOREIGN)
+    pristine = _snapshot(repo)
+    refused = run_cli("inject", str(repo))
+    assert refused.returncode == 1 and "already defines its own `class Involution`" in refused.stderr
+    assert "--force" in refused.stderr and _snapshot(repo) == pristine
+    assert run_cli("inject", str(repo), "--force").returncode == 0
+    text = common.read_text()
+    assert "# yolopatch --force disabled: class Involution(nn.Module):" in text
+    assert run_cli("inject", str(repo)).returncode == 0  # idempotent after --force too
+    assert run_cli("inject", str(repo), "--revert").returncode == 0
+    assert _snapshot(repo) == pristine
+
+
+def test_partial_injection_is_completed(tmp_path):
+    repo = tmp_path / "partial"
+    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+    pristine = _snapshot(repo)
+    run_cli("inject", str(repo))
+    full = _snapshot(repo)
+    yolo = repo / "models" / "yolo.py"
+    yolo.write_text(yolo.read_text().replace(", BottleneckCSP, Involution]", ", BottleneckCSP]"))
+    assert run_cli("inject", str(repo), "--check").returncode == 1
+    assert run_cli("inject", str(repo)).returncode == 0
+    assert _snapshot(repo) == full
+    run_cli("inject", str(repo), "--revert")
+    assert _snapshot(repo) == pristine
+
+
+def test_an_older_injection_is_updated(tmp_path):
+    repo = tmp_path / "old"
+    shutil.copytree(FIXTURES / "checkouts" / "master", repo)
+    pristine = _snapshot(repo)
+    run_cli("inject", str(repo))
+    current = _snapshot(repo)
+    common = repo / "models" / "common.py"
+    common.write_text(
+        common.read_text()
+        .replace(f"# >>> yolopatch {__version__}:", "# >>> yolopatch 0.0.1:")
+        .replace("        return self.proj(y)\n", "        return y\n")
+    )
+    result = run_cli("inject", str(repo))
+    assert result.returncode == 0 and f"from yolopatch 0.0.1 to {__version__}" in result.stdout
+    assert _snapshot(repo) == current
+    run_cli("inject", str(repo), "--revert")
+    assert _snapshot(repo) == pristine
+
+
+def _break(repo: Path, name: str, old: str, new: str) -> None:
+    path = repo / "models" / name
+    path.write_text(path.read_text().replace(old, new))
+
+
+BAD = [
+    pytest.param(lambda r: shutil.rmtree(r / "models"), "not a YOLOv5 checkout", id="not-yolov5"),
+    pytest.param(lambda r: (r / "models" / "yolo.py").unlink(), "not a YOLOv5 checkout", id="no-yolo-py"),
+    pytest.param(
+        lambda r: _break(r, "yolo.py", "if m in [nn.Conv2d, Conv,", "if m in [nn.Conv2d,"),
+        "parse_model has no `if m in {Conv, ...}:` collection",
+        id="no-collection",
+    ),
+    pytest.param(
+        lambda r: _break(r, "yolo.py", "def parse_model", "def build"),
+        "has no parse_model",
+        id="no-parse-model",
+    ),
+    pytest.param(
+        lambda r: _break(r, "common.py", "class Concat", "class Concat("),
+        "does not parse as Python",
+        id="common-syntax-error",
+    ),
+    pytest.param(
+        lambda r: _break(r, "common.py", "class Conv(", "class Conv2("), "defines no Conv", id="no-conv"
+    ),
+]
+
+
+@pytest.mark.parametrize(("damage", "message"), BAD)
+def test_bad_checkouts_exit_1_and_change_nothing(tmp_path, damage, message):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+    damage(repo)
+    before = _snapshot(repo)
+    result = run_cli("inject", str(repo))
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert _snapshot(repo) == before
+
+
+def test_missing_folder():
+    result = run_cli("inject", "/nonexistent/yolov5")
+    assert result.returncode == 1 and "no such folder" in result.stderr
+
+
+def test_second_write_failing_restores_the_first(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+    before = _snapshot(repo)
+    plan = plan_inject(repo)
+    real_replace, calls = files.os.replace, []
+
+    def flaky_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", flaky_replace)
+    with pytest.raises(YolopatchError, match="No space left on device"):
+        files.write_texts({p: t for p, t in plan.new.items() if plan.old[p] != t})
+    assert _snapshot(repo) == before
+    assert not list((repo / "models").glob(".*.yolopatch"))
+
+
+def test_failing_stage_writes_nothing(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+    before = _snapshot(repo)
+    plan = plan_inject(repo)
+    real_mkstemp = files.tempfile.mkstemp
+
+    def refuse_yolo(*args, **kwargs):
+        if kwargs.get("prefix", "").startswith(".yolo.py"):
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse_yolo)
+    with pytest.raises(YolopatchError, match="cannot write it"):
+        files.write_texts({p: t for p, t in plan.new.items() if plan.old[p] != t})
+    assert _snapshot(repo) == before
+
+
+def test_revert_without_injection_is_a_no_op(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+    assert not plan_revert(repo).changed
+    result = run_cli("inject", str(repo), "--revert")
+    assert result.returncode == 0 and "nothing to revert" in result.stderr
+
+
+@pytest.mark.parametrize("version", ["6.1.8", "7.0.14"])
+def test_yolov5s_with_involution_builds_with_yolov5s_own_model(
+    yolov5_packages, tmp_path, monkeypatch, version
+):
+    """Inject, then build a replaced and an inserted yolov5s with that tree's own Model: same numbers as ours."""
+    from yolopatch.apply import InvolutionOptions, apply_involution
+    from yolopatch.check import check_builtin, check_with_repo
+
+    monkeypatch.setenv("PYTHONPATH", str(STUBS))
+    package = _copy_package(yolov5_packages[version], tmp_path)
+    assert run_cli("inject", str(package)).returncode == 0
+    original = (package / "models" / "yolov5s.yaml").read_text(encoding="utf-8")
+    for name, options in [("replace", InvolutionOptions()), ("insert", InvolutionOptions(insert=True))]:
+        path = tmp_path / f"yolov5s-{name}.yaml"
+        path.write_text(apply_involution(original, "8", options).text, encoding="utf-8")
+        theirs = check_with_repo(package, path, 320, 1)
+        ours = check_builtin(path.read_text(encoding="utf-8"), str(path), 320, 1)
+        assert theirs.params == ours.params
+        assert round(theirs.gflops, 1) == round(ours.gflops, 1)
+        assert f"{theirs.params} parameters" in theirs.reference
+
+
+def test_examples_readme_round_trip_through_cli(tmp_path):
+    example = tmp_path / "yolov5s.yaml"
+    shutil.copy(ROOT / "examples" / "yolov5s.yaml", example)
+    assert run_cli("apply", str(example), "--layers", "8").returncode == 0
+    assert (tmp_path / "yolov5s-involution.yaml").exists()

@@ -1,0 +1,36 @@
+"""What `check` measured, as plain data (no torch): the CLI renders it, --json prints it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    index: int
+    source: Any
+    number: int
+    module: str
+    args: str
+    output: str
+    params: int
+    gflops: float
+    aggregation_gflops: float
+    involution: bool
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    name: str
+    layers: list[LayerReport]
+    modules: int
+    params: int
+    gradients: int
+    gflops: float
+    aggregation_gflops: float
+    img: int
+    batch: int
+    strides: list[float]
+    warnings: list[str] = field(default_factory=list)
+    reference: str = ""  # with --repo: the summary line the checkout itself printed
