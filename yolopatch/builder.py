@@ -113,7 +113,7 @@ def build_model(model: ModelYaml) -> BuiltModel:
     finally:
         modules._ACTIVATION.pop()
     built = BuiltModel(nn.Sequential(*layers), sorted(save))
-    _set_strides(built, model.name)
+    _set_strides(built, rows, shapes)
     return built
 
 
@@ -196,14 +196,11 @@ def _literal(value: Any, values: dict[str, Any], where: str) -> Any:
     )
 
 
-def _set_strides(built: BuiltModel, name: str) -> None:
-    """Detect's strides from one forward pass at 256x256, as YOLOv5's Model does."""
+def _set_strides(built: BuiltModel, rows: list, shapes: list) -> None:
+    """Detect's strides, from the yaml's own stride bookkeeping (YOLOv5 runs a 256x256 pass for them);
+    `measure` then checks every layer's output size against them."""
     head = built.model[-1]
-    if not isinstance(head, modules.Detect):
-        return
-    size = 256
-    with torch.no_grad():
-        outputs = built.train()(torch.zeros(1, 3, size, size))
-    strides = torch.tensor([size / out.shape[-2] for out in outputs[: head.nl]])
-    head.stride = strides
-    built.stride = strides
+    if isinstance(head, modules.Detect):
+        strides = [shapes[x].stride for x in rows[-1][0]]
+        if all(s is not None for s in strides):
+            head.stride = built.stride = torch.tensor([float(s) for s in strides])

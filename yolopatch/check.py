@@ -26,12 +26,7 @@ def check_builtin(text: str, name: str, img: int, batch: int) -> ModelReport:
     from yolopatch.modelyaml import parse_model_yaml
 
     parsed = parse_model_yaml(text, name)
-    built = build_model(parsed)
-    rows = [
-        (layer.source, layer.number, layer.module, text[layer.args_span.start : layer.args_span.end])
-        for layer in parsed.layers
-    ]
-    return measure(built, name, img, batch, rows)
+    return measure(build_model(parsed), parsed, img, batch)
 
 
 def check_with_repo(repo: Path, yaml_path: Path, img: int, batch: int) -> ModelReport:

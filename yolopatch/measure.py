@@ -9,24 +9,37 @@ cannot see because it is tensor arithmetic, not an nn.Module.
 from __future__ import annotations
 
 import copy
+from fractions import Fraction
 from typing import Any
 
 import torch
 from torch import nn
 
+from yolopatch.channels import CHANNEL_MODULES, geometry, normalize_module, simulate
 from yolopatch.errors import YolopatchError
+from yolopatch.modelyaml import ModelYaml
 from yolopatch.report import LayerReport, ModelReport
 
 FLOPS_SIZE = 640
 
 
-def measure(
-    model: nn.Module, name: str, img: int, batch: int, rows: list[tuple[Any, int, str, str]]
-) -> ModelReport:
-    """`rows`: (from, n, module, args text) per layer, for the table."""
+def measure(model: nn.Module, parsed: ModelYaml, img: int, batch: int) -> ModelReport:
+    """Measure `model`, built from `parsed`; the yaml's own strides say what size each output must have."""
+    name, text = parsed.name, parsed.text
+    rows = [(r.source, r.number, r.module, text[r.args_span.start : r.args_span.end]) for r in parsed.layers]
+    shapes = simulate(parsed.logical_rows(), geometry(parsed.values)).shapes
+    # Convolution-like modules promise ceil(size / stride); padding and pooling layers may not, on purpose.
+    strides = [
+        shape.stride if normalize_module(layer.module) in CHANNEL_MODULES else None
+        for layer, shape in zip(parsed.layers, shapes, strict=True)
+    ]
     layers = list(model.model)
     warnings = _check_strides(model, img)
-    shapes = _forward_backward(model, layers, img, batch)
+    expected = strides if not warnings else [None] * len(strides)  # sizes are exact only at multiples
+    try:
+        shapes = _forward_backward(model, layers, img, batch, expected)
+    except YolopatchError as exc:
+        raise YolopatchError(f"{exc} {' '.join(warnings)}".strip()) from None
     macs, aggregation = _layer_macs(model, layers)
     params = [sum(p.numel() for p in layer.parameters()) for layer in layers]
     reports = [
@@ -81,7 +94,9 @@ def _check_strides(model: nn.Module, img: int) -> list[str]:
     return []
 
 
-def _forward_backward(model: nn.Module, layers: list[nn.Module], img: int, batch: int) -> list[str]:
+def _forward_backward(
+    model: nn.Module, layers: list[nn.Module], img: int, batch: int, strides: list[Fraction | None]
+) -> list[str]:
     shapes: dict[int, str] = {}
     current: list[int] = []
 
@@ -91,6 +106,7 @@ def _forward_backward(model: nn.Module, layers: list[nn.Module], img: int, batch
     def after(layer, _inputs, output):
         current.pop()
         shapes[layer.i] = _describe(output)
+        _check_size(layer, output, img, strides[layer.i])
         for tensor in _tensors(output):
             if not torch.isfinite(tensor).all():
                 raise YolopatchError(f"layer {layer.i} ({layer.type}): output holds NaN or inf.")
@@ -104,7 +120,7 @@ def _forward_backward(model: nn.Module, layers: list[nn.Module], img: int, batch
     x = torch.randn(batch, 3, img, img, generator=torch.Generator().manual_seed(0))
     try:
         output = model(x)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         where = f"layer {current[-1]} ({layers[current[-1]].type})" if current else "the model"
         raise YolopatchError(f"{where}: forward pass failed at --img {img}: {_first_line(exc)}") from None
     finally:
@@ -123,6 +139,18 @@ def _forward_backward(model: nn.Module, layers: list[nn.Module], img: int, batch
         raise YolopatchError(f"gradients of {bad[0]} hold NaN or inf.")
     model.zero_grad(set_to_none=True)
     return [shapes.get(layer.i, "-") for layer in layers]
+
+
+def _check_size(layer: nn.Module, output: Any, img: int, stride: Fraction | None) -> None:
+    if stride is None or not isinstance(output, torch.Tensor) or output.dim() != 4:
+        return
+    size = img / stride
+    if tuple(output.shape[-2:]) != (size, size):
+        raise YolopatchError(
+            f"layer {layer.i} ({layer.type}): output is {output.shape[-2]}x{output.shape[-1]} at --img {img}, "
+            f"but its arguments give stride {stride}, i.e. {size}x{size}. Its module changes the resolution "
+            "differently from what parse_model assumes."
+        )
 
 
 def _layer_macs(model: nn.Module, layers: list[nn.Module]) -> tuple[list[float], list[float]]:

@@ -36,8 +36,7 @@ def build_and_measure(models: Path, yaml_path: Path, img: int, batch: int) -> di
     from yolopatch.measure import measure
     from yolopatch.modelyaml import parse_model_yaml
 
-    text = read_text(yaml_path)
-    parsed = parse_model_yaml(text, str(yaml_path))
+    parsed = parse_model_yaml(read_text(yaml_path), str(yaml_path))
     try:
         yolo = import_yolo(models)
     except Exception as exc:  # the checkout's own import failure: report it, whatever it is
@@ -49,11 +48,7 @@ def build_and_measure(models: Path, yaml_path: Path, img: int, batch: int) -> di
             f"{yaml_path}: the checkout's own Model failed to build it: {type(exc).__name__}: {exc}. "
             "If it names Involution, run `yolopatch inject` on the checkout first."
         ) from None
-    rows = [
-        (layer.source, layer.number, layer.module, text[layer.args_span.start : layer.args_span.end])
-        for layer in parsed.layers
-    ]
-    return dataclasses.asdict(measure(model, str(yaml_path), img, batch, rows))
+    return dataclasses.asdict(measure(model, parsed, img, batch))
 
 
 def main(argv: list[str]) -> None:

@@ -1,0 +1,199 @@
+"""check: exact numbers for our examples and real YOLOv5 yamls, clear failures, rendering."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, ROOT, fixture_text, run_cli
+from rich.console import Console
+from torch import nn
+
+from yolopatch.apply import InvolutionOptions, apply_involution
+from yolopatch.builder import build_model
+from yolopatch.check import check_builtin, check_with_repo
+from yolopatch.errors import YolopatchError
+from yolopatch.involution_cost import involution_macs, involution_params
+from yolopatch.measure import measure
+from yolopatch.modelyaml import parse_model_yaml
+from yolopatch.render import report_table, summary_line
+
+EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
+STUBS = Path(__file__).parent / "stubs"
+
+
+def test_example_matches_yolov5s_numbers():
+    report = check_builtin(EXAMPLE, "yolov5s", 256, 1)
+    assert (report.modules, report.params, report.gradients) == (214, 7235389, 7235389)
+    assert round(report.gflops, 1) == 16.6 and report.aggregation_gflops == 0
+    assert report.strides == [8.0, 16.0, 32.0]
+
+
+def test_replaced_layer_numbers_follow_the_formulas():
+    patched = apply_involution(EXAMPLE, "8", InvolutionOptions()).text
+    base, report = check_builtin(EXAMPLE, "base", 256, 1), check_builtin(patched, "patched", 256, 1)
+    c3_params = base.layers[8].params
+    assert report.params == base.params - c3_params + involution_params(512, 512, 7)
+    # the aggregation at 640: 7*7 offsets x 512 channels x 20x20 pixels, x2 for FLOPs
+    assert report.layers[8].aggregation_gflops == pytest.approx(2 * 49 * 512 * 20 * 20 / 1e9)
+    assert report.layers[8].involution and not report.layers[7].involution
+
+
+def test_activation_key_applies_to_its_build_only():
+    leaky = build_model(parse_model_yaml(fixture_text("spaced.yaml")))
+    plain = build_model(parse_model_yaml(EXAMPLE))
+    assert isinstance(leaky.model[0].act, nn.LeakyReLU) and leaky.model[0].act.negative_slope == 0.1
+    assert isinstance(plain.model[0].act, nn.SiLU)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(
+            ("[-1, 1, SPPF, [1024, 5]]", "[-1, 1, MyBlock, [1024, 5]]"), "unknown module", id="unknown"
+        ),
+        pytest.param(
+            ("[-1, 1, SPPF, [1024, 5]]", "[-1, 1, \"__import__('os').system('touch PWNED')\", [1024]]"),
+            "unknown module",
+            id="code-as-module",
+        ),
+        pytest.param(
+            ("[-1, 1, SPPF, [1024, 5]]", "[-1, 1, SPPF, [1024, \"__import__('os').system('touch PWNED')\"]]"),
+            "is not a literal",
+            id="code-as-argument",
+        ),
+        pytest.param(
+            ("nc: 80", "nc: 80\nactivation: __import__('os').system('touch PWNED')"),
+            "is not a torch.nn activation",
+            id="code-as-activation",
+        ),
+        pytest.param(
+            ("[[-1, 4], 1, Concat, [1]]", "[[-1, 6], 1, Concat, [1]]"),
+            "layer 16 (Concat): forward pass failed",
+            id="stride-mismatch-in-concat",
+        ),
+    ],
+)
+def test_failures_exit_1_with_the_layer_and_cause(tmp_path, change, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(EXAMPLE.replace(*change), encoding="utf-8")
+    result = run_cli("check", str(path), "--img", "128", cwd=tmp_path)
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_unknown_module_suggests_repo():
+    with pytest.raises(YolopatchError, match="--repo"):
+        check_builtin(EXAMPLE.replace("SPPF", "SPPCSPC"), "m", 128, 1)
+
+
+class _DropsChannels(nn.Module):
+    """A blog-style Involution that ignores its output channels."""
+
+    def forward(self, x):
+        return x
+
+
+def test_channel_mismatch_names_the_layer_that_receives_it():
+    parsed = parse_model_yaml(EXAMPLE)
+    model = build_model(parsed)
+    broken = _DropsChannels()
+    broken.i, broken.f, broken.type = 10, -1, "Involution"
+    model.model[10] = broken  # hands on 512 channels where its arguments promise 256
+    with pytest.raises(YolopatchError, match=r"layer 13 \(C3\): forward pass failed .*768 channels"):
+        measure(model, parsed, 128, 1)
+
+
+def test_wrong_output_size_is_caught():
+    parsed = parse_model_yaml(EXAMPLE)
+    model = build_model(parsed)
+    model.model[3].conv.stride = (1, 1)  # a layer that no longer halves the resolution its arguments promise
+    with pytest.raises(
+        YolopatchError,
+        match=r"layer 3 \(Conv\): output is 32x32 at --img 128, but its arguments give stride 8, i.e. 16x16",
+    ):
+        measure(model, parsed, 128, 1)
+
+
+def test_json_output_and_baseline(tmp_path):
+    patched = tmp_path / "patched.yaml"
+    patched.write_text(apply_involution(EXAMPLE, "8", InvolutionOptions()).text, encoding="utf-8")
+    result = run_cli(
+        "check", str(patched), "--img", "128", "--json", "--baseline", str(ROOT / "examples" / "yolov5s.yaml")
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["baseline"]["params"] == 7235389
+    assert data["model"]["params"] == 7235389 - 1182720 + involution_params(512, 512, 7)
+    assert data["model"]["layers"][8]["module"] == "Involution"
+
+
+def test_table_and_summary_render_as_text():
+    report = check_builtin(apply_involution(EXAMPLE, "8", InvolutionOptions()).text, "yolov5s-inv", 128, 1)
+    base = check_builtin(EXAMPLE, "yolov5s", 128, 1)
+    console = Console(file=io.StringIO(), width=140, color_system=None, force_terminal=False)
+    console.print(report_table(report))
+    lines = [line.rstrip() for line in console.file.getvalue().splitlines()]
+    assert lines[0] == "yolov5s-inv at --img 128, batch 1"
+    assert lines[2].split() == [
+        "┃",
+        "#",
+        "┃",
+        "from",
+        "┃",
+        "n",
+        "┃",
+        "module",
+        "┃",
+        "arguments",
+        "┃",
+        "output",
+        "┃",
+        "params",
+        "┃",
+        "GFLOPs@640",
+        "┃",
+    ]
+    row8 = next(line for line in lines if line.startswith("│  8 "))
+    assert [c.strip() for c in row8.strip("│").split("│")] == [
+        "8",
+        "-1",
+        "1",
+        "Involution *",
+        "[1024, 7, 1]",
+        "[1, 512, 4, 4]",
+        "268,064",
+        f"{2 * involution_macs(512, 512, 20, 20).total / 1e9:.2f}",  # 0.23: conv1, BN, conv2, aggregation
+    ]
+    assert summary_line(report, base) == (
+        "yolov5s-inv summary: 203 layers (-11, -5.1%), 6320733 parameters (-914656, -12.6%), "
+        "6320733 gradients (-914656, -12.6%), 15.9 GFLOPs (-0.7, -4.3%)"
+    )
+
+
+def test_every_v7_yaml_matches_yolov5s_own_model_and_summary(yolov5_packages, monkeypatch, tmp_path):
+    """Our builder against YOLOv5 v7.0's own Model and model_info, for every model yaml the wheel ships."""
+    monkeypatch.setenv("PYTHONPATH", str(STUBS))
+    package = tmp_path / "yolov5"
+    shutil.copytree(yolov5_packages["7.0.14"], package)
+    files = sorted(p for p in (package / "models").rglob("*.yaml") if p.name != "anchors.yaml")
+    for path in files:
+        img = 256 if "p7" in path.name else 128  # batch 1 needs at least 2x2 at stride 128 for BatchNorm
+        ours = check_builtin(path.read_text(encoding="utf-8"), str(path), img, 1)
+        theirs = check_with_repo(package, path, img, 1)
+        assert (ours.params, ours.modules) == (theirs.params, theirs.modules), path
+        assert (
+            f"{ours.modules} layers, {ours.params} parameters, {ours.gradients} gradients, {ours.gflops:.1f} GFLOPs"
+            in theirs.reference
+        ), path
+
+
+def test_fixtures_build(tmp_path):
+    for name in ["spaced.yaml", "master.yaml", "darknet.yaml", "p6.yaml"]:
+        report = check_builtin(fixture_text(name), name, 128, 1)
+        assert report.params > 0
+    assert FIXTURES.exists()
