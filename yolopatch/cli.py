@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -181,16 +183,12 @@ def check(
     import dataclasses
     import json
 
-    from yolopatch.files import read_text
     from yolopatch.render import involution_note, report_table, summary_line
 
     if img < 32 or batch < 1:
         raise typer.BadParameter("--img must be at least 32 and --batch at least 1", param_hint="--img")
     with _errors(), err.status("building and running the model...", spinner="dots"):
-        reports = [
-            _check_one(path, repo, img, batch, read_text)
-            for path in [model, *([baseline] if baseline else [])]
-        ]
+        reports = [_check_one(path, repo, img, batch) for path in [model, *([baseline] if baseline else [])]]
     report, base = reports[0], (reports[1] if baseline else None)
     if as_json:
         data = {"model": dataclasses.asdict(report), "baseline": dataclasses.asdict(base) if base else None}
@@ -211,8 +209,9 @@ def check(
     )
 
 
-def _check_one(path: Path, repo: Optional[Path], img: int, batch: int, read_text):
+def _check_one(path: Path, repo: Optional[Path], img: int, batch: int):
     from yolopatch.check import check_builtin, check_with_repo
+    from yolopatch.files import read_text
 
     if repo is not None:
         return check_with_repo(repo, path, img, batch)
@@ -235,16 +234,13 @@ def layers_command(model: Path = typer.Argument(..., help="The model yaml.", dir
     out.print(layers_table(parsed, simulation.shapes))
 
 
-class _errors:
+@contextmanager
+def _errors() -> Iterator[None]:
     """Turn the one user-facing exception type into a message on stderr and exit code 1."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
-        if isinstance(exc, YolopatchError):
-            _fail(str(exc))
-        return False
+    try:
+        yield
+    except YolopatchError as exc:
+        _fail(str(exc))
 
 
 def _fail(message: str) -> NoReturn:
