@@ -41,11 +41,23 @@ def main() -> None:
     if not (package / "models" / "yolo.py").exists():
         sys.exit(f"{package}: not found; run the tests once (they download the wheel) or pass --cache")
     with tempfile.TemporaryDirectory() as scratch:
-        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'stubs'}{os.pathsep}{package.parent}",
-               "YOLOV5_CONFIG_DIR": scratch, "YOLO_CONFIG_DIR": scratch, "MPLCONFIGDIR": scratch, "PIP_NO_INDEX": "1"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{ROOT / 'tests' / 'stubs'}{os.pathsep}{package.parent}",
+            "YOLOV5_CONFIG_DIR": scratch,
+            "YOLO_CONFIG_DIR": scratch,
+            "MPLCONFIGDIR": scratch,
+            "PIP_NO_INDEX": "1",
+        }
         commands = {
-            "yolopatch check (640)": ([sys.executable, "-m", "yolopatch", "check", str(ROOT / "examples" / "yolov5s.yaml")], ROOT),
-            "YOLOv5 models/yolo.py --cfg": ([sys.executable, "models/yolo.py", "--cfg", "yolov5s.yaml"], package),
+            "yolopatch check (640)": (
+                [sys.executable, "-m", "yolopatch", "check", str(ROOT / "examples" / "yolov5s.yaml")],
+                ROOT,
+            ),
+            "YOLOv5 models/yolo.py --cfg": (
+                [sys.executable, "models/yolo.py", "--cfg", "yolov5s.yaml"],
+                package,
+            ),
         }
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
         for _ in range(args.runs):

@@ -26,7 +26,17 @@ def commands(scratch: Path) -> dict[str, list[str]]:
     return {
         "python -c pass": [py, "-c", "pass"],
         "yolopatch --help": [py, "-m", "yolopatch", "--help"],
-        "yolopatch apply --diff": [py, "-m", "yolopatch", "apply", str(EXAMPLE), "-l", "8", "--insert", "--diff"],
+        "yolopatch apply --diff": [
+            py,
+            "-m",
+            "yolopatch",
+            "apply",
+            str(EXAMPLE),
+            "-l",
+            "8",
+            "--insert",
+            "--diff",
+        ],
         "yolopatch inject --check": [py, "-m", "yolopatch", "inject", str(scratch / "v3"), "--check"],
     }
 

@@ -53,6 +53,18 @@ BAD_INPUT = [
     pytest.param(EXAMPLE, ["-l", "2", "--group-channels", "24"], "values that divide 64", id="gc-24"),
     pytest.param(EXAMPLE, ["-l", "2", "--kernel", "4"], "--kernel 4: must be odd", id="even-kernel"),
     pytest.param(EXAMPLE, ["-l", "Concat"], "leaves nothing to change", id="nothing-replaceable"),
+    pytest.param(
+        EXAMPLE.replace("[[-1, 6], 1, Concat, [1]]", "[[-1, 16], 1, Concat, [1]]"),
+        ["-l", "8"],
+        "layer 12 takes input from 16, which is not an earlier layer",
+        id="forward-reference",
+    ),
+    pytest.param(
+        EXAMPLE.replace("nc: 80", "nc: [80"),
+        ["-l", "8"],
+        ":5:1: not valid YAML (expected ',' or ']', but got '<scalar>'; while parsing a flow sequence that starts at line 4)",
+        id="unclosed-bracket",
+    ),
 ]
 
 

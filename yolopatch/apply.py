@@ -80,7 +80,7 @@ def apply_involution(text: str, layers: str, options: InvolutionOptions, name: s
     _check_options(options)
     model = parse_model_yaml(text, name)
     geo = geometry(model.values)
-    simulation = simulate(model.logical_rows(), geo)
+    simulation = simulate(model.logical_rows(), geo, name)
     patched = any(normalize_module(layer.module) == INVOLUTION for layer in model.layers)
     selection = select_layers(layers, model.layers, absent_ok=KNOWN_MODULES if patched else ())
     already = [f"--layers {term} matches no layer any more: already patched." for term in selection.unmatched]
@@ -364,7 +364,7 @@ def _verify(new_text: str, rows: list[Row], geo: Geometry, name: str) -> ModelYa
             f"{name}: internal error: the edited text did not parse back as planned; nothing was written. "
             "Please report this with the yaml file."
         )
-    simulate(rows, geo)
+    simulate(rows, geo, name)
     return reparsed
 
 

@@ -51,6 +51,7 @@ MODULES: dict[str, type[nn.Module]] = {
     "nn.ZeroPad2d": nn.ZeroPad2d,
     "nn.BatchNorm2d": nn.BatchNorm2d,
     "nn.ConvTranspose2d": nn.ConvTranspose2d,
+    "nn.Conv2d": nn.Conv2d,
     "nn.Identity": nn.Identity,
 }
 REPEAT_INSIDE = frozenset({"BottleneckCSP", "C3", "C3TR", "C3Ghost", "C3x"})  # parse_model's "insert n" set
@@ -101,7 +102,7 @@ def build_model(model: ModelYaml) -> BuiltModel:
     """Build the model a yaml describes, as YOLOv5 v7.0's parse_model would, then compute its strides."""
     geo = geometry(model.values)
     rows = model.logical_rows()
-    shapes = simulate(rows, geo).shapes
+    shapes = simulate(rows, geo, model.name).shapes
     activation = parse_activation(model.values.get("activation"), model.name)
     modules._ACTIVATION.append(activation or nn.SiLU())  # one shared instance, as in YOLOv5 v7.0
     try:

@@ -33,11 +33,12 @@ CHANNEL_MODULES = frozenset(
         "DWConvTranspose2d",
         "C3x",
         "Involution",
+        "nn.Conv2d",  # in the set up to v3.x
     }
 )
 # Modules whose third yaml argument is their stride.
 STRIDED = frozenset(
-    {"Conv", "GhostConv", "DWConv", "GhostBottleneck", "CrossConv", "MixConv2d", "Involution"}
+    {"Conv", "GhostConv", "DWConv", "GhostBottleneck", "CrossConv", "MixConv2d", "Involution", "nn.Conv2d"}
 )
 UPSAMPLING = frozenset({"nn.ConvTranspose2d", "DWConvTranspose2d"})
 OTHER_KNOWN = frozenset(
@@ -159,7 +160,9 @@ def layer_stride(module: str, args: Sequence[Any]) -> Fraction | None:
     return Fraction(1)
 
 
-def simulate(rows: Sequence[tuple[From, int, str, Sequence[Any]]], geo: Geometry) -> Simulation:
+def simulate(
+    rows: Sequence[tuple[From, int, str, Sequence[Any]]], geo: Geometry, name: str = "<yaml>"
+) -> Simulation:
     """Walk the rows as parse_model does; raise YolopatchError on a `from` that points nowhere."""
     channels: list[int | None] = []
     strides: list[Fraction | None] = []
@@ -168,7 +171,7 @@ def simulate(rows: Sequence[tuple[From, int, str, Sequence[Any]]], geo: Geometry
         module = normalize_module(module)
         inputs = [source] if isinstance(source, int) else list(source)
         for f in inputs:
-            _check_source(index, f)
+            _check_source(index, f, name)
         c_in = [_lookup(channels, f, geo.input_channels) for f in inputs]
         s_in = [_lookup(strides, f, Fraction(1)) for f in inputs]
         c1 = c_in[0] if isinstance(source, int) else None
@@ -204,9 +207,11 @@ def _output_channels(
     return first if single else None
 
 
-def _check_source(index: int, f: int) -> None:
+def _check_source(index: int, f: int, name: str) -> None:
     if f >= index or (f < 0 and index + f < 0 and not (index == 0 and f == -1)):
-        raise YolopatchError(f"layer {index}: takes input from {f}, which is not an earlier layer.")
+        raise YolopatchError(
+            f"{name}: layer {index} takes input from {f}, which is not an earlier layer; fix its `from`."
+        )
 
 
 def _lookup(values: list, f: int, first_input: Any) -> Any:

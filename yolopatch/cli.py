@@ -228,7 +228,7 @@ def layers_command(model: Path = typer.Argument(..., help="The model yaml.", dir
 
     with _errors():
         parsed = parse_model_yaml(read_text(model), str(model))
-        simulation = simulate(parsed.logical_rows(), geometry(parsed.values))
+        simulation = simulate(parsed.logical_rows(), geometry(parsed.values), str(model))
     for warning in simulation.warnings:
         err.print(f"note: {warning}", markup=False)
     out.print(layers_table(parsed, simulation.shapes))

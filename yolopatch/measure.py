@@ -27,7 +27,7 @@ def measure(model: nn.Module, parsed: ModelYaml, img: int, batch: int) -> ModelR
     """Measure `model`, built from `parsed`; the yaml's own strides say what size each output must have."""
     name, text = parsed.name, parsed.text
     rows = [(r.source, r.number, r.module, text[r.args_span.start : r.args_span.end]) for r in parsed.layers]
-    shapes = simulate(parsed.logical_rows(), geometry(parsed.values)).shapes
+    shapes = simulate(parsed.logical_rows(), geometry(parsed.values), name).shapes
     # Convolution-like modules promise ceil(size / stride); padding and pooling layers may not, on purpose.
     strides = [
         shape.stride if normalize_module(layer.module) in CHANNEL_MODULES else None

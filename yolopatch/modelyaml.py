@@ -91,8 +91,11 @@ def parse_model_yaml(text: str, name: str = "<yaml>") -> ModelYaml:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        context = ""
+        if exc.context and exc.context_mark and exc.context_mark is not mark:
+            context = f"; {exc.context} that starts at line {exc.context_mark.line + 1}"
         raise YolopatchError(
-            f"{where}: not valid YAML ({exc.problem or exc.context}). Fix the syntax there."
+            f"{where}: not valid YAML ({exc.problem or exc.context}{context}). Fix the syntax there."
         ) from None
     except YAMLError as exc:
         raise YolopatchError(f"{name}: not valid YAML ({exc}).") from None

@@ -245,12 +245,16 @@ class C3Ghost(C3):
         self.m = nn.Sequential(*(GhostBottleneck(hidden, hidden) for _ in range(n)))
 
 
-class Contract(nn.Module):
-    """Space to depth: (b, c, h, w) -> (b, c*g*g, h/g, w/g)."""
+class _Regroup(nn.Module):
+    """Moves pixels between space and channels by a gain g."""
 
     def __init__(self, gain=2):
         super().__init__()
         self.gain = gain
+
+
+class Contract(_Regroup):
+    """Space to depth: (b, c, h, w) -> (b, c*g*g, h/g, w/g)."""
 
     def forward(self, x):
         b, c, h, w = x.shape
@@ -259,12 +263,8 @@ class Contract(nn.Module):
         return x.view(b, c * s * s, h // s, w // s)
 
 
-class Expand(nn.Module):
+class Expand(_Regroup):
     """Depth to space: (b, c, h, w) -> (b, c/g/g, h*g, w*g)."""
-
-    def __init__(self, gain=2):
-        super().__init__()
-        self.gain = gain
 
     def forward(self, x):
         b, c, h, w = x.shape
