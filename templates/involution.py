@@ -11,55 +11,77 @@ class InvolutionAggregate(torch.autograd.Function):
     def forward(ctx, x, w, k, s):
         ctx.save_for_backward(x, w)
         ctx.k, ctx.s = k, s
-        return InvolutionAggregate.shift_sum(x, w, k, s, inplace=True)
+        return InvolutionAggregate.aggregate(x, w, k, s)
 
     @staticmethod
     def backward(ctx, grad):
         x, w = ctx.saved_tensors
-        k, s = ctx.k, ctx.s
-        p = (k - 1) // 2
         acc = torch.promote_types(torch.result_type(x, w), torch.float32)
-        b, c, h, wd = x.shape
-        g, ho, wo = w.shape[1], w.shape[3], w.shape[4]
-        grad = grad.to(acc).view(b, g, c // g, ho, wo)
+        p = (ctx.k - 1) // 2
         xp = nn.functional.pad(x.to(acc), (p, p, p, p))
+        grad = grad.to(acc).view(x.shape[0], w.shape[1], -1, w.shape[3], w.shape[4])
         grad_xp = torch.zeros_like(xp) if ctx.needs_input_grad[0] else None
         grad_w = torch.empty(w.shape, dtype=acc, device=w.device) if ctx.needs_input_grad[1] else None
-        for u in range(k):
-            for v in range(k):
-                window = (
-                    slice(None),
-                    slice(None),
-                    slice(u, u + s * (ho - 1) + 1, s),
-                    slice(v, v + s * (wo - 1) + 1, s),
-                )
-                kernel = w[:, :, u * k + v].unsqueeze(2).to(acc)
-                if grad_xp is not None:
-                    grad_xp[window].view(b, g, c // g, ho, wo).addcmul_(grad, kernel)
-                if grad_w is not None:
-                    grad_w[:, :, u * k + v] = (grad * xp[window].view(b, g, c // g, ho, wo)).sum(2)
-        grad_x = grad_xp[:, :, p : p + h, p : p + wd].to(x.dtype) if grad_xp is not None else None
+        for piece, window, offset in InvolutionAggregate.passes(x, w, ctx.k, ctx.s):
+            part = grad[piece]
+            if grad_xp is not None:
+                grad_xp[window].view(part.shape).addcmul_(part, w[offset].unsqueeze(2).to(acc))
+            if grad_w is not None:
+                grad_w[offset] = (part * xp[window].view(part.shape)).sum(2)
+        grad_x = (
+            grad_xp[:, :, p : p + x.shape[2], p : p + x.shape[3]].to(x.dtype) if grad_xp is not None else None
+        )
         return grad_x, (grad_w.to(w.dtype) if grad_w is not None else None), None, None
 
     @staticmethod
-    def shift_sum(x, w, k, s, inplace=False):
-        """The aggregation as plain tensor ops (Pad, Slice, Mul, Add): what tracing and ONNX export record."""
-        p = (k - 1) // 2
+    def aggregate(x, w, k, s):
+        """The aggregation in place, piece by piece (eager forward, with or without autograd)."""
         acc = torch.promote_types(torch.result_type(x, w), torch.float32)
-        b, c, h, wd = x.shape
+        p = (k - 1) // 2
+        xp = nn.functional.pad(x.to(acc), (p, p, p, p))
+        out = torch.zeros(
+            (x.shape[0], w.shape[1], x.shape[1] // w.shape[1], w.shape[3], w.shape[4]),
+            dtype=acc,
+            device=x.device,
+        )
+        for piece, window, offset in InvolutionAggregate.passes(x, w, k, s):
+            part = out[piece]
+            part.addcmul_(xp[window].view(part.shape), w[offset].unsqueeze(2).to(acc))
+        return out.flatten(1, 2).to(torch.result_type(x, w))
+
+    @staticmethod
+    def passes(x, w, k, s):
+        """Index tuples (piece of out, window of padded x, offset of w) for every pass.
+
+        On a CPU the output is split into pieces (a batch item and a run of groups, about 2**18 values) that
+        stay in a core's L2 cache across the k*k passes; on a GPU one piece holds everything.
+        """
+        b, c = x.shape[:2]
+        g, ho, wo = w.shape[1], w.shape[3], w.shape[4]
+        gc = c // g
+        step = g if x.is_cuda else max(1, (1 << 18) // (gc * ho * wo))
+        for batch in [slice(None)] if x.is_cuda else [slice(i, i + 1) for i in range(b)]:
+            for first in range(0, g, step):
+                groups = slice(first, min(g, first + step))
+                channels = slice(groups.start * gc, groups.stop * gc)
+                for u in range(k):
+                    for v in range(k):
+                        rows, cols = slice(u, u + s * (ho - 1) + 1, s), slice(v, v + s * (wo - 1) + 1, s)
+                        yield (batch, groups), (batch, channels, rows, cols), (batch, groups, u * k + v)
+
+    @staticmethod
+    def shift_sum(x, w, k, s):
+        """The same sum as plain tensor ops (Pad, Slice, Mul, Add): what tracing and ONNX export record."""
+        acc = torch.promote_types(torch.result_type(x, w), torch.float32)
+        p = (k - 1) // 2
+        b, c = x.shape[:2]
         g, ho, wo = w.shape[1], w.shape[3], w.shape[4]
         xp = nn.functional.pad(x.to(acc), (p, p, p, p))
         out = torch.zeros((b, g, c // g, ho, wo), dtype=acc, device=x.device)
         for u in range(k):
             for v in range(k):
-                shifted = xp[:, :, u : u + s * (ho - 1) + 1 : s, v : v + s * (wo - 1) + 1 : s].view(
-                    b, g, c // g, ho, wo
-                )
-                kernel = w[:, :, u * k + v].unsqueeze(2).to(acc)
-                if inplace:
-                    out.addcmul_(shifted, kernel)
-                else:
-                    out = out + shifted * kernel
+                shifted = xp[:, :, u : u + s * (ho - 1) + 1 : s, v : v + s * (wo - 1) + 1 : s]
+                out = out + shifted.reshape(b, g, c // g, ho, wo) * w[:, :, u * k + v].unsqueeze(2).to(acc)
         return out.flatten(1, 2).to(torch.result_type(x, w))
 
 
@@ -99,8 +121,10 @@ class Involution(nn.Module):
         w = self.conv2(self.conv1(self.pool(x)))
         b, _, ho, wo = w.shape
         w = w.view(b, -1, self.k * self.k, ho, wo)
-        if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad) and not torch.jit.is_tracing():
+        if torch.jit.is_tracing():
+            y = InvolutionAggregate.shift_sum(x, w, self.k, self.s)
+        elif torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
             y = InvolutionAggregate.apply(x, w, self.k, self.s)
         else:
-            y = InvolutionAggregate.shift_sum(x, w, self.k, self.s, inplace=not torch.jit.is_tracing())
+            y = InvolutionAggregate.aggregate(x, w, self.k, self.s)
         return self.proj(y)

@@ -50,8 +50,8 @@ def _inputs(shape: dict, dtype=torch.float32):
 def test_aggregation_matches_unfold_reference(shape):
     x, w = _inputs(shape)
     expected = unfold_reference(x, w, shape["k"], shape["s"])
-    for inplace in (True, False):
-        got = InvolutionAggregate.shift_sum(x, w, shape["k"], shape["s"], inplace=inplace)
+    for aggregation in (InvolutionAggregate.aggregate, InvolutionAggregate.shift_sum):
+        got = aggregation(x, w, shape["k"], shape["s"])
         assert (got - expected).abs().max() < 1e-5
     assert (InvolutionAggregate.apply(x, w, shape["k"], shape["s"]) - expected).abs().max() < 1e-5
 
@@ -67,6 +67,18 @@ def test_custom_backward_matches_autograd_of_reference(shape):
     unfold_reference(x2, w2, shape["k"], shape["s"]).backward(grad)
     assert (x1.grad - x2.grad).abs().max() < 1e-4
     assert (w1.grad - w2.grad).abs().max() < 1e-4
+
+
+def test_pieces_that_split_groups_and_batches_agree_with_the_reference():
+    # 6 groups of 16 channels at 64x64: pieces of 2**18 values hold 4 groups, so each batch item splits in two
+    x, w = _inputs({"batch": 2, "groups": 6, "gc": 16, "k": 3, "s": 1, "h": 64, "w": 64})
+    assert len({str(piece) for piece, _, _ in InvolutionAggregate.passes(x, w, 3, 1)}) == 4
+    x1, w1, x2, w2 = (t.clone().requires_grad_() for t in (x, w, x, w))
+    ours, reference = InvolutionAggregate.apply(x1, w1, 3, 1), unfold_reference(x2, w2, 3, 1)
+    assert (ours - reference).abs().max() < 1e-5
+    grad = torch.randn_like(ours)
+    ours.backward(grad), reference.backward(grad)
+    assert (x1.grad - x2.grad).abs().max() < 1e-4 and (w1.grad - w2.grad).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize(("k", "s", "h", "w"), [(3, 1, 5, 4), (5, 2, 7, 6), (7, 2, 9, 9), (3, 3, 8, 5)])
@@ -136,7 +148,7 @@ def test_bf16_autocast_accumulates_in_float32():
     torch.manual_seed(0)
     x, w = _inputs({"batch": 1, "groups": 4, "gc": 16, "k": 7, "s": 1, "h": 20, "w": 20}, torch.bfloat16)
     exact = unfold_reference(x.double(), w.double(), 7, 1)
-    got = InvolutionAggregate.shift_sum(x, w, 7, 1, inplace=True)
+    got = InvolutionAggregate.aggregate(x, w, 7, 1)
     assert got.dtype == torch.bfloat16
     # one bf16 rounding of the result (2**-8 relative), not 49 roundings of a bf16 running sum
     assert ((got.double() - exact).abs() <= exact.abs() * 2**-8 + 1e-6).all()
