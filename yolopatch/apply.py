@@ -100,8 +100,10 @@ def apply_involution(text: str, layers: str, options: InvolutionOptions, name: s
     if not targets and not already:
         raise YolopatchError(f"{name}: --layers {layers} leaves nothing to change. " + " ".join(skipped))
     notes = [*simulation.warnings, *already, *skipped]
-    plan = _plan_insert if options.insert else _plan_replace
-    rows, edits, changes = plan(model, targets, geo, simulation.shapes, options)
+    if options.insert:
+        rows, edits, changes = _plan_insert(model, targets, geo, simulation.shapes, options)
+    else:
+        rows, edits, changes = _plan_replace(model, targets, options)
     new_text = _splice(text, edits)
     notes += _non_ascii_warning(_verify(new_text, rows, geo, name))
     return ApplyResult(original=text, text=new_text, changes=tuple(changes), notes=tuple(notes))
@@ -184,11 +186,7 @@ def _stride(layer: Layer) -> int | None:
 
 
 def _plan_replace(
-    model: ModelYaml,
-    targets: Sequence[int],
-    geo: Geometry,
-    shapes: Sequence[Shape],
-    options: InvolutionOptions,
+    model: ModelYaml, targets: Sequence[int], options: InvolutionOptions
 ) -> tuple[list[Row], list[_Edit], list[Change]]:
     rows = model.logical_rows()
     edits, changes = [], []

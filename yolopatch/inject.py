@@ -71,13 +71,38 @@ def find_checkout(repo: Path) -> Checkout:
     )
 
 
-def plan_inject(repo: Path, force: bool = False) -> InjectResult:
+@dataclass(frozen=True)
+class _State:
+    """A checkout's two files as read, with the places inject edits."""
+
+    checkout: Checkout
+    common_text: str
+    yolo_text: str
+    common_tree: ast.Module
+    collection: ast.List | ast.Tuple | ast.Set
+    explicit: ast.ImportFrom | None
+    flavour: Flavour
+
+
+def _read(repo: Path) -> _State:
     checkout = find_checkout(repo)
     common_text, yolo_text = read_text(checkout.common), read_text(checkout.yolo)
     common_tree, yolo_tree = _parse(common_text, checkout.common), _parse(yolo_text, checkout.yolo)
-    collection = _collection(yolo_tree, yolo_text, checkout)
+    collection = _collection(yolo_tree, checkout)
     explicit = _explicit_import(yolo_tree, checkout)
-    flavour = _flavour(checkout, yolo_tree, explicit, collection, yolo_text)
+    flavour = _flavour(yolo_tree, explicit, collection)
+    return _State(checkout, common_text, yolo_text, common_tree, collection, explicit, flavour)
+
+
+def plan_inject(repo: Path, force: bool = False) -> InjectResult:
+    state = _read(repo)
+    checkout, common_text, yolo_text = state.checkout, state.common_text, state.yolo_text
+    common_tree, collection, explicit, flavour = (
+        state.common_tree,
+        state.collection,
+        state.explicit,
+        state.flavour,
+    )
     block = _find_block(common_text)
     actions: list[str] = []
 
@@ -129,14 +154,10 @@ def plan_inject(repo: Path, force: bool = False) -> InjectResult:
 
 
 def plan_revert(repo: Path) -> InjectResult:
-    checkout = find_checkout(repo)
-    common_text, yolo_text = read_text(checkout.common), read_text(checkout.yolo)
-    yolo_tree = _parse(yolo_text, checkout.yolo)
-    _parse(common_text, checkout.common)
+    state = _read(repo)
+    checkout, common_text, yolo_text = state.checkout, state.common_text, state.yolo_text
+    collection, explicit, flavour = state.collection, state.explicit, state.flavour
     block = _find_block(common_text)
-    collection = _collection(yolo_tree, yolo_text, checkout)
-    explicit = _explicit_import(yolo_tree, checkout)
-    flavour = _flavour(checkout, yolo_tree, explicit, collection, yolo_text)
     old = {checkout.common: common_text, checkout.yolo: yolo_text}
     if block is None:
         return InjectResult(checkout, flavour, old, dict(old), ())
@@ -194,7 +215,7 @@ def _parse(text: str, path: Path) -> ast.Module:
         ) from None
 
 
-def _collection(tree: ast.Module, text: str, checkout: Checkout) -> ast.List | ast.Tuple | ast.Set:
+def _collection(tree: ast.Module, checkout: Checkout) -> ast.List | ast.Tuple | ast.Set:
     """The `if m in <collection>:` of parse_model that gives modules (c1, c2) handling: the one with Conv."""
     parse_model = next(
         (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "parse_model"), None
@@ -232,9 +253,7 @@ def _explicit_import(tree: ast.Module, checkout: Checkout) -> ast.ImportFrom | N
     return imports[0]
 
 
-def _flavour(
-    checkout: Checkout, tree: ast.Module, explicit: ast.ImportFrom | None, collection: ast.expr, text: str
-) -> Flavour:
+def _flavour(tree: ast.Module, explicit: ast.ImportFrom | None, collection: ast.expr) -> Flavour:
     absolute = any(
         isinstance(n, ast.ImportFrom) and (n.module or "").startswith("yolov5.models") for n in tree.body
     )

@@ -40,7 +40,7 @@ def measure(model: nn.Module, parsed: ModelYaml, img: int, batch: int) -> ModelR
         shapes = _forward_backward(model, layers, img, batch, expected)
     except YolopatchError as exc:
         raise YolopatchError(f"{exc} {' '.join(warnings)}".strip()) from None
-    macs, aggregation = _layer_macs(model, layers)
+    macs, aggregation = _layer_macs(model)
     params = [sum(p.numel() for p in layer.parameters()) for layer in layers]
     reports = [
         LayerReport(
@@ -153,7 +153,7 @@ def _check_size(layer: nn.Module, output: Any, img: int, stride: Fraction | None
         )
 
 
-def _layer_macs(model: nn.Module, layers: list[nn.Module]) -> tuple[list[float], list[float]]:
+def _layer_macs(model: nn.Module) -> tuple[list[float], list[float]]:
     """thop's MACs and the Involution aggregation MACs per layer, counted at the largest stride and scaled."""
     import thop
 
