@@ -57,6 +57,15 @@ def make_case(variant: str, part: str, c: int, size: int, batch: int):
     return lambda: module(x)
 
 
+def cases(shapes, batches):
+    """Every (part, channels, size, batch, backward) combination, in a fixed order."""
+    for part in ("aggregation", "module"):
+        for c, size in shapes:
+            for batch in batches:
+                for backward in (False, True):
+                    yield part, c, size, batch, backward
+
+
 def run(fn, backward: bool) -> None:
     y = fn()
     if backward:
@@ -66,34 +75,32 @@ def run(fn, backward: bool) -> None:
 def time_cases(repeats: int, threads: int, shapes, batches) -> list[dict]:
     torch.set_num_threads(threads)
     rows = []
-    for part in ("aggregation", "module"):
-        for c, size in shapes:
-            for batch in batches:
-                for backward in (False, True):
-                    fns = {v: make_case(v, part, c, size, batch) for v in ("ours", "unfold")}
-                    times = {v: [] for v in fns}
-                    for v in fns:
-                        run(fns[v], backward)  # warm-up
-                    for _ in range(repeats):
-                        for v, fn in fns.items():
-                            start = time.perf_counter()
-                            run(fn, backward)
-                            times[v].append(time.perf_counter() - start)
-                    ours, unfold = statistics.median(times["ours"]), statistics.median(times["unfold"])
-                    rows.append(
-                        dict(
-                            part=part,
-                            c=c,
-                            size=size,
-                            batch=batch,
-                            threads=threads,
-                            mode="fwd+bwd" if backward else "fwd",
-                            ours_ms=ours * 1e3,
-                            unfold_ms=unfold * 1e3,
-                            speedup=unfold / ours,
-                        )
-                    )
-                    print(_format_time(rows[-1]), flush=True)
+    for part, c, size, batch, backward in cases(shapes, batches):
+        fns = {v: make_case(v, part, c, size, batch) for v in ("ours", "unfold")}
+        times: dict[str, list[float]] = {v: [] for v in fns}
+        for fn in fns.values():
+            run(fn, backward)  # warm-up
+        for _ in range(repeats):
+            for v, fn in fns.items():
+                start = time.perf_counter()
+                run(fn, backward)
+                times[v].append(time.perf_counter() - start)
+        ours, unfold = statistics.median(times["ours"]), statistics.median(times["unfold"])
+        mode = "fwd+bwd" if backward else "fwd"
+        rows.append(
+            dict(
+                part=part,
+                c=c,
+                size=size,
+                batch=batch,
+                threads=threads,
+                mode=mode,
+                ours_ms=ours * 1e3,
+                unfold_ms=unfold * 1e3,
+                speedup=unfold / ours,
+            )
+        )
+        print(_format_time(rows[-1]), flush=True)
     return rows
 
 
@@ -118,30 +125,21 @@ def rss_kb(field: str) -> int:
 
 def memory_cases(shapes, batches) -> list[dict]:
     rows = []
-    for part in ("aggregation", "module"):
-        for c, size in shapes:
-            for batch in batches:
-                for backward in (False, True):
-                    ours = peak_extra_mb("ours", part, c, size, batch, backward)
-                    unfold = peak_extra_mb("unfold", part, c, size, batch, backward)
-                    rows.append(
-                        dict(
-                            part=part,
-                            c=c,
-                            size=size,
-                            batch=batch,
-                            mode="fwd+bwd" if backward else "fwd",
-                            ours_mb=ours,
-                            unfold_mb=unfold,
-                            ratio=ours / unfold if unfold else float("nan"),
-                        )
-                    )
-                    r = rows[-1]
-                    print(
-                        f"memory {part:11} C={c:<3} {size}x{size} b={batch} {r['mode']:7} "
-                        f"ours {ours:8.1f} MB  unfold {unfold:8.1f} MB  ratio {r['ratio']:.3f}",
-                        flush=True,
-                    )
+    for part, c, size, batch, backward in cases(shapes, batches):
+        ours = peak_extra_mb("ours", part, c, size, batch, backward)
+        unfold = peak_extra_mb("unfold", part, c, size, batch, backward)
+        mode = "fwd+bwd" if backward else "fwd"
+        ratio = ours / unfold if unfold else float("nan")
+        rows.append(
+            dict(
+                part=part, c=c, size=size, batch=batch, mode=mode, ours_mb=ours, unfold_mb=unfold, ratio=ratio
+            )
+        )
+        print(
+            f"memory {part:11} C={c:<3} {size}x{size} b={batch} {mode:7} "
+            f"ours {ours:8.1f} MB  unfold {unfold:8.1f} MB  ratio {ratio:.3f}",
+            flush=True,
+        )
     return rows
 
 
