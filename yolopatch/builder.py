@@ -82,7 +82,7 @@ class BuiltModel(nn.Module):
     def __init__(self, layers: nn.Sequential, save: list[int]):
         super().__init__()
         self.model, self.save = layers, save
-        self.stride = torch.zeros(1)
+        self.stride = torch.zeros(0)  # set from Detect's inputs; stays empty for a model without a head
 
     def forward(self, x):
         outputs: list[Any] = []

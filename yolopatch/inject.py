@@ -182,10 +182,6 @@ def plan_revert(repo: Path) -> InjectResult:
     return InjectResult(checkout, flavour, old, new, tuple(actions))
 
 
-def is_injected(result: InjectResult) -> bool:
-    return not result.changed
-
-
 def manual_edit() -> str:
     return (
         f"By hand: 1) append templates/involution.py from yolopatch to models/common.py; "

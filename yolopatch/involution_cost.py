@@ -35,6 +35,12 @@ def output_size(size: int, k: int, s: int) -> int:
     return (size + 2 * ((k - 1) // 2) - k) // s + 1
 
 
+def aggregation_macs(c1: int, out_h: int, out_w: int, k: int) -> int:
+    """The aggregation's multiply-accumulates: k*k per output value. No nn.Module does them, so thop,
+    YOLOv5's summary and torch's FlopCounterMode all leave them out."""
+    return k * k * c1 * out_h * out_w
+
+
 def involution_params(c1: int, c2: int, k: int = 7, gc: int = 16, r: int = 4) -> int:
     hidden, kernels = c1 // r, k * k * (c1 // gc)
     conv1 = c1 * hidden + 2 * hidden  # conv without bias, BN weight and bias
@@ -53,6 +59,6 @@ def involution_macs(
         conv1=c1 * hidden * pixels,
         bn1=4 * hidden * pixels,
         conv2=hidden * kernels * pixels,
-        aggregation=k * k * c1 * pixels,
+        aggregation=aggregation_macs(c1, output_size(h, k, s), output_size(w, k, s), k),
         projection=(c1 * c2 + 4 * c2) * pixels if c2 != c1 else 0,
     )

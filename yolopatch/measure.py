@@ -17,6 +17,7 @@ from torch import nn
 
 from yolopatch.channels import CHANNEL_MODULES, geometry, normalize_module, simulate
 from yolopatch.errors import YolopatchError
+from yolopatch.involution_cost import aggregation_macs
 from yolopatch.modelyaml import ModelYaml
 from yolopatch.report import LayerReport, ModelReport
 
@@ -168,8 +169,8 @@ def _layer_macs(model: nn.Module) -> tuple[list[float], list[float]]:
 
     def count_aggregation(index: int):
         def hook(module, args, output):
-            pixels = output.shape[-2] * output.shape[-1]
-            aggregation[index] = aggregation.get(index, 0.0) + module.k * module.k * args[0].shape[1] * pixels
+            macs = aggregation_macs(args[0].shape[1], output.shape[-2], output.shape[-1], module.k)
+            aggregation[index] = aggregation.get(index, 0.0) + macs
 
         return hook
 
