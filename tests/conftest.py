@@ -70,9 +70,16 @@ def contract_inserted(original: list[tuple], result: list[tuple]) -> tuple[list[
     return contracted, inserted
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "yolopatch", *args], capture_output=True, text=True, encoding="utf-8", cwd=cwd
+        [sys.executable, "-m", "yolopatch", *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -8,13 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, ROOT, fixture_text, run_cli
+from conftest import FIXTURES, ROOT, YOLOV5_VERSIONS, fixture_text, run_cli
 from rich.console import Console
 from torch import nn
 
 from yolopatch.apply import InvolutionOptions, apply_involution
 from yolopatch.builder import build_model
-from yolopatch.check import check_builtin, check_with_repo
+from yolopatch.check import check_builtin, check_with_repo, child_environment, reference_summary
 from yolopatch.errors import YolopatchError
 from yolopatch.involution_cost import involution_macs, involution_params
 from yolopatch.measure import measure
@@ -197,3 +197,91 @@ def test_fixtures_build(tmp_path):
         report = check_builtin(fixture_text(name), name, 128, 1)
         assert report.params > 0
     assert FIXTURES.exists()
+
+
+SUMMARIES = [
+    pytest.param(
+        "YOLOv5s summary: 214 layers, 7235389 parameters, 7235389 gradients, 16.6 GFLOPs",
+        "YOLOv5s summary: 214 layers, 7235389 parameters, 7235389 gradients, 16.6 GFLOPs",
+        id="v6.1-to-v7.0",
+    ),
+    pytest.param(
+        "YOLOv5s-inv summary: 203 layers, 6,320,733 parameters, 6,320,733 gradients, 15.9 GFLOPs\n",
+        "YOLOv5s-inv summary: 203 layers, 6,320,733 parameters, 6,320,733 gradients, 15.9 GFLOPs",
+        id="master-thousands-separators",
+    ),
+    pytest.param(
+        "Model Summary: 283 layers, 7276605 parameters, 7276605 gradients, 17.2 GFLOPS",
+        "Model Summary: 283 layers, 7276605 parameters, 7276605 gradients, 17.2 GFLOPS",
+        id="v4.0-to-v6.0",
+    ),
+    pytest.param(
+        "Model Summary: 283 layers, 7276605 parameters, 7276605 gradients",
+        "Model Summary: 283 layers, 7276605 parameters, 7276605 gradients",
+        id="no-thop",
+    ),
+    pytest.param("Fusing layers...\n", "", id="none"),
+]
+
+
+@pytest.mark.parametrize(("log", "expected"), SUMMARIES)
+def test_reference_summary_reads_every_release_format(log, expected):
+    assert reference_summary(log) == expected
+
+
+SETTINGS = [
+    pytest.param({"YOLOV5_CONFIG_DIR": "/mine"}, [], "/mine", id="variable-set-kept"),
+    pytest.param({}, [".config/Ultralytics"], None, id="existing-default-used"),
+    pytest.param({}, [], "SCRATCH", id="missing-default-kept-out-of-home"),
+]
+
+
+@pytest.mark.parametrize(("environ", "folders", "expected"), SETTINGS)
+def test_child_keeps_the_users_settings_folder(tmp_path, environ, folders, expected):
+    home = tmp_path / "home"
+    for folder in folders:
+        (home / folder).mkdir(parents=True)
+    env = child_environment(environ, home, "Linux", tmp_path / "scratch")
+    assert env.get("YOLOV5_CONFIG_DIR") == (str(tmp_path / "scratch") if expected == "SCRATCH" else expected)
+    assert env["PIP_NO_INDEX"] == "1"
+
+
+def _font_home(tmp_path: Path) -> Path:
+    """A home folder whose YOLOv5 settings folder holds a cached Arial.ttf, as after one online run."""
+    import matplotlib
+
+    settings = tmp_path / "home" / ".config" / "Ultralytics"
+    settings.mkdir(parents=True)
+    shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", settings / "Arial.ttf")
+    return settings.parent.parent
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("version", YOLOV5_VERSIONS)
+def test_check_repo_dot_from_inside_the_checkout(yolov5_packages, tmp_path, version):
+    """The commands inject prints, typed with relative paths inside the checkout, on every release."""
+    package = tmp_path / "site" / "yolov5"
+    shutil.copytree(yolov5_packages[version], package)
+    env = {"PYTHONPATH": str(STUBS), "HOME": str(_font_home(tmp_path))}
+    for args in (["inject", "."], ["apply", "models/yolov5s.yaml", "-l", "8"]):
+        assert run_cli(*args, cwd=package, env=env).returncode == 0
+    result = run_cli(
+        "check", "models/yolov5s-involution.yaml", "--repo", ".", "--img", "128", cwd=package, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    summary = next(line for line in result.stdout.splitlines() if " summary: " in line)
+    assert summary.startswith("models/yolov5s-involution.yaml summary: ")  # the path as typed
+    params = summary.split(" layers, ")[1].split(" parameters")[0]
+    assert f"{params} parameters" in result.stdout.split("the checkout's own summary")[1]
+
+
+@pytest.mark.real
+def test_v6_0_offline_without_a_cached_font_says_what_to_do(yolov5_packages, tmp_path):
+    package = tmp_path / "yolov5"
+    shutil.copytree(yolov5_packages["6.0.7"], package)
+    env = {"PYTHONPATH": str(STUBS), "HOME": str(tmp_path / "empty-home")}
+    run_cli("inject", str(package), env=env)
+    result = run_cli("check", str(package / "models" / "yolov5s.yaml"), "--repo", str(package), env=env)
+    assert (
+        result.returncode == 1 and "downloads Arial.ttf" in result.stderr and "Traceback" not in result.stderr
+    )

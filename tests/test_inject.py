@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from conftest import FIXTURES, ROOT, run_cli
 
 from yolopatch import __version__, files
 from yolopatch.errors import YolopatchError
-from yolopatch.inject import plan_inject, plan_revert
+from yolopatch.inject import block_digest, plan_inject, plan_revert
 
 STUBS = Path(__file__).parent / "stubs"
 
@@ -167,6 +168,20 @@ def test_partial_injection_is_completed(tmp_path):
     assert _snapshot(repo) == pristine
 
 
+def _rewrite_block(common: Path, version: str, body_change: tuple[str, str], digest: bool = True) -> None:
+    """Make the injected block look as another yolopatch would have written it (a checksum of its own body,
+    or none, as 0.1.0 wrote), or as a user left it after editing (digest=True with the old checksum)."""
+    text = common.read_text()
+    header = next(line for line in text.splitlines() if line.startswith("# >>> yolopatch"))
+    body_start = text.index(header) + len(header) + 1
+    body_end = text.index("# <<< yolopatch")
+    body = text[body_start:body_end].replace(*body_change)
+    marker = header.replace(f"yolopatch {__version__}:", f"yolopatch {version}:")
+    old_digest = marker.split("; sha256 ")[1][:12]
+    marker = marker.replace(f"; sha256 {old_digest}", f"; sha256 {block_digest(body)}" if digest else "")
+    common.write_text(text[: text.index(header)] + marker + "\n" + body + text[body_end:])
+
+
 def test_an_older_injection_is_updated(tmp_path):
     repo = tmp_path / "old"
     shutil.copytree(FIXTURES / "checkouts" / "master", repo)
@@ -174,16 +189,94 @@ def test_an_older_injection_is_updated(tmp_path):
     run_cli("inject", str(repo))
     current = _snapshot(repo)
     common = repo / "models" / "common.py"
-    common.write_text(
-        common.read_text()
-        .replace(f"# >>> yolopatch {__version__}:", "# >>> yolopatch 0.0.1:")
-        .replace("        return self.proj(y)\n", "        return y\n")
-    )
+    _rewrite_block(common, "0.0.9", ("        return self.proj(y)\n", "        return y\n"))
     result = run_cli("inject", str(repo))
-    assert result.returncode == 0 and f"from yolopatch 0.0.1 to {__version__}" in result.stdout
+    assert result.returncode == 0 and f"from yolopatch 0.0.9 to {__version__}" in result.stdout
     assert _snapshot(repo) == current
     run_cli("inject", str(repo), "--revert")
     assert _snapshot(repo) == pristine
+
+
+EDITED = ("        return self.proj(y)\n", "        return self.proj(y) * 2  # my experiment\n")
+
+
+def test_an_edited_block_is_never_overwritten_or_reverted_without_force(tmp_path):
+    repo = tmp_path / "edited"
+    shutil.copytree(FIXTURES / "checkouts" / "master", repo)
+    pristine = _snapshot(repo)
+    run_cli("inject", str(repo))
+    injected = _snapshot(repo)
+    common = repo / "models" / "common.py"
+    text = common.read_text()
+    common.write_text(text.replace(*EDITED))
+    edited = _snapshot(repo)
+    for args in (["inject", str(repo)], ["inject", str(repo), "--revert"]):
+        result = run_cli(*args)
+        assert result.returncode == 1 and "was edited since yolopatch" in result.stderr, result.stderr
+        assert "--force" in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+        assert _snapshot(repo) == edited
+    assert run_cli("inject", str(repo), "--force").returncode == 0
+    assert _snapshot(repo) == injected
+    common.write_text(text.replace(*EDITED))
+    assert run_cli("inject", str(repo), "--revert", "--force").returncode == 0
+    assert _snapshot(repo) == pristine
+
+
+LEGACY = [
+    pytest.param(("", ""), 0, "updated class Involution from yolopatch 0.1.0", id="same-body-updated"),
+    pytest.param(EDITED, 1, "recorded no checksum", id="different-body-refused"),
+]
+
+
+@pytest.mark.parametrize(("change", "code", "message"), LEGACY)
+def test_a_block_without_checksum_is_updated_only_when_nothing_can_be_lost(tmp_path, change, code, message):
+    repo = tmp_path / "legacy"
+    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+    run_cli("inject", str(repo))
+    _rewrite_block(repo / "models" / "common.py", "0.1.0", change, digest=False)
+    before = _snapshot(repo)
+    result = run_cli("inject", str(repo))
+    assert result.returncode == code and message in result.stdout + result.stderr
+    if code:
+        assert _snapshot(repo) == before
+        assert run_cli("inject", str(repo), "--force").returncode == 0
+
+
+def _checkpoint(path: Path, pickled: bytes) -> None:
+    """A file shaped like torch.save's output: a zip whose data.pkl names the pickled classes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("best/data.pkl", pickled)
+
+
+def test_revert_warns_about_checkpoints_that_need_the_class(tmp_path):
+    repo = tmp_path / "trained"
+    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+    run_cli("inject", str(repo))
+    _checkpoint(repo / "runs" / "train" / "exp" / "weights" / "best.pt", b"cmodels.common\nInvolution\n")
+    _checkpoint(repo / "yolov5s.pt", b"cmodels.common\nC3\n")
+    (repo / "broken.pt").write_bytes(b"not a zip")
+    result = run_cli("inject", str(repo), "--revert")
+    assert result.returncode == 0
+    assert (
+        "1 checkpoint(s)" in result.stderr
+        and "best.pt" in result.stderr
+        and "yolov5s.pt" not in result.stderr
+    )
+    assert "load only while Involution is injected" in result.stderr
+
+
+def test_apply_points_at_the_checkout_the_yaml_sits_in(tmp_path):
+    repo = tmp_path / "yolov5"
+    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+    shutil.copy(ROOT / "examples" / "yolov5s.yaml", repo / "models" / "yolov5s.yaml")
+    before = run_cli("apply", "models/yolov5s.yaml", "-l", "8", cwd=repo)
+    assert "Next: yolopatch inject .   (once)" in before.stdout
+    assert "yolopatch check models/yolov5s-involution.yaml --repo ." in before.stdout
+    run_cli("inject", ".", cwd=repo)
+    after = run_cli("apply", "models/yolov5s.yaml", "-l", "9", "-o", "models/nine.yaml", cwd=repo)
+    assert "Next: yolopatch check models/nine.yaml --repo .\n" in after.stdout
+    assert "inject" not in after.stdout
 
 
 def _break(repo: Path, name: str, old: str, new: str) -> None:

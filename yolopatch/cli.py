@@ -116,10 +116,22 @@ def apply(
         write_texts({target: result.text})
     out.print(changes_table(result.changes))
     out.print(f"Wrote {target}", markup=False)
-    out.print(
-        f"Next: yolopatch inject PATH/TO/yolov5   (once per checkout), then:\n      yolopatch check {target}",
-        markup=False,
-    )
+    out.print(_next_after_apply(target), markup=False)
+
+
+def _next_after_apply(target: Path) -> str:
+    """The next command: for a yaml inside a checkout, that checkout (and no inject step once it is done)."""
+    from yolopatch.inject import enclosing_checkout, plan_inject
+
+    root = enclosing_checkout(target)
+    if root is None:
+        return f"Next: yolopatch inject PATH/TO/yolov5   (once per checkout), then:\n      yolopatch check {target}"
+    try:
+        injected = not plan_inject(root).changed
+    except YolopatchError:
+        injected = False
+    check = f"yolopatch check {target} --repo {root}"
+    return f"Next: {check}" if injected else f"Next: yolopatch inject {root}   (once), then:\n      {check}"
 
 
 @app.command()
@@ -131,7 +143,9 @@ def inject(
     check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 unless fully injected."),
     revert: bool = typer.Option(False, "--revert", help="Remove exactly what yolopatch added."),
     force: bool = typer.Option(
-        False, "--force", help="Disable a foreign `class Involution` and inject ours."
+        False,
+        "--force",
+        help="Disable a foreign `class Involution` and inject ours; replace or revert a block you edited.",
     ),
 ) -> None:
     """Put the Involution module into models/common.py and register it in models/yolo.py."""
@@ -141,7 +155,7 @@ def inject(
     if diff and check:
         raise typer.BadParameter("use either --diff or --check, not both", param_hint="--check")
     with _errors():
-        result = plan_revert(repo) if revert else plan_inject(repo, force=force)
+        result = plan_revert(repo, force=force) if revert else plan_inject(repo, force=force)
         err.print(f"{result.checkout.models}: {result.flavour.describe()}", markup=False)
         if check:
             if result.changed:
@@ -160,6 +174,8 @@ def inject(
         write_texts(changed)
     for action in result.actions:
         out.print(f"  {action}", markup=False)
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", markup=False)
     if not revert:
         out.print(
             "Next: yolopatch apply MODEL.yaml --layers 8   (writes MODEL-involution.yaml), then:\n"

@@ -8,7 +8,10 @@ insertions yolopatch made, so a revert removes those and nothing else.
 from __future__ import annotations
 
 import ast
+import hashlib
 import re
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +22,8 @@ from yolopatch.template import template_source
 
 NAME = "Involution"
 _BEGIN = re.compile(
-    r"# >>> yolopatch (?P<version>\S+): Involution; yolo\.py: (?P<added>[a-z, ]*?)(?:; (?P<forced>forced))?\. "
+    r"# >>> yolopatch (?P<version>\S+): Involution; yolo\.py: (?P<added>[a-z, ]*?)(?:; (?P<forced>forced))?"
+    r"(?:; sha256 (?P<digest>[0-9a-f]{12}))?\. "
 )
 _END = "# <<< yolopatch"
 _DISABLED = "# yolopatch --force disabled: "
@@ -52,6 +56,7 @@ class InjectResult:
     old: dict[Path, str]
     new: dict[Path, str]
     actions: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -69,6 +74,17 @@ def find_checkout(repo: Path) -> Checkout:
         f"{repo}: not a YOLOv5 checkout: found no models/yolo.py and models/common.py. "
         "Pass the checkout's root folder (or its models/ folder)."
     )
+
+
+def enclosing_checkout(path: Path) -> Path | None:
+    """The YOLOv5 checkout a file sits in (as a path relative to the working folder when it is below it)."""
+    for folder in path.resolve().parents:
+        if (folder / "models" / "yolo.py").is_file() and (folder / "models" / "common.py").is_file():
+            try:
+                return folder.relative_to(Path.cwd())
+            except ValueError:
+                return folder
+    return None
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,12 @@ def plan_inject(repo: Path, force: bool = False) -> InjectResult:
     )
     block = _find_block(common_text)
     actions: list[str] = []
+    if block is not None and not force and _edited(common_text, block, common_tree, checkout):
+        raise YolopatchError(
+            f"{checkout.common}:{_line_of(common_text, block)}: {_edited_reason(block)}; injecting again would "
+            f"lose those edits, so nothing was changed. To replace it with yolopatch {__version__}'s, run "
+            "again with --force."
+        )
 
     added = set(block.added) if block else set()
     insertions = []
@@ -153,7 +175,7 @@ def plan_inject(repo: Path, force: bool = False) -> InjectResult:
     )
 
 
-def plan_revert(repo: Path) -> InjectResult:
+def plan_revert(repo: Path, force: bool = False) -> InjectResult:
     state = _read(repo)
     checkout, common_text, yolo_text = state.checkout, state.common_text, state.yolo_text
     collection, explicit, flavour = state.collection, state.explicit, state.flavour
@@ -161,6 +183,12 @@ def plan_revert(repo: Path) -> InjectResult:
     old = {checkout.common: common_text, checkout.yolo: yolo_text}
     if block is None:
         return InjectResult(checkout, flavour, old, dict(old), ())
+    if not force and _changed_since_written(block):
+        raise YolopatchError(
+            f"{checkout.common}:{_line_of(common_text, block)}: yolopatch's block (class {NAME}) was edited "
+            "since yolopatch wrote it; reverting would delete those edits, so nothing was changed. Copy out "
+            "what you want to keep, then run again with --force."
+        )
     actions = [f"{checkout.common.name}: removed class {NAME} (yolopatch {block.version})"]
     new_common = common_text[: block.start] + common_text[block.end :]
     if block.forced:
@@ -179,7 +207,7 @@ def plan_revert(repo: Path) -> InjectResult:
         new_yolo = new_yolo[:start] + new_yolo[end:]
     new = {checkout.common: new_common, checkout.yolo: new_yolo}
     _verify(new)
-    return InjectResult(checkout, flavour, old, new, tuple(actions))
+    return InjectResult(checkout, flavour, old, new, tuple(actions), _checkpoint_warnings(checkout))
 
 
 def manual_edit() -> str:
@@ -200,6 +228,8 @@ class _Block:
     version: str
     added: tuple[str, ...]
     forced: bool
+    digest: str | None  # None: written by yolopatch 0.1.0, which recorded none
+    body: str  # the lines between the marker lines, newlines as "\n"
 
 
 def _parse(text: str, path: Path) -> ast.Module:
@@ -323,7 +353,42 @@ def _find_block(text: str) -> _Block | None:
     lead = _newline(text) * _LEAD_LINES
     start = match.start() - len(lead) if text[: match.start()].endswith(lead) else match.start()
     added = tuple(a.strip() for a in match.group("added").split(",") if a.strip())
-    return _Block(start, end, match.group("version"), added, bool(match.group("forced")))
+    body_start = text.find("\n", match.end()) + 1
+    body = text[body_start : text.rfind("\n", 0, end - 1) + 1].replace("\r\n", "\n")
+    return _Block(
+        start, end, match.group("version"), added, bool(match.group("forced")), match.group("digest"), body
+    )
+
+
+def block_digest(body: str) -> str:
+    """The checksum the marker carries: the first 12 hex digits of the body's SHA-256, newlines as "\n"."""
+    return hashlib.sha256(body.replace("\r\n", "\n").encode("utf-8")).hexdigest()[:12]
+
+
+def _changed_since_written(block: _Block) -> bool:
+    """True when the body no longer matches the checksum yolopatch wrote (0.1.0 wrote none: unknown, False)."""
+    return block.digest is not None and block_digest(block.body) != block.digest
+
+
+def _edited(text: str, block: _Block, tree: ast.Module, checkout: Checkout) -> bool:
+    """Whether injecting again could lose a user's edits: the body no longer matches its checksum, or a
+    0.1.0 block (no checksum) differs from what this version writes, so nobody can tell."""
+    if block.digest is not None:
+        return _changed_since_written(block)
+    return block.body != _block_body(_bound_names(tree, text, block, checkout))
+
+
+def _edited_reason(block: _Block) -> str:
+    if block.digest is None:
+        return (
+            f"yolopatch's block (class {NAME}) was written by yolopatch {block.version}, which recorded no "
+            "checksum, and it differs from this version's, so yolopatch cannot tell whether you edited it"
+        )
+    return f"yolopatch's block (class {NAME}) was edited since yolopatch {block.version} wrote it"
+
+
+def _line_of(text: str, block: _Block) -> int:
+    return text.count("\n", 0, text.index(">>> yolopatch", block.start)) + 1
 
 
 def _inside(text: str, block: _Block | None, node: ast.stmt) -> bool:
@@ -333,24 +398,33 @@ def _inside(text: str, block: _Block | None, node: ast.stmt) -> bool:
 def _block_text(
     tree: ast.Module, text: str, block: _Block | None, checkout: Checkout, added: list[str], forced: bool
 ) -> str:
+    body = _block_body(_bound_names(tree, text, block, checkout))
+    header = (
+        f"# >>> yolopatch {__version__}: Involution; yolo.py: {', '.join(added)}{'; forced' if forced else ''}"
+        f"; sha256 {block_digest(body)}. Remove with `yolopatch inject --revert`."
+    )
+    newline = _newline(text)
+    return newline * _LEAD_LINES + newline.join([header, *body.split("\n")[:-1], _END]) + newline
+
+
+def _bound_names(tree: ast.Module, text: str, block: _Block | None, checkout: Checkout) -> set[str]:
+    """The names common.py defines outside yolopatch's block; it must define Conv."""
     bound = _module_names([node for node in tree.body if not _inside(text, block, node)])
     if "Conv" not in bound:
         raise YolopatchError(
             f"{checkout.common}: defines no Conv, which Involution builds on; is this YOLOv5? {manual_edit()}"
         )
+    return bound
+
+
+def _block_body(bound: set[str]) -> str:
+    """The lines between the marker lines: the imports common.py lacks, then the template."""
     imports = [
         line
         for name, line in (("torch", "import torch"), ("nn", "import torch.nn as nn"))
         if name not in bound
     ]
-    header = (
-        f"# >>> yolopatch {__version__}: Involution; yolo.py: {', '.join(added)}{'; forced' if forced else ''}. "
-        "Remove with `yolopatch inject --revert`."
-    )
-    body = template_source().rstrip("\n")
-    lines = [header, *imports, "", "", *body.split("\n"), _END]
-    newline = _newline(text)
-    return newline * _LEAD_LINES + newline.join(lines) + newline
+    return "\n".join([*imports, "", "", *template_source().rstrip("\n").split("\n")]) + "\n"
 
 
 def _module_names(body: list[ast.stmt]) -> set[str]:
@@ -372,6 +446,39 @@ def _disable(text: str, classes: list[ast.ClassDef]) -> str:
         for i in range(first - 1, node.end_lineno):
             lines[i] = _DISABLED + lines[i]
     return "".join(lines)
+
+
+def _checkpoint_warnings(checkout: Checkout) -> tuple[str, ...]:
+    """Checkpoints in the checkout that pickle the class by name: they stop loading once it is removed."""
+    found = [path for path in _checkpoints(checkout.models.parent) if _pickles_class(path, NAME)]
+    if not found:
+        return ()
+    shown = ", ".join(str(p) for p in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+    return (
+        f"{len(found)} checkpoint(s) in this checkout hold {NAME} layers ({shown}); YOLOv5 pickles the class "
+        f"by name, so they load only while {NAME} is injected. Run `yolopatch inject` again to load them.",
+    )
+
+
+def _checkpoints(root: Path) -> Iterator[Path]:
+    for path in root.rglob("*.pt"):
+        if not any(
+            part.startswith(".") or part in ("site-packages", "node_modules")
+            for part in path.parts[len(root.parts) :]
+        ):
+            yield path
+
+
+def _pickles_class(path: Path, name: str) -> bool:
+    """torch.save writes a zip whose data.pkl names every class it pickles."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(
+                entry.endswith("data.pkl") and name.encode() in archive.read(entry)
+                for entry in archive.namelist()
+            )
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _verify(texts: dict[Path, str]) -> None:
