@@ -19,8 +19,8 @@ import time
 import torch
 from torch import nn
 
-from yolopatch.involution import Involution, InvolutionAggregate
-from yolopatch.involution_cost import output_size
+from yolopatch.operators.involution import output_size
+from yolopatch.templates.involution import Involution, InvolutionAggregate
 
 SHAPES = [(128, 80), (256, 40), (512, 20)]
 BATCHES = [1, 4]

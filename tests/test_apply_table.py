@@ -6,12 +6,12 @@ import difflib
 import textwrap
 
 import pytest
-from conftest import TRANSFORMS, fixture_text
+from helpers import TRANSFORMS, fixture_text
 
-from yolopatch.apply import InvolutionOptions, apply_involution
+from yolopatch.apply import ApplyOptions, apply_operator
 
-REPLACE = InvolutionOptions()
-INSERT = InvolutionOptions(insert=True)
+REPLACE = ApplyOptions()
+INSERT = ApplyOptions(insert=True)
 
 CASES = [
     pytest.param(
@@ -27,7 +27,7 @@ CASES = [
     pytest.param(
         "../../examples/yolov5s.yaml",
         "7",
-        InvolutionOptions(kernel=5, group_channels=8, reduction=2),
+        ApplyOptions(values={"k": 5, "gc": 8, "r": 2}),
         """\
             -   [-1, 1, Conv, [1024, 3, 2]],  # 7-P5/32
             +   [-1, 1, Involution, [1024, 5, 2, 8, 2]],  # 7-P5/32
@@ -131,7 +131,7 @@ CASES = [
     pytest.param(
         "master.yaml",
         "10",
-        InvolutionOptions(insert=True, rewire="next"),
+        ApplyOptions(insert=True, rewire="next"),
         """\
             +    [-1, 1, Involution, [256, 7, 1]], # 11
             -    [-1, 1, Conv, [256, 3, 2]], # 11
@@ -163,7 +163,7 @@ CASES = [
     pytest.param(
         "darknet.yaml",
         "8",
-        InvolutionOptions(insert=True, rewire="next"),
+        ApplyOptions(insert=True, rewire="next"),
         """\
             +   [-1, 1, Involution, [256, 7, 1]],  # 9
             -   [-2, 1, Conv, [64, 1, 1]],
@@ -233,7 +233,7 @@ def _changed_lines(old: str, new: str) -> list[str]:
 @pytest.mark.parametrize(("fixture", "layers", "options", "expected"), CASES)
 def test_apply_changes_exactly_these_lines(fixture, layers, options, expected, transform):
     text = TRANSFORMS[transform](fixture_text(fixture))
-    result = apply_involution(text, layers, options)
+    result = apply_operator(text, layers, options)
     newline = "\r\n" if "crlf" in transform else "\n"
     assert result.text.startswith("\ufeff") == transform.startswith("bom")
     assert result.text.count("\r\n") == (result.text.count("\n") if newline == "\r\n" else 0)
@@ -250,10 +250,10 @@ NO_OPS = [
 
 @pytest.mark.parametrize(("fixture", "layers", "options"), NO_OPS)
 def test_already_patched_is_a_no_op(fixture, layers, options):
-    patched = apply_involution(fixture_text(fixture), "8", REPLACE if not options.insert else INSERT).text
+    patched = apply_operator(fixture_text(fixture), "8", REPLACE if not options.insert else INSERT).text
     if options.insert:
-        patched = apply_involution(fixture_text(fixture), "7", INSERT).text
-    result = apply_involution(patched, layers, options)
+        patched = apply_operator(fixture_text(fixture), "7", INSERT).text
+    result = apply_operator(patched, layers, options)
     assert not result.changed
     assert any("already" in note for note in result.notes)
 
@@ -265,16 +265,16 @@ def test_already_patched_is_a_no_op(fixture, layers, options):
         ("../../examples/yolov5s.yaml", "C3", INSERT),
         ("spaced.yaml", "backbone", REPLACE),
         ("master.yaml", "head:C3", INSERT),
-        ("darknet.yaml", "Bottleneck", InvolutionOptions(insert=True, rewire="next")),
+        ("darknet.yaml", "Bottleneck", ApplyOptions(insert=True, rewire="next")),
         ("p6.yaml", "2-11", REPLACE),
     ],
 )
 def test_applying_twice_equals_applying_once(fixture, layers, options):
-    once = apply_involution(fixture_text(fixture), layers, options).text
-    assert apply_involution(once, layers, options).text == once
+    once = apply_operator(fixture_text(fixture), layers, options).text
+    assert apply_operator(once, layers, options).text == once
 
 
 def test_skipped_layers_are_reported_for_section_selections():
-    result = apply_involution(fixture_text("../../examples/yolov5s.yaml"), "head", REPLACE)
+    result = apply_operator(fixture_text("../../examples/yolov5s.yaml"), "head", REPLACE)
     assert any("layer 12 (Concat) left as it is" in note for note in result.notes)
     assert [c.index for c in result.changes] == [10, 13, 14, 17, 18, 20, 21, 23]

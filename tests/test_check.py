@@ -8,43 +8,53 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, ROOT, YOLOV5_VERSIONS, fixture_text, run_cli
+from helpers import ROOT, YOLOV5_VERSIONS, fixture_text, run_cli
 from rich.console import Console
 from torch import nn
 
-from yolopatch.apply import InvolutionOptions, apply_involution
+from yolopatch.apply import ApplyOptions, apply_operator
 from yolopatch.builder import build_model
-from yolopatch.check import check_builtin, check_with_repo, child_environment, reference_summary
+from yolopatch.channels import geometry, simulate
+from yolopatch.check import check_builtin, check_with_repo
 from yolopatch.errors import YolopatchError
-from yolopatch.involution_cost import involution_macs, involution_params
 from yolopatch.measure import measure
 from yolopatch.modelyaml import parse_model_yaml
+from yolopatch.operators.involution import involution_macs, involution_params
 from yolopatch.render import report_table, summary_line
+from yolopatch.targets.yolov5 import child_environment, reference_summary
 
 EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
 STUBS = Path(__file__).parent / "stubs"
 
 
+def _simulation(parsed):
+    return simulate(parsed.logical_rows(), geometry(parsed.values), parsed.name)
+
+
+def _build(parsed):
+    return build_model(parsed, _simulation(parsed))
+
+
 def test_example_matches_yolov5s_numbers():
     report = check_builtin(EXAMPLE, "yolov5s", 256, 1)
     assert (report.modules, report.params, report.gradients) == (214, 7235389, 7235389)
-    assert round(report.gflops, 1) == 16.6 and report.aggregation_gflops == 0
+    assert round(report.gflops, 1) == 16.6 and report.uncounted_gflops == 0
     assert report.strides == [8.0, 16.0, 32.0]
 
 
 def test_replaced_layer_numbers_follow_the_formulas():
-    patched = apply_involution(EXAMPLE, "8", InvolutionOptions()).text
+    patched = apply_operator(EXAMPLE, "8", ApplyOptions()).text
     base, report = check_builtin(EXAMPLE, "base", 256, 1), check_builtin(patched, "patched", 256, 1)
     c3_params = base.layers[8].params
     assert report.params == base.params - c3_params + involution_params(512, 512, 7)
     # the aggregation at 640: 7*7 offsets x 512 channels x 20x20 pixels, x2 for FLOPs
-    assert report.layers[8].aggregation_gflops == pytest.approx(2 * 49 * 512 * 20 * 20 / 1e9)
-    assert report.layers[8].involution and not report.layers[7].involution
+    assert report.layers[8].uncounted_gflops == pytest.approx(2 * 49 * 512 * 20 * 20 / 1e9)
+    assert report.layers[8].operator == "Involution" and not report.layers[7].operator
 
 
 def test_activation_key_applies_to_its_build_only():
-    leaky = build_model(parse_model_yaml(fixture_text("spaced.yaml")))
-    plain = build_model(parse_model_yaml(EXAMPLE))
+    leaky = _build(parse_model_yaml(fixture_text("spaced.yaml")))
+    plain = _build(parse_model_yaml(EXAMPLE))
     assert isinstance(leaky.model[0].act, nn.LeakyReLU) and leaky.model[0].act.negative_slope == 0.1
     assert isinstance(plain.model[0].act, nn.SiLU)
 
@@ -100,28 +110,28 @@ class _DropsChannels(nn.Module):
 
 def test_channel_mismatch_names_the_layer_that_receives_it():
     parsed = parse_model_yaml(EXAMPLE)
-    model = build_model(parsed)
+    model = _build(parsed)
     broken = _DropsChannels()
     broken.i, broken.f, broken.type = 10, -1, "Involution"
     model.model[10] = broken  # hands on 512 channels where its arguments promise 256
     with pytest.raises(YolopatchError, match=r"layer 13 \(C3\): forward pass failed .*768 channels"):
-        measure(model, parsed, 128, 1)
+        measure(model, parsed, _simulation(parsed), 128, 1)
 
 
 def test_wrong_output_size_is_caught():
     parsed = parse_model_yaml(EXAMPLE)
-    model = build_model(parsed)
+    model = _build(parsed)
     model.model[3].conv.stride = (1, 1)  # a layer that no longer halves the resolution its arguments promise
     with pytest.raises(
         YolopatchError,
         match=r"layer 3 \(Conv\): output is 32x32 at --img 128, but its arguments give stride 8, i.e. 16x16",
     ):
-        measure(model, parsed, 128, 1)
+        measure(model, parsed, _simulation(parsed), 128, 1)
 
 
 def test_json_output_and_baseline(tmp_path):
     patched = tmp_path / "patched.yaml"
-    patched.write_text(apply_involution(EXAMPLE, "8", InvolutionOptions()).text, encoding="utf-8")
+    patched.write_text(apply_operator(EXAMPLE, "8", ApplyOptions()).text, encoding="utf-8")
     result = run_cli(
         "check", str(patched), "--img", "128", "--json", "--baseline", str(ROOT / "examples" / "yolov5s.yaml")
     )
@@ -133,7 +143,7 @@ def test_json_output_and_baseline(tmp_path):
 
 
 def test_table_and_summary_render_as_text():
-    report = check_builtin(apply_involution(EXAMPLE, "8", InvolutionOptions()).text, "yolov5s-inv", 128, 1)
+    report = check_builtin(apply_operator(EXAMPLE, "8", ApplyOptions()).text, "yolov5s-inv", 128, 1)
     base = check_builtin(EXAMPLE, "yolov5s", 128, 1)
     console = Console(file=io.StringIO(), width=140, color_system=None, force_terminal=False)
     console.print(report_table(report))
@@ -192,11 +202,12 @@ def test_every_v7_yaml_matches_yolov5s_own_model_and_summary(yolov5_packages, mo
         ), path
 
 
-def test_fixtures_build(tmp_path):
-    for name in ["spaced.yaml", "master.yaml", "darknet.yaml", "p6.yaml"]:
-        report = check_builtin(fixture_text(name), name, 128, 1)
-        assert report.params > 0
-    assert FIXTURES.exists()
+@pytest.mark.parametrize("name", ["spaced.yaml", "master.yaml", "darknet.yaml", "p6.yaml"])
+def test_fixtures_build_with_a_row_per_layer(name):
+    text = fixture_text(name)
+    report = check_builtin(text, name, 128, 1)
+    assert [layer.index for layer in report.layers] == list(range(len(parse_model_yaml(text).layers)))
+    assert report.params == sum(layer.params for layer in report.layers) > 0
 
 
 SUMMARIES = [

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, fixture_text, run_cli
+from helpers import ROOT, fixture_text, run_cli, run_process
 
 from yolopatch import __version__
 
@@ -51,7 +51,6 @@ BAD_INPUT = [
         EXAMPLE, ["-l", "0"], "not divisible by --group-channels 16; values that divide 3: 1, 3", id="gc-3"
     ),
     pytest.param(EXAMPLE, ["-l", "2", "--group-channels", "24"], "values that divide 64", id="gc-24"),
-    pytest.param(EXAMPLE, ["-l", "2", "--kernel", "4"], "--kernel 4: must be odd", id="even-kernel"),
     pytest.param(EXAMPLE, ["-l", "Concat"], "leaves nothing to change", id="nothing-replaceable"),
     pytest.param(
         EXAMPLE.replace("[[-1, 6], 1, Concat, [1]]", "[[-1, 16], 1, Concat, [1]]"),
@@ -147,19 +146,45 @@ def test_write_prints_the_change_table_and_the_next_command(tmp_path):
     assert "yolopatch inject" in result.stdout and "yolopatch check" in result.stdout
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["apply", "x.yaml"],
-        ["apply", "x.yaml", "-l", "1", "--diff", "--check"],
-        ["apply", "x.yaml", "-l", "1", "--in-place", "-o", "y"],
-        ["nonsense"],
-        ["check", "x.yaml", "--img", "abc"],
-    ],
-)
-def test_usage_errors_exit_2(tmp_path, args):
+USAGE = [
+    pytest.param(["apply", "x.yaml"], "Missing option '--layers'", id="no-layers"),
+    pytest.param(
+        ["apply", "x.yaml", "-l", "1", "--diff", "--check"], "--diff or --check", id="diff-and-check"
+    ),
+    pytest.param(
+        ["apply", "x.yaml", "-l", "1", "--in-place", "-o", "y"], "--in-place or -o", id="in-place-and-o"
+    ),
+    pytest.param(["nonsense"], "No such command", id="unknown-command"),
+    pytest.param(["check", "x.yaml", "--img", "abc"], "--img", id="img-not-a-number"),
+    pytest.param(["check", "x.yaml", "--img", "16"], "--img", id="img-too-small"),
+    pytest.param(["check", "x.yaml", "--batch", "0"], "--batch", id="batch-zero"),
+    pytest.param(
+        ["apply", "x.yaml", "-l", "2", "--kernel", "4"], "--kernel 4: must be odd", id="even-kernel"
+    ),
+    pytest.param(["apply", "x.yaml", "-l", "2", "--group-channels", "0"], "--group-channels", id="gc-zero"),
+    pytest.param(
+        ["apply", "x.yaml", "-l", "2", "--rewire", "next"], "only means something with --insert", id="rewire"
+    ),
+    pytest.param(
+        ["apply", "x.yaml", "-l", "2", "--op", "nope"], "unknown operator; yolopatch knows", id="op"
+    ),
+    pytest.param(["apply", "x.yaml", "-l", "2", "--set", "k"], "NAME=VALUE", id="set-without-value"),
+    pytest.param(
+        ["apply", "x.yaml", "-l", "2", "--set", "q=1"], "Involution has no option 'q'", id="set-unknown"
+    ),
+    pytest.param(["apply", "x.yaml", "-l", "2", "--set", "k=x"], "not a valid value", id="set-bad-value"),
+    pytest.param(["inject", ".", "--op", "x", "--for", "x.yaml"], "--op or --for", id="op-and-for"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), USAGE)
+def test_usage_errors_exit_2_and_name_the_option(tmp_path, args, message):
     _write(tmp_path, EXAMPLE, "x.yaml")
-    assert run_cli(*args, cwd=tmp_path).returncode == 2
+    before = _snapshot(tmp_path)
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in " ".join(result.stderr.replace("│", " ").split())
+    assert _snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize(
@@ -170,8 +195,8 @@ def test_help_everywhere(args):
     assert result.returncode == 0 and "Usage" in result.stdout
 
 
-def test_version():
-    result = run_cli("--version")
+def test_version_through_python_m_yolopatch():
+    result = run_process("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"yolopatch {__version__}"
 
 

@@ -8,11 +8,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, ROOT, run_cli
+from helpers import FIXTURES, ROOT, run_cli
 
 from yolopatch import __version__, files
 from yolopatch.errors import YolopatchError
-from yolopatch.inject import block_digest, plan_inject, plan_revert
+from yolopatch.inject import block_digest
+from yolopatch.operators import DEFAULT
+from yolopatch.targets.yolov5 import inject, revert
 
 STUBS = Path(__file__).parent / "stubs"
 
@@ -78,33 +80,32 @@ def test_real_wheel_inject_idempotent_check_diff_revert(yolov5_packages, tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("fixture", "import_line", "collection_text"),
+    ("fixture", "import_line", "collection_text", "repeat_collection"),
     [
         pytest.param(
             "v3",
             "from models.common import Conv, Bottleneck, SPP, DWConv, Focus, BottleneckCSP, Concat, Involution\n",
             "[nn.Conv2d, Conv, Bottleneck, SPP, DWConv, MixConv2d, Focus, CrossConv, BottleneckCSP, Involution]",
+            "if m in [BottleneckCSP]:",
             id="v3-one-line-import-list",
         ),
         pytest.param(
             "master",
             "    Detect,\n    Involution,\n)\n",
             "{\n            Conv,\n            C3,\n            Involution,\n        }",
+            "            if m in {\n                C3,\n            }:",
             id="master-parenthesised-import-one-per-line-set",
         ),
     ],
 )
-def test_layouts_pypi_does_not_ship(tmp_path, fixture, import_line, collection_text):
+def test_layouts_pypi_does_not_ship(tmp_path, fixture, import_line, collection_text, repeat_collection):
     repo = tmp_path / fixture
     shutil.copytree(FIXTURES / "checkouts" / fixture, repo)
     pristine = _snapshot(repo)
     assert run_cli("inject", str(repo)).returncode == 0
     yolo = (repo / "models" / "yolo.py").read_text(encoding="utf-8")
     assert import_line in yolo and collection_text in yolo
-    assert (
-        "if m in [BottleneckCSP]:" in yolo
-        or "            if m in {\n                C3,\n            }:" in yolo
-    )
+    assert repeat_collection in yolo  # the C3 "insert n" collection never gets an operator
     common = (repo / "models" / "common.py").read_text(encoding="utf-8")
     assert common.count("class Involution(nn.Module):") == 1
     assert ("import torch.nn as nn\n\n\nclass InvolutionAggregate" in common) == (fixture == "master")
@@ -328,7 +329,7 @@ def test_second_write_failing_restores_the_first(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
     before = _snapshot(repo)
-    plan = plan_inject(repo)
+    plan = inject(repo, [DEFAULT])
     real_replace, calls = files.os.replace, []
 
     def flaky_replace(src, dst):
@@ -339,7 +340,7 @@ def test_second_write_failing_restores_the_first(tmp_path, monkeypatch):
 
     monkeypatch.setattr(files.os, "replace", flaky_replace)
     with pytest.raises(YolopatchError, match="No space left on device"):
-        files.write_texts({p: t for p, t in plan.new.items() if plan.old[p] != t})
+        files.write_changes(plan.changes)
     assert _snapshot(repo) == before
     assert not list((repo / "models").glob(".*.yolopatch"))
 
@@ -348,7 +349,7 @@ def test_failing_stage_writes_nothing(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
     before = _snapshot(repo)
-    plan = plan_inject(repo)
+    plan = inject(repo, [DEFAULT])
     real_mkstemp = files.tempfile.mkstemp
 
     def refuse_yolo(*args, **kwargs):
@@ -358,14 +359,14 @@ def test_failing_stage_writes_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(files.tempfile, "mkstemp", refuse_yolo)
     with pytest.raises(YolopatchError, match="cannot write it"):
-        files.write_texts({p: t for p, t in plan.new.items() if plan.old[p] != t})
+        files.write_changes(plan.changes)
     assert _snapshot(repo) == before
 
 
 def test_revert_without_injection_is_a_no_op(tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
-    assert not plan_revert(repo).changed
+    assert not revert(repo).changed
     result = run_cli("inject", str(repo), "--revert")
     assert result.returncode == 0 and "nothing to revert" in result.stderr
 
@@ -375,16 +376,16 @@ def test_yolov5s_with_involution_builds_with_yolov5s_own_model(
     yolov5_packages, tmp_path, monkeypatch, version
 ):
     """Inject, then build a replaced and an inserted yolov5s with that tree's own Model: same numbers as ours."""
-    from yolopatch.apply import InvolutionOptions, apply_involution
+    from yolopatch.apply import ApplyOptions, apply_operator
     from yolopatch.check import check_builtin, check_with_repo
 
     monkeypatch.setenv("PYTHONPATH", str(STUBS))
     package = _copy_package(yolov5_packages[version], tmp_path)
     assert run_cli("inject", str(package)).returncode == 0
     original = (package / "models" / "yolov5s.yaml").read_text(encoding="utf-8")
-    for name, options in [("replace", InvolutionOptions()), ("insert", InvolutionOptions(insert=True))]:
+    for name, options in [("replace", ApplyOptions()), ("insert", ApplyOptions(insert=True))]:
         path = tmp_path / f"yolov5s-{name}.yaml"
-        path.write_text(apply_involution(original, "8", options).text, encoding="utf-8")
+        path.write_text(apply_operator(original, "8", options).text, encoding="utf-8")
         theirs = check_with_repo(package, path, 320, 1)
         ours = check_builtin(path.read_text(encoding="utf-8"), str(path), 320, 1)
         assert theirs.params == ours.params

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from yolopatch.involution import Involution, InvolutionAggregate
-from yolopatch.involution_cost import involution_macs, involution_params, output_size
 from yolopatch.modules import Conv
+from yolopatch.operators.involution import involution_macs, involution_params, output_size
+from yolopatch.templates.involution import Involution, InvolutionAggregate
 
 
 def unfold_reference(x: torch.Tensor, w: torch.Tensor, k: int, s: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""`apply`: turn chosen layers into Involution, or insert one after them, as text splices.
+"""`apply`: turn chosen layers into an operator, or insert one after them, as text splices.
 
 Text in, text out: parse to find the spans, splice only those, parse the result again and check that it
 means exactly the intended model. Every byte outside the edited spans stays as it was.
@@ -7,15 +7,14 @@ means exactly the intended model. Every byte outside the edited spans stays as i
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from yolopatch.channels import (
     CHANNEL_MODULES,
     HEADS,
     KNOWN_MODULES,
-    NOT_REPLACEABLE,
     STRIDED,
     Geometry,
     Shape,
@@ -27,23 +26,30 @@ from yolopatch.channels import (
 )
 from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import From, Layer, ModelYaml, Span, line_col, parse_model_yaml
+from yolopatch.operators import DEFAULT
+from yolopatch.operators.spec import Operator, resolve_values
 from yolopatch.selection import select_layers
+from yolopatch.splice import Edit, splice
+from yolopatch.targets.yolov5 import NOT_REPLACEABLE
 
-INVOLUTION = "Involution"
-DEFAULT_GROUP_CHANNELS = 16
-DEFAULT_REDUCTION = 4
 _INDEX_COMMENT = re.compile(r"#[ \t]*(\d+)(?!\d)")
 
 Row = tuple[From, int, str, tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
-class InvolutionOptions:
+class ApplyOptions:
+    """What to write: which operator with which option values (by name; the rest keep their defaults),
+    replacing the selected layers or inserting after them."""
+
+    op: Operator = DEFAULT
+    values: Mapping[str, Any] = field(default_factory=dict)
     insert: bool = False
-    kernel: int = 7
-    group_channels: int = DEFAULT_GROUP_CHANNELS
-    reduction: int = DEFAULT_REDUCTION
     rewire: Literal["all", "next"] = "all"
+
+    @property
+    def resolved(self) -> dict[str, Any]:
+        return resolve_values(self.op, self.values)
 
 
 @dataclass(frozen=True)
@@ -68,27 +74,22 @@ class ApplyResult:
         return self.text != self.original
 
 
-@dataclass(frozen=True)
-class _Edit:
-    start: int
-    end: int
-    text: str
-
-
-def apply_involution(text: str, layers: str, options: InvolutionOptions, name: str = "<yaml>") -> ApplyResult:
+def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<yaml>") -> ApplyResult:
     """Rewrite the selected layers of a model yaml's text; raise YolopatchError when it cannot be done."""
-    _check_options(options)
+    values = options.resolved
+    if options.rewire not in ("all", "next"):
+        raise YolopatchError(f"--rewire {options.rewire}: use 'all' or 'next'.")
     model = parse_model_yaml(text, name)
     geo = geometry(model.values)
     simulation = simulate(model.logical_rows(), geo, name)
-    patched = any(normalize_module(layer.module) == INVOLUTION for layer in model.layers)
+    patched = any(normalize_module(layer.module) == options.op.name for layer in model.layers)
     selection = select_layers(layers, model.layers, absent_ok=KNOWN_MODULES if patched else ())
     already = [f"--layers {term} matches no layer any more: already patched." for term in selection.unmatched]
     skipped: list[str] = []
     targets: list[int] = []
     for index in selection.indices:
         layer, shape = model.layers[index], simulation.shapes[index]
-        reason = _why_not(model, layer, shape, geo, options)
+        reason = _why_not(model, layer, shape, geo, options, values)
         if reason is None:
             targets.append(index)
         elif reason.startswith("already"):
@@ -101,32 +102,26 @@ def apply_involution(text: str, layers: str, options: InvolutionOptions, name: s
         raise YolopatchError(f"{name}: --layers {layers} leaves nothing to change. " + " ".join(skipped))
     notes = [*simulation.warnings, *already, *skipped]
     if options.insert:
-        rows, edits, changes = _plan_insert(model, targets, geo, simulation.shapes, options)
+        rows, edits, changes = _plan_insert(model, targets, geo, simulation.shapes, options, values)
     else:
-        rows, edits, changes = _plan_replace(model, targets, options)
-    new_text = _splice(text, edits)
+        rows, edits, changes = _plan_replace(model, targets, options.op, values)
+    new_text = splice(text, edits)
     notes += _non_ascii_warning(_verify(new_text, rows, geo, name))
     return ApplyResult(original=text, text=new_text, changes=tuple(changes), notes=tuple(notes))
 
 
-def involution_args(channels: int, stride: int, options: InvolutionOptions) -> list[int]:
-    args = [channels, options.kernel, stride]
-    if (options.group_channels, options.reduction) != (DEFAULT_GROUP_CHANNELS, DEFAULT_REDUCTION):
-        args += [options.group_channels, options.reduction]
-    return args
+def _verb(options: ApplyOptions) -> str:
+    name = options.op.name
+    return (
+        f"insert {_article(name)} {name} after it"
+        if options.insert
+        else f"replace it with {_article(name)} {name}"
+    )
 
 
-def _check_options(options: InvolutionOptions) -> None:
-    if options.kernel < 1 or options.kernel % 2 == 0:
-        raise YolopatchError(f"--kernel {options.kernel}: must be odd and at least 1 (3, 5, 7 are usual).")
-    if options.group_channels < 1 or options.reduction < 1:
-        raise YolopatchError("--group-channels and --reduction must be at least 1.")
-    if options.rewire not in ("all", "next"):
-        raise YolopatchError(f"--rewire {options.rewire}: use 'all' or 'next'.")
-
-
-def _verb(options: InvolutionOptions) -> str:
-    return "insert an Involution after it" if options.insert else "replace it with an Involution"
+def _article(name: str) -> str:
+    """'an Involution', 'an SE', 'an ECA', 'a CBAM': by how the name is spoken."""
+    return "an" if name[0] in "AEIOU" or name[:2] in ("SE", "SK") else "a"
 
 
 def _where(model: ModelYaml, layer: Layer) -> str:
@@ -134,48 +129,51 @@ def _where(model: ModelYaml, layer: Layer) -> str:
 
 
 def _why_not(
-    model: ModelYaml, layer: Layer, shape: Shape, geo: Geometry, options: InvolutionOptions
+    model: ModelYaml,
+    layer: Layer,
+    shape: Shape,
+    geo: Geometry,
+    options: ApplyOptions,
+    values: Mapping[str, Any],
 ) -> str | None:
-    module = normalize_module(layer.module)
-    if module == INVOLUTION:
-        return "already an Involution"
+    op, module = options.op, normalize_module(layer.module)
+    one = f"{_article(op.name)} {op.name}"
+    if module == op.name:
+        return f"already {one}"
     if options.insert:
         following = model.layers[layer.index + 1] if layer.index + 1 < len(model.layers) else None
-        if following and following.module == INVOLUTION and following.source == -1:
-            return "already followed by an Involution"
+        if following and following.module == op.name and following.source == -1:
+            return f"already followed by {one}"
         if module in HEADS:
             return f"{module} is the model's output; nothing can follow it"
         if shape.c2 is None:
             return "its output channels are unknown"
         argument = argument_for_channels(shape.c2, geo)
         if argument is None:
-            return f"no Involution argument gives exactly {shape.c2} channels at width_multiple {geo.width}"
-        return _channel_problem(shape.c2, options)
+            return f"no {op.name} argument gives exactly {shape.c2} channels at width_multiple {geo.width}"
+        return op.channel_problem(shape.c2, values)
     if not isinstance(layer.source, int):
-        return f"it takes several inputs ({list(layer.source)}); an Involution takes one"
+        return f"it takes several inputs ({list(layer.source)}); {one} takes one"
     if module in NOT_REPLACEABLE:
-        return NOT_REPLACEABLE[module]
+        return NOT_REPLACEABLE[module].format(op=one)
     if module not in CHANNEL_MODULES:
         return f"yolopatch does not know {module}'s output channels"
     if not layer.args or not isinstance(layer.args[0], int):
         return f"its first argument {layer.args[:1]} is not an output channel count"
-    if _stride(layer) is None:
+    stride = _stride(layer)
+    if stride is None:
         return f"its stride argument {layer.args[2]!r} is not a positive integer"
     if shape.c1 is None:
         return "its input channels are unknown"
-    return _channel_problem(shape.c1, options)
+    if op.keeps_channels and (shape.c1 != shape.c2 or stride != 1):
+        return f"{op.name} keeps channels and size; {_change_of(shape, stride)}: use --insert"
+    return op.channel_problem(shape.c1, values)
 
 
-def _channel_problem(c1: int, options: InvolutionOptions) -> str | None:
-    if c1 % options.group_channels:
-        fits = [d for d in range(1, min(c1, 64) + 1) if c1 % d == 0]
-        return (
-            f"its Involution would see {c1} input channels, not divisible by --group-channels "
-            f"{options.group_channels}; values that divide {c1}: {', '.join(map(str, fits))}"
-        )
-    if c1 // options.reduction < 1:
-        return f"{c1} input channels // --reduction {options.reduction} is 0; use --reduction {c1} or less"
-    return None
+def _change_of(shape: Shape, stride: int) -> str:
+    parts = [f"changes {shape.c1} to {shape.c2} channels"] if shape.c1 != shape.c2 else []
+    parts += [f"divides the size by {stride}"] if stride != 1 else []
+    return "this layer " + " and ".join(parts)
 
 
 def _stride(layer: Layer) -> int | None:
@@ -186,19 +184,19 @@ def _stride(layer: Layer) -> int | None:
 
 
 def _plan_replace(
-    model: ModelYaml, targets: Sequence[int], options: InvolutionOptions
-) -> tuple[list[Row], list[_Edit], list[Change]]:
+    model: ModelYaml, targets: Sequence[int], op: Operator, values: Mapping[str, Any]
+) -> tuple[list[Row], list[Edit], list[Change]]:
     rows = model.logical_rows()
     edits, changes = [], []
     for index in targets:
         layer = model.layers[index]
-        args = involution_args(layer.args[0], _stride(layer), options)
-        rows[index] = (layer.source, 1, INVOLUTION, tuple(args))
+        args = op.yaml_args(layer.args[0], _stride(layer) or 1, values)
+        rows[index] = (layer.source, 1, op.name, tuple(args))
         args_text = _flow(args, model.text[layer.args_span.start : layer.args_span.end])
         row_edits = [
-            _Edit(layer.number_span.start, layer.number_span.end, "1"),
-            _Edit(layer.module_span.start, layer.module_span.end, INVOLUTION),
-            _Edit(layer.args_span.start, layer.args_span.end, args_text),
+            Edit(layer.number_span.start, layer.number_span.end, "1"),
+            Edit(layer.module_span.start, layer.module_span.end, op.name),
+            Edit(layer.args_span.start, layer.args_span.end, args_text),
         ]
         edits += row_edits
         row_text = _splice_span(model.text, layer.row, row_edits)
@@ -211,12 +209,13 @@ def _plan_insert(
     targets: Sequence[int],
     geo: Geometry,
     shapes: Sequence[Shape],
-    options: InvolutionOptions,
-) -> tuple[list[Row], list[_Edit], list[Change]]:
+    options: ApplyOptions,
+    values: Mapping[str, Any],
+) -> tuple[list[Row], list[Edit], list[Change]]:
     chosen = set(targets)
     new_index = _new_indices(len(model.layers), chosen)
     rows: list[Row] = []
-    edits: list[_Edit] = []
+    edits: list[Edit] = []
     changes: list[Change] = []
     for layer in model.layers:
         source = _rewire_source(layer, chosen, new_index, options.rewire)
@@ -224,9 +223,10 @@ def _plan_insert(
         edits += _source_edits(layer, source)
         edits += _comment_edits(model.text, layer, new_index[layer.index])
         if layer.index in chosen:
-            args = involution_args(argument_for_channels(shapes[layer.index].c2, geo), 1, options)
-            rows.append((-1, 1, INVOLUTION, tuple(args)))
-            row_edits, row_text = _insert_row(model, layer, args, new_index[layer.index] + 1)
+            channels = argument_for_channels(shapes[layer.index].c2, geo)  # type: ignore[arg-type]
+            args = options.op.yaml_args(channels, 1, values)  # type: ignore[arg-type]
+            rows.append((-1, 1, options.op.name, tuple(args)))
+            row_edits, row_text = _insert_row(model, layer, options.op.name, args, new_index[layer.index] + 1)
             edits += row_edits
             changes.append(
                 Change(
@@ -240,7 +240,7 @@ def _plan_insert(
 
 
 def _new_indices(count: int, chosen: set[int]) -> list[int]:
-    """Where each original layer lands once an Involution follows every chosen one."""
+    """Where each original layer lands once an operator follows every chosen one."""
     indices, shift = [], 0
     for index in range(count):
         indices.append(index + shift)
@@ -255,7 +255,7 @@ def _rewire_source(layer: Layer, chosen: set[int], new_index: list[int], rewire:
 
     def moved(f: int) -> int:
         if f == -1:
-            return -1  # the previous row: the new Involution when one was inserted right before, as intended
+            return -1  # the previous row: the new operator when one was inserted right before, as intended
         if f < 0:
             return target(layer.index + f) - new_index[layer.index]
         return target(f)
@@ -265,44 +265,46 @@ def _rewire_source(layer: Layer, chosen: set[int], new_index: list[int], rewire:
     return tuple(moved(f) for f in layer.source)
 
 
-def _source_edits(layer: Layer, source: From) -> list[_Edit]:
+def _source_edits(layer: Layer, source: From) -> list[Edit]:
     old = [layer.source] if isinstance(layer.source, int) else list(layer.source)
     new = [source] if isinstance(source, int) else list(source)
     return [
-        _Edit(span.start, span.end, str(b))
+        Edit(span.start, span.end, str(b))
         for span, a, b in zip(layer.from_spans, old, new, strict=True)
         if a != b
     ]
 
 
-def _comment_edits(text: str, layer: Layer, new_index: int) -> list[_Edit]:
+def _comment_edits(text: str, layer: Layer, new_index: int) -> list[Edit]:
     if layer.comment is None or new_index == layer.index:
         return []
     match = _INDEX_COMMENT.match(text, layer.comment.start, layer.comment.end)
     if not match or int(match.group(1)) != layer.index:
         return []
-    return [_Edit(match.start(1), match.end(1), str(new_index))]
+    return [Edit(match.start(1), match.end(1), str(new_index))]
 
 
-def _insert_row(model: ModelYaml, layer: Layer, args: list[int], index: int) -> tuple[list[_Edit], str]:
+def _insert_row(
+    model: ModelYaml, layer: Layer, name: str, args: list[Any], index: int
+) -> tuple[list[Edit], str]:
     text = model.text
-    row_text = _flow([-1, 1, INVOLUTION, args], text[layer.row.start : layer.row.end])
+    row_text = _flow([-1, 1, name, args], text[layer.row.start : layer.row.end])
     section = next(s for s in model.sections if s.name == layer.section)
     if not layer.ends_line or _closes_on_line(text, layer):
         if section.block_style:
             raise YolopatchError(
                 f"{_where(model, layer)}: cannot insert after a row that does not end its line."
             )
-        return [_Edit(layer.row.end, layer.row.end, f", {row_text}")], row_text
+        return [Edit(layer.row.end, layer.row.end, f", {row_text}")], row_text
     prefix = text[layer.line_start : layer.row.start]
     indent = prefix if section.block_style else re.sub(r"\S", " ", prefix)
     comma = "," if layer.has_comma and not section.block_style else ""
     comment = _new_comment(model, layer, index)
     line = f"{model.newline}{indent}{row_text}{comma}{comment}"
-    edits = [_Edit(layer.line_end, layer.line_end, line)]
+    edits = [Edit(layer.line_end, layer.line_end, line)]
     if not layer.has_comma and not section.block_style:
         # the last row had no trailing comma; now that a row follows it needs one
-        edits.insert(0, _Edit(layer.row.end, layer.row.end, ","))
+        edits.insert(0, Edit(layer.row.end, layer.row.end, ","))
     return edits, row_text
 
 
@@ -320,7 +322,7 @@ def _new_comment(model: ModelYaml, layer: Layer, index: int) -> str:
     ):
         return ""
     spaced = next((n for n in neighbours if n.comment), layer)
-    before = model.text[spaced.row.end : spaced.comment.start].replace(",", "")
+    before = model.text[spaced.row.end : spaced.comment.start].replace(",", "") if spaced.comment else ""
     return f"{before or '  '}# {index}"
 
 
@@ -338,20 +340,10 @@ def _flow(values: list[Any], style_of: str) -> str:
     return write(values)
 
 
-def _splice(text: str, edits: Sequence[_Edit]) -> str:
-    pieces, position = [], 0
-    for edit in sorted(edits, key=lambda e: (e.start, e.end)):
-        if edit.start < position:
-            raise AssertionError(f"overlapping edits at {edit.start}")
-        pieces += [text[position : edit.start], edit.text]
-        position = edit.end
-    return "".join(pieces) + text[position:]
-
-
-def _splice_span(text: str, span: Span, edits: Sequence[_Edit]) -> str:
+def _splice_span(text: str, span: Span, edits: Sequence[Edit]) -> str:
     """The text of one span after the edits inside it."""
-    shifted = [_Edit(e.start - span.start, e.end - span.start, e.text) for e in edits]
-    return _splice(text[span.start : span.end], shifted)
+    shifted = [Edit(e.start - span.start, e.end - span.start, e.text) for e in edits]
+    return splice(text[span.start : span.end], shifted)
 
 
 def _verify(new_text: str, rows: list[Row], geo: Geometry, name: str) -> ModelYaml:

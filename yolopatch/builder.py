@@ -7,16 +7,19 @@ evaluated: a yaml cannot run code here (YOLOv5's parse_model `eval`s both).
 from __future__ import annotations
 
 import ast
+import importlib
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from yolopatch import modules
-from yolopatch.channels import CHANNEL_MODULES, geometry, make_divisible, normalize_module, simulate
+from yolopatch.channels import CHANNEL_MODULES, Shape, Simulation, geometry, make_divisible, normalize_module
 from yolopatch.errors import YolopatchError
-from yolopatch.involution import Involution
 from yolopatch.modelyaml import ModelYaml
+from yolopatch.operators import OPERATORS
+from yolopatch.targets.yolov5 import REPEAT_INSIDE
 
 MODULES: dict[str, type[nn.Module]] = {
     **{
@@ -45,7 +48,10 @@ MODULES: dict[str, type[nn.Module]] = {
             "Segment",
         )
     },
-    "Involution": Involution,
+    **{
+        op.name: getattr(importlib.import_module(f"yolopatch.templates.{op.template}"), op.name)
+        for op in OPERATORS.values()
+    },
     "nn.Upsample": nn.Upsample,
     "nn.MaxPool2d": nn.MaxPool2d,
     "nn.ZeroPad2d": nn.ZeroPad2d,
@@ -54,7 +60,6 @@ MODULES: dict[str, type[nn.Module]] = {
     "nn.Conv2d": nn.Conv2d,
     "nn.Identity": nn.Identity,
 }
-REPEAT_INSIDE = frozenset({"BottleneckCSP", "C3", "C3TR", "C3Ghost", "C3x"})  # parse_model's "insert n" set
 ACTIVATIONS = frozenset(
     {
         "SiLU",
@@ -98,15 +103,16 @@ class BuiltModel(nn.Module):
         return x
 
 
-def build_model(model: ModelYaml) -> BuiltModel:
+def build_model(model: ModelYaml, simulation: Simulation) -> BuiltModel:
     """Build the model a yaml describes, as YOLOv5 v7.0's parse_model would, then compute its strides."""
     geo = geometry(model.values)
     rows = model.logical_rows()
-    shapes = simulate(rows, geo, model.name).shapes
+    shapes = simulation.shapes
     activation = parse_activation(model.values.get("activation"), model.name)
     modules._ACTIVATION.append(activation or nn.SiLU())  # one shared instance, as in YOLOv5 v7.0
     try:
-        layers, save = [], []
+        layers: list[nn.Module] = []
+        save: list[int] = []
         for index, (source, number, name, raw_args) in enumerate(rows):
             layer = _build_layer(model, index, source, number, name, raw_args, shapes, geo)
             save.extend(x % index for x in ([source] if isinstance(source, int) else source) if x != -1)
@@ -126,6 +132,8 @@ def parse_activation(text: Any, name: str) -> nn.Module | None:
         node = ast.parse(str(text), mode="eval").body
         if isinstance(node, ast.Attribute):
             node = ast.Call(func=node, args=[], keywords=[])
+        if not isinstance(node, ast.Call):
+            raise ValueError(text)
         func = node.func
         cls = (
             func.attr
@@ -133,7 +141,7 @@ def parse_activation(text: Any, name: str) -> nn.Module | None:
             else None
         )
         args = [ast.literal_eval(a) for a in node.args]
-        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+        kwargs = {str(k.arg): ast.literal_eval(k.value) for k in node.keywords}
     except (SyntaxError, ValueError, AttributeError, TypeError):
         cls = None
     if cls not in ACTIVATIONS:
@@ -173,8 +181,9 @@ def _build_layer(model: ModelYaml, index, source, number, name, raw_args, shapes
         layer = nn.Sequential(*(cls(*args) for _ in range(n))) if n > 1 else cls(*args)
     except (TypeError, ValueError) as exc:
         raise YolopatchError(f"{where}: cannot build {module_name}{tuple(args)}: {exc}") from None
-    layer.i, layer.f, layer.type = index, source, name
-    layer.np = sum(p.numel() for p in layer.parameters())
+    # YOLOv5's tags; `type` shadows nn.Module.type on purpose, as YOLOv5's own layers do
+    layer.i, layer.f, layer.type = index, source, name  # type: ignore[method-assign,assignment]
+    layer.np = sum(p.numel() for p in layer.parameters())  # type: ignore[assignment]
     return layer
 
 
@@ -197,7 +206,7 @@ def _literal(value: Any, values: dict[str, Any], where: str) -> Any:
     )
 
 
-def _set_strides(built: BuiltModel, rows: list, shapes: list) -> None:
+def _set_strides(built: BuiltModel, rows: list[Any], shapes: Sequence[Shape]) -> None:
     """Detect's strides, from the yaml's own stride bookkeeping (YOLOv5 runs a 256x256 pass for them);
     `measure` then checks every layer's output size against them."""
     head = built.model[-1]

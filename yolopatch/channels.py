@@ -10,70 +10,15 @@ from typing import Any
 
 from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import From
+from yolopatch.operators import OPERATORS, operator_names
+from yolopatch.targets import yolov5
 
-# parse_model's `if m in {...}` set: these get args = [c1, make_divisible(args[0] * gw), *args[1:]].
-CHANNEL_MODULES = frozenset(
-    {
-        "Conv",
-        "GhostConv",
-        "Bottleneck",
-        "GhostBottleneck",
-        "SPP",
-        "SPPF",
-        "DWConv",
-        "MixConv2d",
-        "Focus",
-        "CrossConv",
-        "BottleneckCSP",
-        "C3",
-        "C3TR",
-        "C3SPP",
-        "C3Ghost",
-        "nn.ConvTranspose2d",
-        "DWConvTranspose2d",
-        "C3x",
-        "Involution",
-        "nn.Conv2d",  # in the set up to v3.x
-    }
-)
-# Modules whose third yaml argument is their stride.
-STRIDED = frozenset(
-    {"Conv", "GhostConv", "DWConv", "GhostBottleneck", "CrossConv", "MixConv2d", "Involution", "nn.Conv2d"}
-)
-UPSAMPLING = frozenset({"nn.ConvTranspose2d", "DWConvTranspose2d"})
-OTHER_KNOWN = frozenset(
-    {
-        "Concat",
-        "Detect",
-        "Segment",
-        "nn.Upsample",
-        "nn.MaxPool2d",
-        "nn.ZeroPad2d",
-        "Contract",
-        "Expand",
-        "nn.BatchNorm2d",
-        "nn.Identity",
-    }
-)
-HEADS = frozenset({"Detect", "Segment"})
-KNOWN_MODULES = CHANNEL_MODULES | OTHER_KNOWN
-
-# Why a known module cannot become an Involution.
-NOT_REPLACEABLE = {
-    "Concat": "it joins several inputs; an Involution takes one",
-    "Detect": "it is the detection head, not a feature map",
-    "Segment": "it is the segmentation head, not a feature map",
-    "nn.Upsample": "its first argument is not an output channel count",
-    "nn.MaxPool2d": "its first argument is not an output channel count",
-    "nn.ZeroPad2d": "its first argument is not an output channel count",
-    "nn.BatchNorm2d": "its first argument is not an output channel count",
-    "nn.Identity": "it has no output channel argument",
-    "Contract": "its first argument is a gain, not an output channel count",
-    "Expand": "its first argument is a gain, not an output channel count",
-    "Focus": "its space-to-depth step is not a convolution",
-    "nn.ConvTranspose2d": "it upsamples; an Involution cannot",
-    "DWConvTranspose2d": "it upsamples; an Involution cannot",
-}
+# Operators register in parse_model's (c1, c2) collection like Conv does.
+CHANNEL_MODULES = yolov5.CHANNEL_MODULES | operator_names()
+STRIDED = yolov5.STRIDED | frozenset(op.name for op in OPERATORS.values() if op.strided)
+UPSAMPLING = yolov5.UPSAMPLING
+HEADS = yolov5.HEADS
+KNOWN_MODULES = CHANNEL_MODULES | yolov5.OTHER_KNOWN
 
 
 @dataclass(frozen=True)
@@ -196,7 +141,8 @@ def _output_channels(
     if module in CHANNEL_MODULES:
         return scaled_channels(args[0], geo) if args and _is_int(args[0]) else None
     if module == "Concat":
-        return None if None in c_in else sum(c_in)
+        known = [c for c in c_in if c is not None]
+        return sum(known) if len(known) == len(c_in) else None
     if module in HEADS:
         return None
     if module in ("Contract", "Expand"):
@@ -218,7 +164,7 @@ def _lookup(values: list, f: int, first_input: Any) -> Any:
     return first_input if not values and f == -1 else values[f]
 
 
-def _int_arg(args: Sequence[Any], position: int, default: int | None) -> Fraction | None:
+def _int_arg(args: Sequence[Any], position: int, default: int | Fraction | None) -> Fraction | None:
     if len(args) <= position or args[position] is None:
         return None if default is None else Fraction(default)
     value = args[position]

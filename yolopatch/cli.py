@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from yolopatch import __version__
-from yolopatch.errors import YolopatchError
+from yolopatch.errors import OptionError, YolopatchError
+from yolopatch.files import FileChange
 
 app = typer.Typer(
     name="yolopatch",
-    help="Add Involution (Li et al., CVPR 2021) to YOLOv5 models: rewrite yamls, inject the module, measure.",
+    help="Add operators (Involution, attention blocks) to YOLOv5 models: rewrite yamls, inject the modules, "
+    "measure.",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 out = Console(highlight=False, soft_wrap=True)
@@ -40,141 +41,201 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version."
-    ),
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
-    """yolopatch: Involution for YOLOv5, without copy-pasting from blog posts."""
+    """yolopatch: operators for YOLOv5, without copy-pasting from blog posts."""
+
+
+ModelArg = Annotated[Path, typer.Argument(metavar="MODEL.yaml", help="The model yaml.", dir_okay=False)]
 
 
 @app.command()
 def apply(
-    model: Path = typer.Argument(..., help="The model yaml to rewrite.", dir_okay=False),
-    layers: str = typer.Option(
-        ..., "--layers", "-l", help="Which layers: 8, 2-8, backbone, head, C3, backbone:C3; comma-separated."
-    ),
-    insert: bool = typer.Option(
-        False, "--insert", help="Insert an Involution after each layer instead of replacing it."
-    ),
-    rewire: Rewire = typer.Option(
-        Rewire.all,
-        "--rewire",
-        help="With --insert: 'all' feeds every consumer of the layer from the new one; "
-        "'next' feeds only the next layer and keeps skip connections on the original.",
-    ),
-    output: Optional[Path] = typer.Option(
-        None, "-o", "--output", help="Where to write (default: STEM-involution.yaml)."
-    ),
-    in_place: bool = typer.Option(False, "--in-place", help="Rewrite MODEL itself."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
-    diff: bool = typer.Option(False, "--diff", help="Print a unified diff and write nothing."),
-    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 if the file would change."),
-    kernel: int = typer.Option(7, "--kernel", "-k", help="Involution kernel size (odd)."),
-    group_channels: int = typer.Option(
-        16, "--group-channels", help="Channels per group that share a kernel."
-    ),
-    reduction: int = typer.Option(4, "--reduction", help="Reduction ratio of the kernel-generating branch."),
+    model: ModelArg,
+    layers: Annotated[
+        str,
+        typer.Option(
+            "--layers",
+            "-l",
+            metavar="SEL",
+            help="Which layers: 8, 2-8, backbone, head, C3, backbone:C3; comma-separated.",
+        ),
+    ],
+    op: Annotated[
+        str, typer.Option("--op", metavar="NAME", help="The operator (see `yolopatch ops`).")
+    ] = "involution",
+    insert: Annotated[
+        bool, typer.Option("--insert", help="Insert the operator after each layer instead of replacing it.")
+    ] = False,
+    rewire: Annotated[
+        Rewire | None,
+        typer.Option(
+            "--rewire",
+            help="With --insert: 'all' (default) feeds every consumer of the layer from the new one; "
+            "'next' feeds only the next layer and keeps skip connections on the original.",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", metavar="PATH", help="Where to write (default: STEM-OP.yaml)."),
+    ] = None,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Rewrite MODEL.yaml itself.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff and write nothing.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 if the file would change.")
+    ] = False,
+    kernel: Annotated[
+        int | None, typer.Option("--kernel", "-k", help="Kernel size (Involution 7, CBAM 7, ECA adaptive).")
+    ] = None,
+    group_channels: Annotated[
+        int | None,
+        typer.Option("--group-channels", help="Involution: channels per group that share a kernel (16)."),
+    ] = None,
+    reduction: Annotated[
+        int | None, typer.Option("--reduction", help="Reduction ratio (Involution 4, SE 16, ...).")
+    ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", metavar="NAME=VALUE", help="Any operator option by name, e.g. --set e_lambda=1e-3."
+        ),
+    ] = None,
 ) -> None:
-    """Rewrite chosen layers of a model yaml to Involution, or insert one after them."""
-    from yolopatch.apply import InvolutionOptions, apply_involution
-    from yolopatch.files import read_text, unified_diff, write_texts
+    """Rewrite chosen layers of a model yaml to an operator, or insert one after them."""
+    from yolopatch.apply import ApplyOptions, apply_operator
+    from yolopatch.files import read_text
     from yolopatch.render import changes_table
 
-    if in_place and output is not None:
-        raise typer.BadParameter("use either -o/--output or --in-place, not both", param_hint="--in-place")
-    if diff and check:
-        raise typer.BadParameter("use either --diff or --check, not both", param_hint="--check")
-    target = (
-        model if in_place else output or model.with_name(f"{model.stem}-involution{model.suffix or '.yaml'}")
-    )
-    options = InvolutionOptions(insert, kernel, group_channels, reduction, rewire.value)
+    _exclusive(("--in-place", in_place), ("-o/--output", output is not None))
+    _exclusive(("--diff", diff), ("--check", check))
+    if rewire is not None and not insert:
+        raise typer.BadParameter("only means something with --insert", param_hint="--rewire")
+    given = {"--kernel": kernel, "--group-channels": group_channels, "--reduction": reduction}
+    values: dict[str, Any] = {flag.lstrip("-"): value for flag, value in given.items() if value is not None}
+    values.update(_settings(settings or []))
     with _errors():
-        result = apply_involution(read_text(model), layers, options, name=str(model))
+        operator = _operator(op)
+        options = ApplyOptions(operator, values, insert, (rewire or Rewire.all).value)
+        _option_values(options)
+        suffix = model.suffix or ".yaml"
+        target = (
+            model if in_place else output or model.with_name(f"{model.stem}-{operator.name.lower()}{suffix}")
+        )
+        result = apply_operator(read_text(model), layers, options, name=str(model))
         for note in result.notes:
             err.print(f"note: {note}", markup=False)
-        if diff:
-            sys.stdout.write(unified_diff(result.original, result.text, str(model), str(target)))
-            return
-        if check:
-            if result.changed:
-                err.print(
-                    f"{model}: would change {len(result.changes)} layer(s); run without --check to write."
-                )
-                raise typer.Exit(1)
-            err.print(f"{model}: already patched; nothing to change.")
-            return
-        if not result.changed:
-            err.print(f"{model}: already patched; nothing to change, nothing written.")
-            return
-        if target != model and target.exists() and not force:
+        if target != model and target.exists() and not force and not diff and not check:
             if read_text(target) == result.text:
                 err.print(f"{target}: already up to date; nothing written.")
                 return
             raise YolopatchError(
                 f"{target}: already exists. Pass --force to overwrite it, or -o to write elsewhere."
             )
-        write_texts({target: result.text})
+        old = result.original if target == model else (read_text(target) if target.exists() else None)
+        change = FileChange(target, old, result.text)
+        if not result.changed:
+            err.print(f"{model}: already patched; nothing to change{'' if check else ', nothing written'}.")
+            return
+        shown = FileChange(target, result.original, result.text, model)  # diffs compare with the input
+        _finish([shown], [change], diff, check, f"{model}: would change {len(result.changes)} layer(s)")
     out.print(changes_table(result.changes))
     out.print(f"Wrote {target}", markup=False)
-    out.print(_next_after_apply(target), markup=False)
+    out.print(_next_after_apply(target, operator.name), markup=False)
 
 
-def _next_after_apply(target: Path) -> str:
+def _next_after_apply(target: Path, name: str) -> str:
     """The next command: for a yaml inside a checkout, that checkout (and no inject step once it is done)."""
-    from yolopatch.inject import enclosing_checkout, plan_inject
+    from yolopatch.operators import get_operator
+    from yolopatch.targets.yolov5 import enclosing_checkout, inject
 
     root = enclosing_checkout(target)
     if root is None:
-        return f"Next: yolopatch inject PATH/TO/yolov5   (once per checkout), then:\n      yolopatch check {target}"
+        return (
+            f"Next: yolopatch inject PATH/TO/yolov5{_op_flag(name)}   (once per checkout), then:\n"
+            f"      yolopatch check {target}"
+        )
     try:
-        injected = not plan_inject(root).changed
+        injected = not inject(root, [get_operator(name)]).changed
     except YolopatchError:
         injected = False
     check = f"yolopatch check {target} --repo {root}"
-    return f"Next: {check}" if injected else f"Next: yolopatch inject {root}   (once), then:\n      {check}"
+    return (
+        f"Next: {check}"
+        if injected
+        else f"Next: yolopatch inject {root}{_op_flag(name)}   (once), then:\n      {check}"
+    )
+
+
+def _op_flag(name: str) -> str:
+    return "" if name == "Involution" else f" --op {name.lower()}"
 
 
 @app.command()
 def inject(
-    repo: Path = typer.Argument(
-        ..., help="A YOLOv5 (or yolov3) checkout, its models/ folder, or the yolov5 package."
-    ),
-    diff: bool = typer.Option(False, "--diff", help="Print unified diffs and write nothing."),
-    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 unless fully injected."),
-    revert: bool = typer.Option(False, "--revert", help="Remove exactly what yolopatch added."),
-    force: bool = typer.Option(
-        False,
-        "--force",
-        help="Disable a foreign `class Involution` and inject ours; replace or revert a block you edited.",
-    ),
+    repo: Annotated[
+        Path,
+        typer.Argument(
+            metavar="REPO", help="A YOLOv5 (or yolov3) checkout, its models/ folder, or the yolov5 package."
+        ),
+    ],
+    op: Annotated[
+        str | None,
+        typer.Option(
+            "--op", metavar="NAMES", help="Operators to inject, comma-separated (default: involution)."
+        ),
+    ] = None,
+    for_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--for", metavar="MODEL.yaml", help="Inject exactly the operators this yaml uses.", dir_okay=False
+        ),
+    ] = None,
+    diff: Annotated[bool, typer.Option("--diff", help="Print unified diffs and write nothing.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 unless fully injected.")
+    ] = False,
+    revert: Annotated[
+        bool,
+        typer.Option(
+            "--revert", help="Remove exactly what yolopatch added (all operators, or those of --op)."
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Disable a foreign class of the same name and inject ours; replace or revert a block you edited.",
+        ),
+    ] = False,
 ) -> None:
-    """Put the Involution module into models/common.py and register it in models/yolo.py."""
-    from yolopatch.files import unified_diff, write_texts
-    from yolopatch.inject import plan_inject, plan_revert
+    """Put operators into models/common.py and register them in models/yolo.py."""
+    from yolopatch.targets import yolov5
 
-    if diff and check:
-        raise typer.BadParameter("use either --diff or --check, not both", param_hint="--check")
+    _exclusive(("--diff", diff), ("--check", check))
+    _exclusive(("--op", op is not None), ("--for", for_model is not None))
     with _errors():
-        result = plan_revert(repo, force=force) if revert else plan_inject(repo, force=force)
-        err.print(f"{result.checkout.models}: {result.flavour.describe()}", markup=False)
-        if check:
-            if result.changed:
-                err.print(f"{repo}: {'injected' if revert else 'not fully injected'}; run without --check.")
-                raise typer.Exit(1)
-            err.print(f"{repo}: {'nothing to revert' if revert else 'already injected'}.")
+        operators = (
+            _operators_for(for_model)
+            if for_model
+            else [_operator(n) for n in (op or "involution").split(",")]
+        )
+        if revert:
+            plan = yolov5.revert(repo, [o.name for o in operators] if op or for_model else None, force)
+        else:
+            plan = yolov5.inject(repo, operators, force)
+        err.print(f"{repo}: {plan.flavour}", markup=False)
+        done = "nothing to revert" if revert else "already injected"
+        if not plan.changed:
+            err.print(f"{repo}: {done}{'' if check else '; nothing written'}.")
             return
-        if not result.changed:
-            err.print(f"{repo}: {'nothing to revert' if revert else 'already injected'}; nothing written.")
-            return
-        changed = {path: text for path, text in result.new.items() if result.old[path] != text}
-        if diff:
-            for path, text in changed.items():
-                sys.stdout.write(unified_diff(result.old[path], text, str(path), str(path)))
-            return
-        write_texts(changed)
-    for action in result.actions:
+        state = "injected" if revert else "not fully injected"
+        _finish(plan.changes, plan.changes, diff, check, f"{repo}: {state}")
+    for action in plan.actions:
         out.print(f"  {action}", markup=False)
-    for warning in result.warnings:
+    for warning in plan.warnings:
         err.print(f"warning: {warning}", markup=False)
     if not revert:
         out.print(
@@ -184,25 +245,63 @@ def inject(
         )
 
 
+def _operators_for(model: Path) -> list[Any]:
+    from yolopatch.files import read_text
+    from yolopatch.modelyaml import parse_model_yaml
+    from yolopatch.operators import OPERATORS
+
+    parsed = parse_model_yaml(read_text(model), str(model))
+    used = {layer.module for layer in parsed.layers}
+    operators = [o for o in OPERATORS.values() if o.name in used]
+    if not operators:
+        known = ", ".join(o.name for o in OPERATORS.values())
+        raise YolopatchError(
+            f"{model}: uses none of the operators yolopatch adds ({known}); nothing to inject."
+        )
+    return operators
+
+
+def _finish(
+    shown: Sequence[FileChange], changes: Sequence[FileChange], diff: bool, check: bool, pending: str
+) -> None:
+    """The one diff / check / write path of apply and inject. Returns after writing."""
+    from yolopatch.files import change_diff, write_changes
+
+    if diff:
+        for change in shown:
+            if change.changed:
+                sys.stdout.write(change_diff(change))
+        raise typer.Exit(0)
+    if check:
+        err.print(f"{pending}; run without --check to write.", markup=False)
+        raise typer.Exit(1)
+    write_changes(changes)
+
+
 @app.command()
 def check(
-    model: Path = typer.Argument(..., help="The model yaml to build.", dir_okay=False),
-    repo: Optional[Path] = typer.Option(
-        None, "--repo", help="Build with this YOLOv5 checkout's own Model class."
-    ),
-    img: int = typer.Option(640, "--img", help="Input size for the forward and backward pass."),
-    batch: int = typer.Option(1, "--batch", help="Batch size for the forward and backward pass."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Another yaml to compare against."),
-    as_json: bool = typer.Option(False, "--json", help="Print the data as JSON on stdout."),
+    model: ModelArg,
+    repo: Annotated[
+        Path | None,
+        typer.Option("--repo", metavar="REPO", help="Build with this YOLOv5 checkout's own Model class."),
+    ] = None,
+    img: Annotated[
+        int, typer.Option("--img", help="Input size for the forward and backward pass.", min=32)
+    ] = 640,
+    batch: Annotated[
+        int, typer.Option("--batch", help="Batch size for the forward and backward pass.", min=1)
+    ] = 1,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", metavar="BASE.yaml", help="Another yaml to compare against.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the data as JSON on stdout.")] = False,
 ) -> None:
     """Build a model yaml, run it forward and backward, and print per-layer parameters and GFLOPs."""
     import dataclasses
     import json
 
-    from yolopatch.render import involution_note, report_table, summary_line
+    from yolopatch.render import operator_note, report_table, summary_line
 
-    if img < 32 or batch < 1:
-        raise typer.BadParameter("--img must be at least 32 and --batch at least 1", param_hint="--img")
     with _errors(), err.status("building and running the model...", spinner="dots"):
         reports = [_check_one(path, repo, img, batch) for path in [model, *([baseline] if baseline else [])]]
     report, base = reports[0], (reports[1] if baseline else None)
@@ -216,7 +315,7 @@ def check(
     out.print(summary_line(report, base), markup=False)
     if report.reference:
         out.print(f"the checkout's own summary (no aggregation): {report.reference}", markup=False)
-    note = involution_note(report)
+    note = operator_note(report)
     if note:
         out.print(note, markup=False)
     out.print(
@@ -225,7 +324,7 @@ def check(
     )
 
 
-def _check_one(path: Path, repo: Optional[Path], img: int, batch: int):
+def _check_one(path: Path, repo: Path | None, img: int, batch: int) -> Any:
     from yolopatch.check import check_builtin, check_with_repo
     from yolopatch.files import read_text
 
@@ -235,7 +334,7 @@ def _check_one(path: Path, repo: Optional[Path], img: int, batch: int):
 
 
 @app.command("layers")
-def layers_command(model: Path = typer.Argument(..., help="The model yaml.", dir_okay=False)) -> None:
+def layers_command(model: ModelArg) -> None:
     """List a model's layers with their indices, channels and strides, to choose --layers."""
     from yolopatch.channels import geometry, simulate
     from yolopatch.files import read_text
@@ -247,7 +346,52 @@ def layers_command(model: Path = typer.Argument(..., help="The model yaml.", dir
         simulation = simulate(parsed.logical_rows(), geometry(parsed.values), str(model))
     for warning in simulation.warnings:
         err.print(f"note: {warning}", markup=False)
-    out.print(layers_table(parsed, simulation.shapes))
+    out.print(layers_table(parsed.layers, simulation.shapes))
+
+
+@app.command("ops")
+def ops_command(
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="One operator, with an example row.")
+    ] = None,
+) -> None:
+    """List the operators yolopatch can add: paper, yaml arguments, channel rule, parameters."""
+    from yolopatch.render import operator_detail, operators_table
+
+    with _errors():
+        out.print(operator_detail(_operator(name)) if name else operators_table())
+
+
+def _operator(name: str) -> Any:
+    from yolopatch.operators import get_operator
+
+    try:
+        return get_operator(name)
+    except YolopatchError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--op") from None
+
+
+def _option_values(options: Any) -> None:
+    try:
+        options.resolved  # noqa: B018  (validates every value)
+    except OptionError as exc:
+        raise typer.BadParameter(str(exc), param_hint=exc.option) from None
+
+
+def _settings(pairs: Sequence[str]) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{pair!r}: write NAME=VALUE, e.g. e_lambda=1e-3", param_hint="--set")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def _exclusive(*flags: tuple[str, bool]) -> None:
+    given = [name for name, on in flags if on]
+    if len(given) > 1:
+        raise typer.BadParameter(f"use either {given[0]} or {given[1]}, not both", param_hint=given[-1])
 
 
 @contextmanager
@@ -255,6 +399,8 @@ def _errors() -> Iterator[None]:
     """Turn the one user-facing exception type into a message on stderr and exit code 1."""
     try:
         yield
+    except OptionError as exc:
+        raise typer.BadParameter(str(exc), param_hint=exc.option) from None
     except YolopatchError as exc:
         _fail(str(exc))
 

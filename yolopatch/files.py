@@ -7,7 +7,8 @@ import difflib
 import os
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from yolopatch.errors import YolopatchError
@@ -41,20 +42,40 @@ def unified_diff(old: str, new: str, old_name: str, new_name: str) -> str:
     )
 
 
-def write_texts(texts: Mapping[Path, str]) -> None:
-    """Write every file or none: each goes to a temp file beside it first, then all are renamed in.
+@dataclass(frozen=True)
+class FileChange:
+    """One file's change: `old` None creates it, `new` None deletes it."""
 
-    If a rename fails midway, the files already replaced get their old bytes back.
-    """
-    staged: dict[Path, Path] = {}
+    path: Path
+    old: str | None
+    new: str | None
+    origin: Path | None = None  # where `old` was read, when not `path` (apply writes beside its input)
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
+
+def change_diff(change: FileChange) -> str:
+    """The unified diff of one change (a created or deleted file diffs against nothing)."""
+    old_name = str(change.origin or change.path)
+    return unified_diff(change.old or "", change.new or "", old_name, str(change.path))
+
+
+def write_changes(changes: Sequence[FileChange]) -> None:
+    """Make every change or none: new texts go to temp files beside their targets first, then all are
+    renamed in and deletions done; if a step fails midway, the files already touched get their old bytes."""
+    staged: dict[Path, Path | None] = {}
     try:
-        for path, text in texts.items():
-            staged[path] = _stage(path, text)
+        for change in changes:
+            if change.changed:
+                staged[change.path] = None if change.new is None else _stage(change.path, change.new)
         _commit(staged)
     finally:
         for temp in staged.values():
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+            if temp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
 
 
 def _stage(path: Path, text: str) -> Path:
@@ -72,12 +93,15 @@ def _stage(path: Path, text: str) -> Path:
     return Path(name)
 
 
-def _commit(staged: Mapping[Path, Path]) -> None:
+def _commit(staged: Mapping[Path, Path | None]) -> None:
     backups: dict[Path, bytes | None] = {}
     try:
         for path, temp in staged.items():
             backups[path] = path.read_bytes() if path.exists() else None
-            os.replace(temp, path)
+            if temp is None:
+                path.unlink()
+            else:
+                os.replace(temp, path)
     except OSError as exc:
         _restore(backups)
         raise YolopatchError(f"{path}: cannot write it ({exc.strerror}); nothing was changed.") from None

@@ -2,46 +2,50 @@
 
 Works on any model shaped like YOLOv5's (`model.model` is a Sequential of layers tagged i, f, type): the
 built-in builder's and a checkout's own. FLOPs follow YOLOv5's convention (thop's multiply-accumulates x 2,
-counted at the model's largest stride and scaled to 640), plus each Involution's aggregation, which thop
-cannot see because it is tensor arithmetic, not an nn.Module.
+counted at the model's largest stride and scaled to 640), plus each operator's weighted sums that thop
+cannot see because they are tensor arithmetic, not nn.Modules (Involution's aggregation).
 """
 
 from __future__ import annotations
 
 import copy
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from yolopatch.channels import CHANNEL_MODULES, geometry, normalize_module, simulate
+from yolopatch.channels import CHANNEL_MODULES, Simulation, normalize_module
 from yolopatch.errors import YolopatchError
-from yolopatch.involution_cost import aggregation_macs
 from yolopatch.modelyaml import ModelYaml
+from yolopatch.operators import OPERATORS
 from yolopatch.report import LayerReport, ModelReport
+
+_BY_CLASS = {op.name: op for op in OPERATORS.values()}
 
 FLOPS_SIZE = 640
 
 
-def measure(model: nn.Module, parsed: ModelYaml, img: int, batch: int) -> ModelReport:
-    """Measure `model`, built from `parsed`; the yaml's own strides say what size each output must have."""
-    name, text = parsed.name, parsed.text
-    rows = [(r.source, r.number, r.module, text[r.args_span.start : r.args_span.end]) for r in parsed.layers]
-    shapes = simulate(parsed.logical_rows(), geometry(parsed.values), name).shapes
+def measure(model: nn.Module, parsed: ModelYaml, simulation: Simulation, img: int, batch: int) -> ModelReport:
+    """Measure `model`, built from `parsed`; the yaml's own strides (`simulation`) say what size each output
+    must have."""
+    name = parsed.name
+    rows = [(r.source, r.number, r.module, r.args_text) for r in parsed.layers]
+    shapes = simulation.shapes
     # Convolution-like modules promise ceil(size / stride); padding and pooling layers may not, on purpose.
     strides = [
         shape.stride if normalize_module(layer.module) in CHANNEL_MODULES else None
         for layer, shape in zip(parsed.layers, shapes, strict=True)
     ]
-    layers = list(model.model)
+    layers = _layers(model)
     warnings = _check_strides(model, img)
-    expected = strides if not warnings else [None] * len(strides)  # sizes are exact only at multiples
+    # sizes are exact only at multiples of the largest stride
+    expected: list[Fraction | None] = strides if not warnings else [None] * len(strides)
     try:
-        shapes = _forward_backward(model, layers, img, batch, expected)
+        outputs = _forward_backward(model, layers, img, batch, expected)
     except YolopatchError as exc:
         raise YolopatchError(f"{exc} {' '.join(warnings)}".strip()) from None
-    macs, aggregation = _layer_macs(model)
+    macs, uncounted = _layer_macs(model)
     params = [sum(p.numel() for p in layer.parameters()) for layer in layers]
     reports = [
         LayerReport(
@@ -50,11 +54,11 @@ def measure(model: nn.Module, parsed: ModelYaml, img: int, batch: int) -> ModelR
             number=row[1],
             module=row[2],
             args=row[3],
-            output=shapes[i],
+            output=outputs[i],
             params=params[i],
-            gflops=2 * (macs[i] + aggregation[i]) / 1e9,
-            aggregation_gflops=2 * aggregation[i] / 1e9,
-            involution=_has_involution(layers[i]),
+            gflops=2 * (macs[i] + uncounted[i]) / 1e9,
+            uncounted_gflops=2 * uncounted[i] / 1e9,
+            operator=_operator_in(layers[i]),
         )
         for i, row in enumerate(rows)
     ]
@@ -65,7 +69,7 @@ def measure(model: nn.Module, parsed: ModelYaml, img: int, batch: int) -> ModelR
         params=sum(p.numel() for p in model.parameters()),
         gradients=sum(p.numel() for p in model.parameters() if p.requires_grad),
         gflops=sum(r.gflops for r in reports),
-        aggregation_gflops=sum(r.aggregation_gflops for r in reports),
+        uncounted_gflops=sum(r.uncounted_gflops for r in reports),
         img=img,
         batch=batch,
         strides=[float(s) for s in getattr(model, "stride", torch.zeros(0)).tolist()]
@@ -75,8 +79,19 @@ def measure(model: nn.Module, parsed: ModelYaml, img: int, batch: int) -> ModelR
     )
 
 
-def _has_involution(module: nn.Module) -> bool:
-    return any(type(m).__name__ == "Involution" for m in module.modules())
+def _layers(model: nn.Module) -> list[nn.Module]:
+    """The layers of a YOLOv5-shaped model (`model.model`, a Sequential)."""
+    return list(cast(nn.Sequential, model.model))
+
+
+def _index(layer: nn.Module) -> int:
+    """The layer's position, which YOLOv5's parse_model stores as `layer.i`."""
+    return cast(int, layer.i)
+
+
+def _operator_in(layer: nn.Module) -> str:
+    """The yolopatch operator a layer is (or holds), by class name: "" for none."""
+    return next((type(m).__name__ for m in layer.modules() if type(m).__name__ in _BY_CLASS), "")
 
 
 def _check_strides(model: nn.Module, img: int) -> list[str]:
@@ -127,7 +142,7 @@ def _forward_backward(
     finally:
         for handle in handles:
             handle.remove()
-    loss = sum(t.float().square().mean() for t in _tensors(output))
+    loss = torch.stack([t.float().square().mean() for t in _tensors(output)]).sum()
     model.zero_grad(set_to_none=True)
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
@@ -139,7 +154,7 @@ def _forward_backward(
     if bad:
         raise YolopatchError(f"gradients of {bad[0]} hold NaN or inf.")
     model.zero_grad(set_to_none=True)
-    return [shapes.get(layer.i, "-") for layer in layers]
+    return [shapes.get(_index(layer), "-") for layer in layers]
 
 
 def _check_size(layer: nn.Module, output: Any, img: int, stride: Fraction | None) -> None:
@@ -155,33 +170,32 @@ def _check_size(layer: nn.Module, output: Any, img: int, stride: Fraction | None
 
 
 def _layer_macs(model: nn.Module) -> tuple[list[float], list[float]]:
-    """thop's MACs and the Involution aggregation MACs per layer, counted at the largest stride and scaled."""
+    """thop's MACs and the operators' uncounted MACs per layer, counted at the largest stride and scaled."""
     import thop
 
     stride = max(int(max(getattr(model, "stride", torch.tensor([32.0])).tolist() or [32])), 32)
     scale = (FLOPS_SIZE / stride) ** 2
     inputs: dict[int, Any] = {}
-    aggregation: dict[int, float] = {}
+    uncounted: dict[int, float] = {}
 
     def capture(layer, args):
         # YOLOv5's Detect replaces the items of its input list in place: keep a copy of the list
         inputs[layer.i] = tuple(list(a) if isinstance(a, list) else a for a in args)
 
-    def count_aggregation(index: int):
+    def count_uncounted(index: int, counter):
         def hook(module, args, output):
-            macs = aggregation_macs(args[0].shape[1], output.shape[-2], output.shape[-1], module.k)
-            aggregation[index] = aggregation.get(index, 0.0) + macs
+            uncounted[index] = uncounted.get(index, 0.0) + counter(module, args, output)
 
         return hook
 
     probe = copy.deepcopy(model).eval()
-    probe_layers = list(probe.model)
+    probe_layers = _layers(probe)
     handles = [layer.register_forward_pre_hook(capture) for layer in probe_layers]
     handles += [
-        m.register_forward_hook(count_aggregation(layer.i))
+        m.register_forward_hook(count_uncounted(_index(layer), _BY_CLASS[type(m).__name__].uncounted_macs))
         for layer in probe_layers
         for m in layer.modules()
-        if _is_involution(m)
+        if type(m).__name__ in _BY_CLASS and _BY_CLASS[type(m).__name__].uncounted_macs is not None
     ]
     with torch.no_grad():
         probe(torch.zeros(1, 3, stride, stride))
@@ -189,13 +203,9 @@ def _layer_macs(model: nn.Module) -> tuple[list[float], list[float]]:
         handle.remove()
     macs = []
     for layer in probe_layers:
-        counted, _ = thop.profile(copy.deepcopy(layer), inputs=inputs[layer.i], verbose=False)
+        counted, _ = thop.profile(copy.deepcopy(layer), inputs=inputs[_index(layer)], verbose=False)
         macs.append(counted * scale)
-    return macs, [aggregation.get(layer.i, 0.0) * scale for layer in probe_layers]
-
-
-def _is_involution(module: nn.Module) -> bool:
-    return type(module).__name__ == "Involution" and hasattr(module, "k")
+    return macs, [uncounted.get(_index(layer), 0.0) * scale for layer in probe_layers]
 
 
 def _tensors(output: Any) -> list[torch.Tensor]:

@@ -41,6 +41,7 @@ class Layer:
     number: int
     module: str
     args: tuple[Any, ...]
+    args_text: str  # the args list as written, for listings
     row: Span
     from_spans: tuple[Span, ...]
     number_span: Span
@@ -186,6 +187,7 @@ def _read_layer(text: str, name: str, section: str, row: Node, yaml: YAML, index
     line_start = text.rfind("\n", 0, start) + 1
     line_end = _line_end(text, end)
     tail = _ROW_TAIL.match(text, end)
+    assert tail is not None  # every part of the pattern is optional
     ends_line = tail.end() == line_end
     comment = (
         Span(tail.start("comment"), tail.end("comment")) if ends_line and tail.group("comment") else None
@@ -197,6 +199,7 @@ def _read_layer(text: str, name: str, section: str, row: Node, yaml: YAML, index
         number=number,
         module=module,
         args=tuple(args),
+        args_text=text[args_node.start_mark.index : args_node.end_mark.index],
         row=Span(start, end),
         from_spans=tuple(_span(n) for n in from_nodes),
         number_span=_span(number_node),

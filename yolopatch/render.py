@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fractions import Fraction
+from typing import Literal
 
 from rich.table import Table
 from rich.text import Text
 
 from yolopatch.apply import Change
 from yolopatch.channels import Shape
-from yolopatch.modelyaml import ModelYaml
+from yolopatch.modelyaml import Layer
+from yolopatch.operators import OPERATORS, get_operator
+from yolopatch.operators.spec import Operator
 from yolopatch.report import ModelReport
+
+Justify = Literal["left", "right"]
+
+
+def _with_columns(table: Table, columns: Sequence[tuple[str, Justify]]) -> Table:
+    for name, justify in columns:
+        table.add_column(name, justify=justify)
+    return table
 
 
 def changes_table(changes: Sequence[Change]) -> Table:
@@ -24,9 +35,8 @@ def changes_table(changes: Sequence[Change]) -> Table:
     return table
 
 
-def layers_table(model: ModelYaml, shapes: Sequence[Shape]) -> Table:
-    table = Table(title="Layers (use these indices with --layers)", title_justify="left")
-    for name, justify in [
+def layers_table(layers: Sequence[Layer], shapes: Sequence[Shape]) -> Table:
+    columns: list[tuple[str, Justify]] = [
         ("#", "right"),
         ("section", "left"),
         ("from", "right"),
@@ -35,16 +45,18 @@ def layers_table(model: ModelYaml, shapes: Sequence[Shape]) -> Table:
         ("args", "left"),
         ("out ch", "right"),
         ("stride", "right"),
-    ]:
-        table.add_column(name, justify=justify)
-    for layer, shape in zip(model.layers, shapes, strict=True):
+    ]
+    table = _with_columns(
+        Table(title="Layers (use these indices with --layers)", title_justify="left"), columns
+    )
+    for layer, shape in zip(layers, shapes, strict=True):
         table.add_row(
             str(layer.index),
             layer.section,
             _source(layer.source),
             str(layer.number),
             Text(layer.module),
-            Text(model.text[layer.args_span.start : layer.args_span.end]),
+            Text(layer.args_text),
             "-" if shape.c2 is None else str(shape.c2),
             _stride(shape.stride),
         )
@@ -62,8 +74,7 @@ def _stride(stride: Fraction | None) -> str:
 
 
 def report_table(report: ModelReport) -> Table:
-    table = Table(title=f"{report.name} at --img {report.img}, batch {report.batch}", title_justify="left")
-    for name, justify in [
+    columns: list[tuple[str, Justify]] = [
         ("#", "right"),
         ("from", "right"),
         ("n", "right"),
@@ -72,10 +83,11 @@ def report_table(report: ModelReport) -> Table:
         ("output", "left"),
         ("params", "right"),
         ("GFLOPs@640", "right"),
-    ]:
-        table.add_column(name, justify=justify)
+    ]
+    title = f"{report.name} at --img {report.img}, batch {report.batch}"
+    table = _with_columns(Table(title=title, title_justify="left"), columns)
     for layer in report.layers:
-        module = f"{layer.module} *" if layer.involution else layer.module
+        module = f"{layer.module} *" if layer.operator else layer.module
         table.add_row(
             str(layer.index),
             _source(layer.source),
@@ -85,7 +97,7 @@ def report_table(report: ModelReport) -> Table:
             layer.output,
             f"{layer.params:,}",
             f"{layer.gflops:.2f}",
-            style="bold" if layer.involution else None,
+            style="bold" if layer.operator else None,
         )
     return table
 
@@ -109,10 +121,62 @@ def summary_line(report: ModelReport, baseline: ModelReport | None = None) -> st
     return f"{report.name} summary: " + ", ".join(parts)
 
 
-def involution_note(report: ModelReport) -> str:
-    if not report.aggregation_gflops:
+def operator_note(report: ModelReport) -> str:
+    """What the `*` rows are, and the work thop misses that their GFLOPs include."""
+    names = list(dict.fromkeys(layer.operator for layer in report.layers if layer.operator))
+    if not names:
         return ""
+    uncounted = [get_operator(name).uncounted_note for name in names if get_operator(name).uncounted_note]
+    if not report.uncounted_gflops or not uncounted:
+        return f"* {', '.join(names)} layers."
     return (
-        f"* Involution layers. GFLOPs include their aggregation ({report.aggregation_gflops:.2f} GFLOPs at 640), "
-        "which thop, YOLOv5's own summary and torch's FlopCounterMode leave out."
+        f"* {', '.join(names)} layers. GFLOPs include {' and '.join(uncounted)} ({report.uncounted_gflops:.2f} "
+        "GFLOPs at 640), which thop, YOLOv5's own summary and torch's FlopCounterMode leave out."
     )
+
+
+def operators_table() -> Table:
+    table = Table(title="Operators (yolopatch apply MODEL.yaml --layers SEL --op NAME)", title_justify="left")
+    for name in ("name", "paper", "yaml args", "channels", "replaces", "parameters at C"):
+        table.add_column(name)
+    for op in OPERATORS.values():
+        table.add_row(
+            op.name, Text(op.paper), _yaml_args(op), _channel_rule(op), _replaces(op), Text(op.params_formula)
+        )
+    return table
+
+
+def operator_detail(op: Operator) -> Table:
+    table = Table(title=f"{op.name}: {op.summary}", title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    example = [-1, 1, op.name, op.yaml_args(256, 1, op.defaults)]
+    rows = [
+        ("paper", f"{op.title}. {op.paper}. {op.url}"),
+        ("yaml args", _yaml_args(op)),
+        ("options", "; ".join(f"{o.flag} / {o.name}={o.default}: {o.help}" for o in op.options) or "none"),
+        ("channels", _channel_rule(op)),
+        ("replaces", _replaces(op)),
+        ("parameters at C", op.params_formula),
+        ("FLOPs", f"thop's count plus {op.uncounted_note}" if op.uncounted_note else "thop's count"),
+        ("example row", str(example).replace("'", "")),
+    ]
+    for key, value in rows:
+        table.add_row(key, Text(value))
+    return table
+
+
+def _yaml_args(op: Operator) -> str:
+    return "[" + ", ".join(["C", *(f"{o.name}={o.default}" for o in op.options)]) + "]"
+
+
+def _channel_rule(op: Operator) -> str:
+    return (
+        "keeps channels and size" if op.keeps_channels else "C in, C2 out (1x1 projection when they differ)"
+    )
+
+
+def _replaces(op: Operator) -> str:
+    if op.keeps_channels:
+        return "layers that keep channels and size (else --insert)"
+    return "single-input conv-like layers, strided too"

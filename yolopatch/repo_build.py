@@ -19,6 +19,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.error import URLError
 
 from yolopatch.errors import YolopatchError
@@ -37,11 +38,13 @@ def import_yolo(models: Path):
 
 
 def build_and_measure(models: Path, yaml_path: Path, name: str, img: int, batch: int) -> dict:
+    from yolopatch.channels import geometry, simulate
     from yolopatch.files import read_text
     from yolopatch.measure import measure
     from yolopatch.modelyaml import parse_model_yaml
 
     parsed = parse_model_yaml(read_text(yaml_path), name)
+    simulation = simulate(parsed.logical_rows(), geometry(parsed.values), name)
     try:
         yolo = import_yolo(models)
     except Exception as exc:  # the checkout's own import failure: report it, whatever it is
@@ -53,9 +56,9 @@ def build_and_measure(models: Path, yaml_path: Path, name: str, img: int, batch:
     except Exception as exc:
         raise YolopatchError(
             f"{name}: the checkout's own Model failed to build it: {type(exc).__name__}: {exc}. "
-            "If it names Involution, run `yolopatch inject` on the checkout first."
+            "If it names an operator yolopatch adds, run `yolopatch inject` on the checkout first."
         ) from None
-    return dataclasses.asdict(measure(model, parsed, img, batch))
+    return dataclasses.asdict(measure(model, parsed, simulation, img, batch))
 
 
 def _offline_hint(exc: Exception) -> str:
@@ -72,6 +75,7 @@ def main(argv: list[str]) -> None:
     models, yaml_path, name, img, batch, out = argv
     # v4.0 to v6.0 log their summary line at INFO level without configuring logging themselves
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    result: dict[str, Any]
     try:
         result = {"report": build_and_measure(Path(models), Path(yaml_path), name, int(img), int(batch))}
     except YolopatchError as exc:

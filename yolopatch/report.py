@@ -16,8 +16,8 @@ class LayerReport:
     output: str
     params: int
     gflops: float
-    aggregation_gflops: float
-    involution: bool
+    uncounted_gflops: float  # the operator's weighted sums that thop does not see (included in gflops)
+    operator: str  # the yolopatch operator in this layer ("" for none)
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class ModelReport:
     params: int
     gradients: int
     gflops: float
-    aggregation_gflops: float
+    uncounted_gflops: float
     img: int
     batch: int
     strides: list[float]

@@ -45,8 +45,9 @@ def select_layers(spec: str, layers: Sequence[Layer], absent_ok: Collection[str]
 
 def _indices_for(term: str, layers: Sequence[Layer]) -> list[int]:
     last = len(layers) - 1
-    if term.isdigit() or _RANGE.fullmatch(term):
-        low, high = (int(term), int(term)) if term.isdigit() else map(int, _RANGE.fullmatch(term).groups())
+    bounds = _RANGE.fullmatch(term)
+    if term.isdigit() or bounds:
+        low, high = (int(term), int(term)) if not bounds else (int(bounds.group(1)), int(bounds.group(2)))
         if low > high or high > last:
             raise YolopatchError(f"--layers {term}: out of range; this model has layers 0-{last}.")
         return list(range(low, high + 1))

@@ -1,3 +1,19 @@
+"""Involution: Inverting the Inherence of Convolution for Visual Recognition.
+
+Duo Li, Jie Hu, Changhu Wang, Xiangtai Li, Qi She, Lei Zhu, Tong Zhang, Qifeng Chen. CVPR 2021.
+Paper: https://arxiv.org/abs/2103.06255
+Official code: https://github.com/d-li14/involution
+
+`inject` pastes this file's classes into a YOLOv5 common.py, without the imports (common.py has them and its
+own Conv); `check` imports it with yolopatch's Conv.
+"""
+
+import torch
+import torch.nn as nn
+
+from yolopatch.modules import Conv
+
+
 class InvolutionAggregate(torch.autograd.Function):
     """Involution's aggregation with a hand-written backward that saves only its two inputs.
 

@@ -1,0 +1,24 @@
+"""The operator registry: one module per operator in this package, one entry per module here."""
+
+from __future__ import annotations
+
+from yolopatch.errors import YolopatchError
+from yolopatch.operators.involution import INVOLUTION
+from yolopatch.operators.spec import Operator
+
+OPERATORS: dict[str, Operator] = {op.name.lower(): op for op in (INVOLUTION,)}
+DEFAULT = INVOLUTION
+
+
+def get_operator(name: str) -> Operator:
+    """The operator called `name` (case-insensitive); an unknown name lists the known ones."""
+    try:
+        return OPERATORS[name.strip().lower()]
+    except KeyError:
+        known = ", ".join(op.name for op in OPERATORS.values())
+        raise YolopatchError(f"--op {name}: unknown operator; yolopatch knows {known}.") from None
+
+
+def operator_names() -> frozenset[str]:
+    """Every operator's yaml and class name."""
+    return frozenset(op.name for op in OPERATORS.values())

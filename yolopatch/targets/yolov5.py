@@ -1,0 +1,460 @@
+"""The YOLOv5 target: YOLOv5 checkouts v3.1 to master, the `yolov5` pip package, ultralytics/yolov3.
+
+Everything yolopatch knows about this family lives here: parse_model's module tables, how to find a
+checkout, where inject edits (models/common.py gets the operator blocks; models/yolo.py gets the names in
+parse_model's (c1, c2) collection and in an explicit `from models.common import ...`), the child process
+environment for building with the checkout's own code, and its summary line.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from yolopatch import __version__
+from yolopatch.errors import YolopatchError
+from yolopatch.files import FileChange, read_text
+from yolopatch.inject import (
+    Block,
+    InjectPlan,
+    block_body,
+    bound_names,
+    changed_since_written,
+    compose_block,
+    disable_classes,
+    edited_reason,
+    find_blocks,
+    inside,
+    name_removal,
+    names_insertion,
+    names_of,
+    one_per_line,
+    parse_python,
+    restore_classes,
+    verify_compiles,
+)
+from yolopatch.operators import get_operator
+from yolopatch.operators.spec import Operator
+from yolopatch.paste import template_paste
+from yolopatch.splice import Edit, newline_of, splice
+
+# parse_model's `if m in {...}` set (operators join it when injected): these get
+# args = [c1, make_divisible(args[0] * gw), *args[1:]].
+CHANNEL_MODULES = frozenset(
+    {
+        "Conv",
+        "GhostConv",
+        "Bottleneck",
+        "GhostBottleneck",
+        "SPP",
+        "SPPF",
+        "DWConv",
+        "MixConv2d",
+        "Focus",
+        "CrossConv",
+        "BottleneckCSP",
+        "C3",
+        "C3TR",
+        "C3SPP",
+        "C3Ghost",
+        "nn.ConvTranspose2d",
+        "DWConvTranspose2d",
+        "C3x",
+        "nn.Conv2d",  # in the set up to v3.x
+    }
+)
+# parse_model's "insert n" set: the repeat count becomes the block's third argument.
+REPEAT_INSIDE = frozenset({"BottleneckCSP", "C3", "C3TR", "C3Ghost", "C3x"})
+# Modules whose third yaml argument is their stride.
+STRIDED = frozenset({"Conv", "GhostConv", "DWConv", "GhostBottleneck", "CrossConv", "MixConv2d", "nn.Conv2d"})
+UPSAMPLING = frozenset({"nn.ConvTranspose2d", "DWConvTranspose2d"})
+HEADS = frozenset({"Detect", "Segment"})
+OTHER_KNOWN = frozenset(
+    {
+        "Concat",
+        "Detect",
+        "Segment",
+        "nn.Upsample",
+        "nn.MaxPool2d",
+        "nn.ZeroPad2d",
+        "Contract",
+        "Expand",
+        "nn.BatchNorm2d",
+        "nn.Identity",
+    }
+)
+# Why a known module's row cannot be replaced by an operator.
+NOT_REPLACEABLE = {
+    "Concat": "it joins several inputs; {op} takes one",
+    "Detect": "it is the detection head, not a feature map",
+    "Segment": "it is the segmentation head, not a feature map",
+    "nn.Upsample": "its first argument is not an output channel count",
+    "nn.MaxPool2d": "its first argument is not an output channel count",
+    "nn.ZeroPad2d": "its first argument is not an output channel count",
+    "nn.BatchNorm2d": "its first argument is not an output channel count",
+    "nn.Identity": "it has no output channel argument",
+    "Contract": "its first argument is a gain, not an output channel count",
+    "Expand": "its first argument is a gain, not an output channel count",
+    "Focus": "its space-to-depth step is not a convolution",
+    "nn.ConvTranspose2d": "it upsamples; {op} cannot",
+    "DWConvTranspose2d": "it upsamples; {op} cannot",
+}
+
+# YOLOv5's model_info line, e.g. "YOLOv5s summary: 214 layers, 7235389 parameters, 7235389 gradients, 16.6 GFLOPs";
+# master writes the counts with thousands separators ("6,320,733 parameters"), v4.0 to v6.0
+# "Model Summary: ... 17.0 GFLOPS".
+_COUNT = r"\d{1,3}(?:,\d{3})+|\d+"
+_SUMMARY = re.compile(
+    rf"(?:\S+ summary|Model Summary): (?:{_COUNT}) layers, (?:{_COUNT}) parameters, (?:{_COUNT}) gradients"
+    r"(?:, [\d.]+ GFLOP[sS])?"
+)
+# The settings folder YOLOv5 (YOLOV5_CONFIG_DIR) and ultralytics (YOLO_CONFIG_DIR) use when the variable is
+# unset, by platform.system(); matplotlib's is ~/.config/matplotlib.
+_SETTINGS_HOME = {"Windows": "AppData/Roaming", "Linux": ".config", "Darwin": "Library/Application Support"}
+_REGISTRY = "yolo.py"  # where a block's recorded insertions are
+
+
+@dataclass(frozen=True)
+class Checkout:
+    models: Path
+    common: Path
+    yolo: Path
+
+
+def find_checkout(repo: Path) -> Checkout:
+    """The models/ folder of a YOLOv5 checkout, given its root, its models/ folder or an unpacked wheel."""
+    for models in (repo / "models", repo, repo / "yolov5" / "models"):
+        if (models / "yolo.py").is_file() and (models / "common.py").is_file():
+            return Checkout(models, models / "common.py", models / "yolo.py")
+    if not repo.exists():
+        raise YolopatchError(f"{repo}: no such folder.")
+    raise YolopatchError(
+        f"{repo}: not a YOLOv5 checkout: found no models/yolo.py and models/common.py. "
+        "Pass the checkout's root folder (or its models/ folder)."
+    )
+
+
+def enclosing_checkout(path: Path) -> Path | None:
+    """The YOLOv5 checkout a file sits in (relative to the working folder when it is below it)."""
+    for folder in path.resolve().parents:
+        if (folder / "models" / "yolo.py").is_file() and (folder / "models" / "common.py").is_file():
+            try:
+                return folder.relative_to(Path.cwd())
+            except ValueError:
+                return folder
+    return None
+
+
+def read_checkout(checkout: Checkout) -> dict[Path, str]:
+    return {checkout.common: read_text(checkout.common), checkout.yolo: read_text(checkout.yolo)}
+
+
+def manual_edit(names: Sequence[str] = ("Involution",)) -> str:
+    listed = ", ".join(names)
+    return (
+        f"By hand: 1) append the class(es) from `yolopatch ops` templates to models/common.py; "
+        f"2) in models/yolo.py parse_model, add {listed} to the `if m in {{Conv, GhostConv, ...}}:` collection; "
+        f"3) if yolo.py imports names from models.common explicitly, add {listed} there too."
+    )
+
+
+@dataclass(frozen=True)
+class _Sites:
+    """A checkout's two files as read, with the places inject edits."""
+
+    checkout: Checkout
+    common: str
+    yolo: str
+    common_tree: ast.Module
+    collection: ast.List | ast.Tuple | ast.Set
+    explicit: ast.ImportFrom | None
+    blocks: dict[str, Block]
+
+    def flavour(self) -> str:
+        absolute = any(
+            isinstance(n, ast.ImportFrom) and (n.module or "").startswith("yolov5.models")
+            for n in parse_python(self.yolo, self.checkout.yolo).body
+        )
+        layout = (
+            "yolov5 pip package layout (absolute imports)" if absolute else "checkout layout (models.common)"
+        )
+        if self.explicit is None:
+            imports = "a star import"
+        elif self.explicit.lineno == self.explicit.end_lineno:
+            imports = "an explicit one-line import"
+        else:
+            imports = "an explicit parenthesised import"
+        return f"{layout}; yolo.py imports common with {imports}; parse_model's collection is {self.kind()}"
+
+    def kind(self) -> str:
+        kind = {ast.List: "list", ast.Tuple: "tuple", ast.Set: "set"}[type(self.collection)]
+        return kind + (" (one name per line)" if one_per_line(self.collection.elts) else "")
+
+
+def _sites(checkout: Checkout, texts: Mapping[Path, str]) -> _Sites:
+    common, yolo = texts[checkout.common], texts[checkout.yolo]
+    common_tree, yolo_tree = parse_python(common, checkout.common), parse_python(yolo, checkout.yolo)
+    return _Sites(
+        checkout,
+        common,
+        yolo,
+        common_tree,
+        _collection(yolo_tree, checkout),
+        _explicit_import(yolo_tree, checkout),
+        find_blocks(common, checkout.common),
+    )
+
+
+def plan_inject(
+    checkout: Checkout, texts: Mapping[Path, str], operators: Sequence[Operator], force: bool = False
+) -> InjectPlan:
+    """Add each operator's block to common.py and its name to yolo.py, where they are missing."""
+    sites = _sites(checkout, texts)
+    common_edits: list[Edit] = []
+    yolo_edits: list[Edit] = []
+    actions: list[str] = []
+    missing_in = {
+        "import": []
+        if sites.explicit is None
+        else [n for n in _wanted(operators) if n not in names_of(sites.explicit.names)],  # type: ignore[arg-type]
+        "collection": [n for n in _wanted(operators) if n not in names_of(sites.collection.elts)],
+    }
+    if missing_in["import"]:
+        yolo_edits.append(names_insertion(sites.yolo, sites.explicit.names, missing_in["import"]))  # type: ignore[union-attr]
+        actions.append(
+            f"{checkout.yolo.name}: added {', '.join(missing_in['import'])} to `from ...models.common import ...`"
+        )
+    if missing_in["collection"]:
+        yolo_edits.append(names_insertion(sites.yolo, sites.collection.elts, missing_in["collection"]))
+        actions.append(
+            f"{checkout.yolo.name}: added {', '.join(missing_in['collection'])} to parse_model's (c1, c2) {sites.kind()}"
+        )
+    outside = [n for n in sites.common_tree.body if not inside(sites.common, sites.blocks.values(), n)]
+    bound = bound_names(outside)
+    for op in operators:
+        common_edits += _plan_block(sites, op, bound, outside, missing_in, force, actions)
+    new = {checkout.common: splice(sites.common, common_edits), checkout.yolo: splice(sites.yolo, yolo_edits)}
+    verify_compiles(new)
+    return _plan(sites, new, actions)
+
+
+def _wanted(operators: Sequence[Operator]) -> list[str]:
+    return [op.name for op in operators]
+
+
+def _plan_block(
+    sites: _Sites,
+    op: Operator,
+    bound: set[str],
+    outside: list[ast.stmt],
+    missing_in: Mapping[str, list[str]],
+    force: bool,
+    actions: list[str],
+) -> list[Edit]:
+    checkout, text = sites.checkout, sites.common
+    paste = template_paste(op.template)
+    absent = sorted(paste.requires - bound)
+    if absent:
+        raise YolopatchError(
+            f"{checkout.common}: defines no {', '.join(absent)}, which {op.name} builds on; is this YOLOv5? "
+            f"{manual_edit([op.name])}"
+        )
+    block = sites.blocks.get(op.name)
+    body = block_body(paste, bound)
+    if block is not None and not force:
+        reason = edited_reason(block, body)
+        if reason:
+            raise YolopatchError(
+                f"{checkout.common}:{block.line}: {reason}; injecting again would lose those edits, so nothing "
+                f"was changed. To replace it with this version's, run again with --force."
+            )
+    foreign = [n for n in outside if isinstance(n, ast.ClassDef) and n.name in paste.classes]
+    if foreign and not force:
+        raise YolopatchError(
+            f"{checkout.common}:{foreign[0].lineno}: already defines its own `class {foreign[0].name}` (pasted "
+            f"from a blog post?). Remove it, or run again with --force to disable it and use yolopatch's "
+            "(--revert restores it)."
+        )
+    edits = disable_classes(text, foreign)
+    if foreign:
+        actions.append(
+            f"{checkout.common.name}: disabled the existing class {foreign[0].name} at line {foreign[0].lineno}"
+        )
+    added = set(block.added) if block else set()
+    added.update(site for site, names in missing_in.items() if op.name in names)
+    forced = bool(foreign) or (block is not None and block.forced)
+    wanted = compose_block(op.name, _REGISTRY, body, sorted(added), forced, newline_of(text))
+    if block is None:
+        edits.append(Edit(len(text), len(text), wanted))
+        actions.append(f"{checkout.common.name}: appended class {op.name} (yolopatch {__version__})")
+    elif text[block.start : block.end] != wanted:
+        edits.append(Edit(block.start, block.end, wanted))
+        actions.append(
+            f"{checkout.common.name}: updated class {op.name} from yolopatch {block.version} to {__version__}"
+        )
+    return edits
+
+
+def plan_revert(
+    checkout: Checkout, texts: Mapping[Path, str], names: Sequence[str] | None = None, force: bool = False
+) -> InjectPlan:
+    """Remove the blocks of the named operators (all when None) and exactly the names yolopatch added."""
+    sites = _sites(checkout, texts)
+    blocks = [b for b in sites.blocks.values() if names is None or b.name in names]
+    common_edits: list[Edit] = []
+    yolo_edits: list[Edit] = []
+    actions: list[str] = []
+    for block in blocks:
+        if changed_since_written(block) and not force:
+            raise YolopatchError(
+                f"{checkout.common}:{block.line}: yolopatch's block (class {block.name}) was edited since "
+                "yolopatch wrote it; reverting would delete those edits, so nothing was changed. Copy out what "
+                "you want to keep, then run again with --force."
+            )
+        common_edits.append(Edit(block.start, block.end, ""))
+        actions.append(f"{checkout.common.name}: removed class {block.name} (yolopatch {block.version})")
+        if block.forced:
+            common_edits += restore_classes(
+                sites.common, template_paste(get_operator(block.name).template).classes
+            )
+            actions.append(
+                f"{checkout.common.name}: restored the class {block.name} that --force had disabled"
+            )
+        if "collection" in block.added and block.name in names_of(sites.collection.elts):
+            yolo_edits.append(name_removal(sites.yolo, sites.collection.elts, block.name))
+            actions.append(f"{checkout.yolo.name}: removed {block.name} from parse_model's collection")
+        if "import" in block.added and sites.explicit and block.name in names_of(sites.explicit.names):  # type: ignore[arg-type]
+            yolo_edits.append(name_removal(sites.yolo, sites.explicit.names, block.name))  # type: ignore[arg-type]
+            actions.append(f"{checkout.yolo.name}: removed {block.name} from the explicit import")
+    new = {checkout.common: splice(sites.common, common_edits), checkout.yolo: splice(sites.yolo, yolo_edits)}
+    verify_compiles(new)
+    return _plan(sites, new, actions)
+
+
+def injected_names(checkout: Checkout, texts: Mapping[Path, str]) -> list[str]:
+    """The operators yolopatch has blocks for in this checkout."""
+    return list(find_blocks(texts[checkout.common], checkout.common))
+
+
+def inject(repo: Path, operators: Sequence[Operator], force: bool = False) -> InjectPlan:
+    """Read the checkout at `repo` and plan the injection of `operators`."""
+    checkout = find_checkout(repo)
+    return plan_inject(checkout, read_checkout(checkout), operators, force)
+
+
+def revert(repo: Path, names: Sequence[str] | None = None, force: bool = False) -> InjectPlan:
+    """Read the checkout at `repo` and plan the revert, warning about checkpoints that need the classes."""
+    checkout = find_checkout(repo)
+    texts = read_checkout(checkout)
+    plan = plan_revert(checkout, texts, names, force)
+    removed = [name for name in injected_names(checkout, texts) if names is None or name in names]
+    return replace(plan, warnings=checkpoint_warnings(checkout, removed)) if plan.changed else plan
+
+
+def _plan(sites: _Sites, new: Mapping[Path, str], actions: list[str]) -> InjectPlan:
+    changes = tuple(
+        FileChange(path, old, new[path])
+        for path, old in ((sites.checkout.common, sites.common), (sites.checkout.yolo, sites.yolo))
+    )
+    return InjectPlan(sites.flavour(), changes, tuple(actions))
+
+
+def _collection(tree: ast.Module, checkout: Checkout) -> ast.List | ast.Tuple | ast.Set:
+    """The `if m in <collection>:` of parse_model that gives modules (c1, c2) handling: the one with Conv."""
+    parse_model = next(
+        (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "parse_model"), None
+    )
+    if parse_model is None:
+        raise YolopatchError(f"{checkout.yolo}: has no parse_model function; is this YOLOv5? {manual_edit()}")
+    for node in ast.walk(parse_model):
+        if (
+            isinstance(node, ast.Compare)
+            and isinstance(node.left, ast.Name)
+            and node.left.id == "m"
+            and len(node.ops) == 1
+            and isinstance(node.ops[0], ast.In)
+            and isinstance(node.comparators[0], (ast.List, ast.Tuple, ast.Set))
+            and "Conv" in names_of(node.comparators[0].elts)
+        ):
+            return node.comparators[0]
+    raise YolopatchError(
+        f"{checkout.yolo}: parse_model has no `if m in {{Conv, ...}}:` collection (an unknown fork?); "
+        f"nothing was changed. {manual_edit()}"
+    )
+
+
+def _explicit_import(tree: ast.Module, checkout: Checkout) -> ast.ImportFrom | None:
+    """yolo.py's `from models.common import A, B` (None when it star-imports common)."""
+    imports = [
+        n for n in tree.body if isinstance(n, ast.ImportFrom) and (n.module or "").endswith("models.common")
+    ]
+    if any(a.name == "*" for n in imports for a in n.names):
+        return None
+    if not imports:
+        raise YolopatchError(
+            f"{checkout.yolo}: does not import models.common at the top level; nothing was changed. {manual_edit()}"
+        )
+    return imports[0]
+
+
+# --- checkpoints, building with the checkout's own code ----------------------------------------------------
+
+
+def checkpoint_warnings(checkout: Checkout, names: Sequence[str]) -> tuple[str, ...]:
+    """Checkpoints in the checkout that pickle one of the classes by name: they stop loading without it."""
+    found = [path for path in _checkpoints(checkout.models.parent) if _pickles_any(path, names)]
+    if not found:
+        return ()
+    shown = ", ".join(str(p) for p in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+    listed = ", ".join(names)
+    return (
+        f"{len(found)} checkpoint(s) in this checkout hold {listed} layers ({shown}); YOLOv5 pickles the class "
+        f"by name, so they load only while {listed} is injected. Run `yolopatch inject` again to load them.",
+    )
+
+
+def _checkpoints(root: Path) -> Iterator[Path]:
+    for path in root.rglob("*.pt"):
+        parts = path.parts[len(root.parts) :]
+        if not any(part.startswith(".") or part in ("site-packages", "node_modules") for part in parts):
+            yield path
+
+
+def _pickles_any(path: Path, names: Sequence[str]) -> bool:
+    """torch.save writes a zip whose data.pkl names every class it pickles."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [archive.read(e) for e in archive.namelist() if e.endswith("data.pkl")]
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(name.encode() in data for data in pickles for name in names)
+
+
+def child_environment(environ: Mapping[str, str], home: Path, system: str, scratch: Path) -> dict[str, str]:
+    """The environment of the child that imports the checkout.
+
+    The user's own settings folders are kept when set or when they exist (v6.0 and v6.1 look for a cached
+    Arial.ttf there at import and download it otherwise); only a folder that does not exist yet is sent to
+    `scratch`, so a check creates nothing in the home folder. pip installs and hub calls are switched off.
+    """
+    settings = home / _SETTINGS_HOME.get(system, "")
+    defaults = {
+        "YOLOV5_CONFIG_DIR": settings / "Ultralytics",
+        "YOLO_CONFIG_DIR": settings / "Ultralytics",
+        "MPLCONFIGDIR": home / ".config" / "matplotlib",
+    }
+    env = {**environ, "PIP_NO_INDEX": "1", "YOLO_OFFLINE": "1"}
+    for variable, default in defaults.items():
+        if not environ.get(variable) and not default.is_dir():
+            env[variable] = str(scratch)
+    return env
+
+
+def reference_summary(log: str) -> str:
+    """The first summary line a checkout printed while building ("" when it printed none)."""
+    match = _SUMMARY.search(log)
+    return match.group(0) if match else ""

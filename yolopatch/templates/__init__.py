@@ -1,0 +1,1 @@
+"""Operator sources: real modules that `check` imports and `inject` pastes (see yolopatch.paste)."""
