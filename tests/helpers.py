@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -47,15 +48,17 @@ def graph(text: str) -> list[tuple]:
     return nodes
 
 
-def contract_inserted(original: list[tuple], result: list[tuple]) -> tuple[list[tuple], list[int]]:
-    """Remove inserted Involution nodes from `result`, sending their consumers to their input."""
+def contract_inserted(
+    original: list[tuple], result: list[tuple], inserted_module: str = "Involution"
+) -> tuple[list[tuple], list[int]]:
+    """Remove inserted operator nodes from `result`, sending their consumers to their input."""
     inserted, mapping, j = [], {}, 0
     for i, node in enumerate(result):
         if j < len(original) and node[:2] == original[j][:2]:
             mapping[i] = j
             j += 1
         else:
-            assert node[0] == "Involution", f"unexpected new node {node}"
+            assert node[0] == inserted_module, f"unexpected new node {node}"
             assert len(node[2]) == 1
             inserted.append(i)
 
@@ -101,6 +104,16 @@ def run_process(
         cwd=cwd,
         env={**os.environ, **(env or {})},
     )
+
+
+def font_home(tmp_path: Path) -> Path:
+    """A home folder whose YOLOv5 settings folder holds a cached Arial.ttf, as after one online run."""
+    import matplotlib
+
+    settings = tmp_path / "home" / ".config" / "Ultralytics"
+    settings.mkdir(parents=True)
+    shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", settings / "Arial.ttf")
+    return settings.parent.parent
 
 
 def download_yolov5(version: str) -> Path:

@@ -1,0 +1,230 @@
+"""The operator registry against the built modules, and apply / inject / check with every operator."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import FIXTURES, ROOT, YOLOV5_VERSIONS, contract_inserted, font_home, graph, run_cli
+
+from yolopatch.apply import ApplyOptions, apply_operator
+from yolopatch.check import check_builtin
+from yolopatch.errors import OptionError, YolopatchError
+from yolopatch.operators import OPERATORS, get_operator
+from yolopatch.operators.eca import adaptive_kernel
+from yolopatch.operators.spec import resolve_values
+from yolopatch.paste import template_paste
+
+EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
+ATTENTION = ["se", "cbam", "eca", "coordatt", "simam"]
+STUBS = Path(__file__).parent / "stubs"
+
+
+def _module(name: str, c: int, values: dict):
+    op = get_operator(name)
+    cls = getattr(importlib.import_module(f"yolopatch.templates.{op.template}"), op.name)
+    resolved = resolve_values(op, values)
+    return cls(c, c, **resolved)  # option names are the constructor's parameter names
+
+
+PARAMS = [
+    pytest.param(name, c, values, id=f"{name}-{c}-{'-'.join(map(str, values.values())) or 'defaults'}")
+    for name, cases in {
+        "involution": [(64, {}), (128, {"k": 3, "gc": 8, "r": 2}), (16, {"gc": 16, "r": 16})],
+        "se": [(64, {}), (1024, {"r": 8}), (16, {"r": 16})],
+        "cbam": [(64, {}), (512, {"r": 4, "k": 3}), (16, {"r": 16, "k": 1})],
+        "eca": [(64, {}), (1024, {}), (256, {"k": 7}), (1, {})],
+        "coordatt": [(64, {}), (1024, {"r": 16}), (8, {"r": 1})],
+        "simam": [(64, {}), (512, {"e_lambda": 0.1})],
+    }.items()
+    for c, values in cases
+]
+
+
+@pytest.mark.parametrize(("name", "c", "values"), PARAMS)
+def test_spec_parameter_formula_equals_the_built_module(name, c, values):
+    op = get_operator(name)
+    module = _module(name, c, values)
+    assert sum(p.numel() for p in module.parameters()) == op.params(c, c, resolve_values(op, values))
+
+
+def test_eca_adaptive_kernel_follows_the_paper():
+    assert [adaptive_kernel(c) for c in (16, 64, 128, 256, 512, 1024, 2048)] == [3, 3, 5, 5, 5, 5, 7]
+
+
+@pytest.mark.parametrize("name", list(OPERATORS))
+def test_every_template_defines_its_class_and_needs_at_most_conv(name):
+    op = get_operator(name)
+    paste = template_paste(op.template)
+    assert op.name in paste.classes and paste.requires <= {"Conv"}
+    assert "import" not in paste.body.split("class ")[0]
+
+
+YAML_ARGS = [
+    ("involution", {}, 7, 2, [256, 7, 2]),
+    ("involution", {"gc": 8}, 7, 1, [256, 7, 1, 8, 4]),
+    ("se", {}, 1, 1, [256]),
+    ("se", {"r": 8}, 1, 1, [256, 8]),
+    ("cbam", {"k": 3}, 1, 1, [256, 16, 3]),
+    ("cbam", {"r": 16, "k": 7}, 1, 1, [256]),
+    ("eca", {"k": 5}, 1, 1, [256, 5]),
+    ("coordatt", {}, 1, 1, [256]),
+    ("simam", {"e_lambda": 0.001}, 1, 1, [256, 0.001]),
+]
+
+
+@pytest.mark.parametrize(("name", "values", "_k", "stride", "expected"), YAML_ARGS)
+def test_yaml_args_write_only_what_differs_from_the_defaults(name, values, _k, stride, expected):
+    op = get_operator(name)
+    assert op.yaml_args(256, stride, resolve_values(op, values)) == expected
+
+
+BAD_OPTIONS = [
+    ("se", {"r": 0}, "--reduction", "SE --reduction 0: must be at least 1"),
+    ("cbam", {"kernel": "4"}, "--kernel", "CBAM --kernel 4: must be odd"),
+    ("eca", {"k": "x"}, "--kernel", "ECA --kernel x: not a valid value"),
+    ("simam", {"e_lambda": "0"}, "--set e_lambda", "SimAM --set e_lambda 0.0: must be greater than 0"),
+    ("coordatt", {"group-channels": 8}, "group-channels", "CoordAtt has no option 'group-channels'"),
+]
+
+
+@pytest.mark.parametrize(("name", "given", "option", "message"), BAD_OPTIONS)
+def test_bad_option_values_name_the_operator_and_the_option(name, given, option, message):
+    with pytest.raises(OptionError) as info:
+        resolve_values(get_operator(name), given)
+    assert info.value.option == option and message in str(info.value)
+
+
+def test_operator_names_are_case_insensitive_and_unknown_ones_list_the_known():
+    assert get_operator("CoOrDaTt").name == "CoordAtt"
+    with pytest.raises(YolopatchError, match="knows Involution, SE, CBAM, ECA, CoordAtt, SimAM"):
+        get_operator("gam")
+
+
+@pytest.mark.parametrize("name", ATTENTION)
+def test_insert_after_sppf_writes_the_channels_parse_model_reproduces(name):
+    op = get_operator(name)
+    result = apply_operator(EXAMPLE, "9", ApplyOptions(op, insert=True))
+    before, after = graph(EXAMPLE), graph(result.text)
+    contracted, inserted = contract_inserted(before, after, inserted_module=op.name)
+    assert contracted == before and inserted == [10]
+    assert after[10] == (op.name, [1024], (9,))
+    assert apply_operator(result.text, "SPPF", ApplyOptions(op, insert=True)).text == result.text
+
+
+@pytest.mark.parametrize("name", ATTENTION)
+def test_replace_only_where_the_layer_keeps_channels_and_size(name):
+    op = get_operator(name)
+    result = apply_operator(EXAMPLE, "2", ApplyOptions(op))  # C3 [128]: 64 channels in and out
+    assert graph(result.text)[2] == (op.name, [128], (1,))
+    with pytest.raises(YolopatchError) as info:
+        apply_operator(EXAMPLE, "7", ApplyOptions(op))  # Conv [1024, 3, 2]: 256 -> 512, stride 2
+    assert (
+        f"layer 7 (Conv): cannot replace it with {'an' if name in ('se', 'eca') else 'a'} {op.name}: "
+        f"{op.name} keeps channels and size; this layer changes 256 to 512 channels and divides the size by 2: "
+        "use --insert."
+    ) in str(info.value)
+
+
+def test_a_reduction_that_leaves_no_channel_is_refused_naming_the_layer():
+    with pytest.raises(YolopatchError, match=r"layer 2 \(C3\).*64 // --reduction 128 is 0"):
+        apply_operator(EXAMPLE, "2", ApplyOptions(get_operator("se"), {"r": 128}, insert=True))
+
+
+def _all_operators_yaml() -> str:
+    """yolov5s with every attention operator inserted (after layers 2, 4, 6, 9, 13) and Involution at 8."""
+    text = apply_operator(EXAMPLE, "8", ApplyOptions()).text
+    for name, layer in [("se", "2"), ("cbam", "5"), ("eca", "8"), ("coordatt", "12"), ("simam", "17")]:
+        text = apply_operator(text, layer, ApplyOptions(get_operator(name), insert=True)).text
+    return text
+
+
+def test_check_builds_every_operator_with_the_formula_parameters():
+    base = check_builtin(EXAMPLE, "yolov5s", 128, 1)
+    report = check_builtin(_all_operators_yaml(), "all", 128, 1)
+    marked = {layer.operator: layer for layer in report.layers if layer.operator}
+    assert list(marked) == ["SE", "CBAM", "ECA", "Involution", "CoordAtt", "SimAM"]
+    attention = ["SE", "CBAM", "ECA", "CoordAtt", "SimAM"]
+    for name in attention:
+        op, c = get_operator(name), int(marked[name].output.split(", ")[1])
+        assert marked[name].params == op.params(c, c, op.defaults), name
+    added = sum(marked[name].params for name in attention)
+    involution_change = marked["Involution"].params - base.layers[8].params
+    assert report.params == base.params + added + involution_change
+    assert report.uncounted_gflops == marked["Involution"].uncounted_gflops > 0
+
+
+def test_inject_several_operators_then_revert_one_then_all(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "checkouts" / "master", repo)
+    pristine = {p: p.read_bytes() for p in (repo / "models").iterdir()}
+    assert run_cli("inject", str(repo), "--op", "se,CBAM,eca").returncode == 0
+    common = (repo / "models" / "common.py").read_text()
+    assert [common.count(f"# >>> yolopatch 0.2.0: {n};") for n in ("SE", "CBAM", "ECA")] == [1, 1, 1]
+    assert "import math" in common  # ECA's template needs it and this common.py lacks it
+    again = run_cli("inject", str(repo), "--op", "se,cbam,eca")
+    assert again.returncode == 0 and "already injected" in again.stderr
+    assert run_cli("inject", str(repo), "--op", "se", "--check").returncode == 0
+    assert run_cli("inject", str(repo), "--op", "simam", "--check").returncode == 1
+    assert run_cli("inject", str(repo), "--op", "cbam", "--revert").returncode == 0
+    yolo = (repo / "models" / "yolo.py").read_text()
+    assert "CBAM" not in yolo and "SE," in yolo and "ECA" in yolo
+    assert run_cli("inject", str(repo), "--revert").returncode == 0
+    assert {p: p.read_bytes() for p in (repo / "models").iterdir()} == pristine
+
+
+def test_inject_for_a_yaml_injects_exactly_the_operators_it_uses(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+    model = tmp_path / "model.yaml"
+    model.write_text(_all_operators_yaml(), encoding="utf-8")
+    result = run_cli("inject", str(repo), "--for", str(model))
+    assert result.returncode == 0, result.stderr
+    common = (repo / "models" / "common.py").read_text()
+    for name in ("Involution", "SE", "CBAM", "ECA", "CoordAtt", "SimAM"):
+        assert f"\nclass {name}(nn.Module):" in common
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(EXAMPLE, encoding="utf-8")
+    refused = run_cli("inject", str(repo), "--for", str(plain))
+    assert refused.returncode == 1 and "uses none of the operators" in refused.stderr
+
+
+def test_apply_names_the_output_after_the_operator_and_the_next_step_injects_it(tmp_path):
+    path = tmp_path / "yolov5s.yaml"
+    path.write_text(EXAMPLE, encoding="utf-8")
+    result = run_cli("apply", str(path), "-l", "9", "--insert", "--op", "cbam")
+    assert result.returncode == 0 and (tmp_path / "yolov5s-cbam.yaml").exists()
+    assert "yolopatch inject PATH/TO/yolov5 --op cbam" in result.stdout
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("version", YOLOV5_VERSIONS)
+def test_every_operator_in_each_releases_yolov5s_builds_with_its_own_model(
+    yolov5_packages, tmp_path, version
+):
+    """Insert all five after the last backbone layer of the release's own yolov5s, inject what the yaml uses,
+    build with the release's Model: the parameters equal check's; revert restores every byte."""
+    package = tmp_path / "site" / "yolov5"
+    shutil.copytree(yolov5_packages[version], package)
+    pristine = {p: p.read_bytes() for p in (package / "models").iterdir() if p.is_file()}
+    text = (package / "models" / "yolov5s.yaml").read_text(encoding="utf-8")
+    for offset, name in enumerate(ATTENTION):
+        text = apply_operator(text, str(9 + offset), ApplyOptions(get_operator(name), insert=True)).text
+    model = tmp_path / "yolov5s-attention.yaml"
+    model.write_text(text, encoding="utf-8")
+    env = {"PYTHONPATH": str(STUBS), "HOME": str(font_home(tmp_path))}
+    assert run_cli("inject", str(package), "--for", str(model), env=env).returncode == 0
+    theirs = run_cli("check", str(model), "--repo", str(package), "--img", "128", "--json", env=env)
+    assert theirs.returncode == 0, theirs.stderr
+    report = json.loads(theirs.stdout)["model"]
+    ours = check_builtin(text, str(model), 128, 1)
+    assert report["params"] == ours.params
+    assert [layer["operator"] for layer in report["layers"][10:15]] == [
+        get_operator(n).name for n in ATTENTION
+    ]
+    assert f" {ours.params} parameters" in report["reference"].replace(",", "")
+    assert run_cli("inject", str(package), "--revert", env=env).returncode == 0
+    assert {p: p.read_bytes() for p in (package / "models").iterdir() if p.is_file()} == pristine

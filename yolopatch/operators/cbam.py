@@ -1,0 +1,29 @@
+"""CBAM, the Convolutional Block Attention Module (Woo et al., ECCV 2018, https://arxiv.org/abs/1807.06521)."""
+
+from __future__ import annotations
+
+from yolopatch.operators.spec import (
+    Operator,
+    Option,
+    hidden_channels_problem,
+    keep_channel_args,
+    odd,
+    reduction,
+)
+
+_OPTIONS = (reduction(16), Option("k", 7, "--kernel", "spatial gate kernel size (odd)", check=odd))
+
+CBAM = Operator(
+    name="CBAM",
+    summary="channel gate (shared MLP on average- and max-pooled vectors), then a k x k spatial gate",
+    paper="Woo et al., ECCV 2018",
+    title="CBAM: Convolutional Block Attention Module",
+    url="https://arxiv.org/abs/1807.06521",
+    template="cbam",
+    options=_OPTIONS,
+    yaml_args=keep_channel_args(_OPTIONS),
+    channel_problem=hidden_channels_problem("CBAM"),
+    params=lambda c, _c2, v: 2 * c * (c // v["r"]) + c // v["r"] + c + 2 * v["k"] * v["k"] + 2,
+    params_formula="2·C·(C//r) + C//r + C + 2·k·k + 2",
+    keeps_channels=True,
+)
