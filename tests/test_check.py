@@ -229,7 +229,6 @@ def test_child_keeps_the_users_settings_folder(tmp_path, environ, folders, expec
     assert env["PIP_NO_INDEX"] == "1"
 
 
-@pytest.mark.real
 @pytest.mark.parametrize("version", YOLOV5_VERSIONS)
 def test_check_repo_dot_from_inside_the_checkout(yolov5_packages, tmp_path, version):
     """The commands inject prints, typed with relative paths inside the checkout, on every release."""
@@ -248,7 +247,6 @@ def test_check_repo_dot_from_inside_the_checkout(yolov5_packages, tmp_path, vers
     assert f"{params} parameters" in result.stdout.split("the checkout's own summary")[1]
 
 
-@pytest.mark.real
 def test_v6_0_offline_without_a_cached_font_says_what_to_do(yolov5_packages, tmp_path):
     package = tmp_path / "yolov5"
     shutil.copytree(yolov5_packages["6.0.7"], package)

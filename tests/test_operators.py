@@ -200,7 +200,6 @@ def test_apply_names_the_output_after_the_operator_and_the_next_step_injects_it(
     assert "yolopatch inject PATH/TO/yolov5 --op cbam" in result.stdout
 
 
-@pytest.mark.real
 @pytest.mark.parametrize("version", YOLOV5_VERSIONS)
 def test_every_operator_in_each_releases_yolov5s_builds_with_its_own_model(
     yolov5_packages, tmp_path, version
