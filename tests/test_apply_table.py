@@ -162,16 +162,20 @@ CASES = [
     ),
     pytest.param(
         "darknet.yaml",
-        "8",
+        "4",
         ApplyOptions(insert=True, rewire="next"),
         """\
-            +   [-1, 1, Involution, [256, 7, 1]],  # 9
-            -   [-2, 1, Conv, [64, 1, 1]],
-            +   [-3, 1, Conv, [64, 1, 1]],
+            -   [-1, 1, Conv, [256, 3, 2]],  # 5-P3/8
+            -   [-1, 1, Bottleneck, [256]],  # 6
+            +   [-1, 1, Involution, [128, 7, 1]],  # 5
+            +   [-1, 1, Conv, [256, 3, 2]],  # 6-P3/8
+            +   [-1, 1, Bottleneck, [256]],  # 7
+            -   [-1, 1, Conv, [256, 3, 1]],  # 8 (P3/8-large)
+            +   [-1, 1, Conv, [256, 3, 1]],  # 9 (P3/8-large)
             -   [-1, 1, Bottleneck, [128, False]],  # 12 (P2/4-small)
             +   [-1, 1, Bottleneck, [128, False]],  # 13 (P2/4-small)
             -   [[12, 8], 1, Detect, [nc, anchors]]]  # Detect(P2, P3)
-            +   [[13, 8], 1, Detect, [nc, anchors]]]  # Detect(P2, P3)
+            +   [[13, 9], 1, Detect, [nc, anchors]]]  # Detect(P2, P3)
         """,
         id="darknet-rewire-next-keeps-skips",
     ),

@@ -48,7 +48,11 @@ BAD_INPUT = [
     pytest.param(EXAMPLE, ["-l", "12"], "layer 12 (Concat): cannot replace it", id="not-replaceable-concat"),
     pytest.param(EXAMPLE, ["-l", "24", "--insert"], "Detect is the model's output", id="insert-after-detect"),
     pytest.param(
-        EXAMPLE, ["-l", "0"], "not divisible by --group-channels 16; values that divide 3: 1, 3", id="gc-3"
+        EXAMPLE,
+        ["-l", "0"],
+        "would see 3 input channels: not divisible by --group-channels 16 (values that divide 3: 1, 3); "
+        "and 3 // --reduction 4 is 0 (use --reduction 3 or less)",
+        id="layer-0-says-everything-at-once",
     ),
     pytest.param(EXAMPLE, ["-l", "2", "--group-channels", "24"], "values that divide 64", id="gc-24"),
     pytest.param(EXAMPLE, ["-l", "Concat"], "leaves nothing to change", id="nothing-replaceable"),

@@ -16,6 +16,8 @@ from yolopatch.channels import (
     HEADS,
     KNOWN_MODULES,
     STRIDED,
+    Assumption,
+    ChannelHints,
     Geometry,
     Shape,
     argument_for_channels,
@@ -46,6 +48,7 @@ class ApplyOptions:
     values: Mapping[str, Any] = field(default_factory=dict)
     insert: bool = False
     rewire: Literal["all", "next"] = "all"
+    hints: ChannelHints = field(default_factory=ChannelHints)  # --channels: what the user states
 
     @property
     def resolved(self) -> dict[str, Any]:
@@ -81,15 +84,16 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
         raise YolopatchError(f"--rewire {options.rewire}: use 'all' or 'next'.")
     model = parse_model_yaml(text, name)
     geo = geometry(model.values)
-    simulation = simulate(model.logical_rows(), geo, name)
+    simulation = simulate(model.logical_rows(), geo, name, options.hints)
     patched = any(normalize_module(layer.module) == options.op.name for layer in model.layers)
     selection = select_layers(layers, model.layers, absent_ok=KNOWN_MODULES if patched else ())
     already = [f"--layers {term} matches no layer any more: already patched." for term in selection.unmatched]
     skipped: list[str] = []
     targets: list[int] = []
+    context = _Context(model, geo, options, values)
     for index in selection.indices:
         layer, shape = model.layers[index], simulation.shapes[index]
-        reason = _why_not(model, layer, shape, geo, options, values)
+        reason = _why_not(context, layer, shape)
         if reason is None:
             targets.append(index)
         elif reason.startswith("already"):
@@ -128,30 +132,31 @@ def _where(model: ModelYaml, layer: Layer) -> str:
     return f"{model.name}:{line_col(model.text, layer.row.start)}: layer {layer.index} ({layer.module})"
 
 
-def _why_not(
-    model: ModelYaml,
-    layer: Layer,
-    shape: Shape,
-    geo: Geometry,
-    options: ApplyOptions,
-    values: Mapping[str, Any],
-) -> str | None:
-    op, module = options.op, normalize_module(layer.module)
-    one = f"{_article(op.name)} {op.name}"
+@dataclass(frozen=True)
+class _Context:
+    """What every per-layer decision reads: the model, its geometry, the options and resolved values."""
+
+    model: ModelYaml
+    geo: Geometry
+    options: ApplyOptions
+    values: Mapping[str, Any]
+
+    @property
+    def one(self) -> str:
+        """'an Involution', 'a CBAM'."""
+        return f"{_article(self.options.op.name)} {self.options.op.name}"
+
+
+def _why_not(context: _Context, layer: Layer, shape: Shape) -> str | None:
+    """Why the selected layer cannot be changed as asked (None: it can; "already ...": nothing to do)."""
+    if context.options.insert:
+        return _why_not_insert(context, layer, shape)
+    op, module, one, values = context.options.op, normalize_module(layer.module), context.one, context.values
     if module == op.name:
-        return f"already {one}"
-    if options.insert:
-        following = model.layers[layer.index + 1] if layer.index + 1 < len(model.layers) else None
-        if following and following.module == op.name and following.source == -1:
-            return f"already followed by {one}"
-        if module in HEADS:
-            return f"{module} is the model's output; nothing can follow it"
-        if shape.c2 is None:
-            return "its output channels are unknown"
-        argument = argument_for_channels(shape.c2, geo)
-        if argument is None:
-            return f"no {op.name} argument gives exactly {shape.c2} channels at width_multiple {geo.width}"
-        return op.channel_problem(shape.c2, values)
+        wanted = op.yaml_args(layer.args[0], _stride(layer) or 1, values) if layer.args else []
+        return (
+            f"already {one}" if list(layer.args) == wanted else _existing(op.name, list(layer.args), wanted)
+        )
     if not isinstance(layer.source, int):
         return f"it takes several inputs ({list(layer.source)}); {one} takes one"
     if module in NOT_REPLACEABLE:
@@ -163,11 +168,69 @@ def _why_not(
     stride = _stride(layer)
     if stride is None:
         return f"its stride argument {layer.args[2]!r} is not a positive integer"
-    if shape.c1 is None:
-        return "its input channels are unknown"
+    unsure = _unsure("input", shape.c1, shape.c1_assumed)
+    if unsure or shape.c1 is None:
+        return unsure
     if op.keeps_channels and (shape.c1 != shape.c2 or stride != 1):
         return f"{op.name} keeps channels and size; {_change_of(shape, stride)}: use --insert"
     return op.channel_problem(shape.c1, values)
+
+
+def _why_not_insert(context: _Context, layer: Layer, shape: Shape) -> str | None:
+    model, geo, options, values = context.model, context.geo, context.options, context.values
+    op, module, one = options.op, normalize_module(layer.module), context.one
+    following = model.layers[layer.index + 1] if layer.index + 1 < len(model.layers) else None
+    if module == op.name:
+        return f"already {one}"
+    if module in HEADS:
+        return f"{module} is the model's output; nothing can follow it"
+    unsure = _unsure("output", shape.c2, shape.c2_assumed)
+    if unsure or shape.c2 is None:
+        return unsure
+    argument = argument_for_channels(shape.c2, geo)
+    if argument is None:
+        return f"no {op.name} argument gives exactly {shape.c2} channels at width_multiple {geo.width}"
+    if following and following.module == op.name and following.source == -1:
+        wanted = op.yaml_args(argument, 1, values)
+        if list(following.args) == wanted:
+            return f"already followed by {one}"
+        return _existing(op.name, list(following.args), wanted, f"followed by layer {following.index}, ")
+    if options.rewire == "next" and (following is None or layer.index not in _reads(following)):
+        reader = (
+            f"layer {following.index} ({following.module}) does not read it"
+            if following
+            else "it is the last"
+        )
+        return (
+            f"with --rewire next the new {op.name} would feed only the next layer, and {reader}: it would feed "
+            "nothing. Use --rewire all"
+        )
+    return op.channel_problem(shape.c2, values)
+
+
+def _reads(layer: Layer) -> set[int]:
+    """The absolute indices a layer takes input from."""
+    sources = [layer.source] if isinstance(layer.source, int) else list(layer.source)
+    return {layer.index + f if f < 0 else f for f in sources}
+
+
+def _unsure(which: str, channels: int | None, assumption: Assumption | None) -> str | None:
+    """Why a channel count cannot be used: it is unknown, or it rests on a module yolopatch does not know."""
+    if channels is None:
+        return f"its {which} channels are unknown"
+    if assumption is None:
+        return None
+    return (
+        f"its {which} channels ({channels}) are an assumption: they rest on {assumption}, a module yolopatch "
+        f"does not know; {assumption.remedy()}"
+    )
+
+
+def _existing(name: str, have: list[Any], wanted: list[Any], where: str = "") -> str:
+    return (
+        f"it is {where}already {_article(name)} {name} with args {have}, not the {wanted} asked for; yolopatch does "
+        f"not rewrite an existing {name} row: edit its args by hand"
+    )
 
 
 def _change_of(shape: Shape, stride: int) -> str:

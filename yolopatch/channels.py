@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
-from yolopatch.errors import YolopatchError
+from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.modelyaml import From
 from yolopatch.operators import OPERATORS, operator_names
 from yolopatch.targets import yolov5
@@ -33,12 +33,44 @@ class Geometry:
 
 
 @dataclass(frozen=True)
+class Assumption:
+    """A layer whose module yolopatch does not know: numbers after it rest on YOLOv5's fallback rule."""
+
+    index: int
+    module: str
+
+    def __str__(self) -> str:
+        return f"layer {self.index} ({self.module})"
+
+    def remedy(self) -> str:
+        return (
+            f"state its channels with --channels {self.module}=arg (set by its first argument, scaled like "
+            f"Conv's), --channels {self.module}=same (keeps its input's) or --channels {self.index}=N"
+        )
+
+
+@dataclass(frozen=True)
+class ChannelHints:
+    """What the user states about modules yolopatch does not know (--channels): a module's output channels
+    come from its first argument ("arg") or equal its input's ("same"); or a layer's count outright."""
+
+    modules: Mapping[str, Literal["arg", "same"]] = field(default_factory=dict)
+    layers: Mapping[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Shape:
-    """A layer's channels in and out and its cumulative stride as parse_model gives them (None: unknown)."""
+    """A layer's channels in and out and its cumulative stride as parse_model gives them (None: unknown).
+
+    A number that rests on a module yolopatch does not know names it in the matching `*_assumed` field.
+    """
 
     c1: int | None
     c2: int | None
     stride: Fraction | None
+    c1_assumed: Assumption | None = None
+    c2_assumed: Assumption | None = None
+    stride_assumed: Assumption | None = None
 
 
 @dataclass(frozen=True)
@@ -106,51 +138,75 @@ def layer_stride(module: str, args: Sequence[Any]) -> Fraction | None:
 
 
 def simulate(
-    rows: Sequence[tuple[From, int, str, Sequence[Any]]], geo: Geometry, name: str = "<yaml>"
+    rows: Sequence[tuple[From, int, str, Sequence[Any]]],
+    geo: Geometry,
+    name: str = "<yaml>",
+    hints: ChannelHints = ChannelHints(),
 ) -> Simulation:
     """Walk the rows as parse_model does; raise YolopatchError on a `from` that points nowhere."""
-    channels: list[int | None] = []
-    strides: list[Fraction | None] = []
-    shapes, warnings = [], []
+    shapes: list[Shape] = []
+    warnings = []
+    start = Shape(None, geo.input_channels, Fraction(1))
     for index, (source, _number, module, args) in enumerate(rows):
         module = normalize_module(module)
         inputs = [source] if isinstance(source, int) else list(source)
         for f in inputs:
             _check_source(index, f, name)
-        c_in = [_lookup(channels, f, geo.input_channels) for f in inputs]
-        s_in = [_lookup(strides, f, Fraction(1)) for f in inputs]
-        c1 = c_in[0] if isinstance(source, int) else None
-        c2 = _output_channels(module, args, c_in, isinstance(source, int), geo)
-        if module not in KNOWN_MODULES:
+        before = [start if not shapes and f == -1 else shapes[f] for f in inputs]
+        single = isinstance(source, int)
+        unknown = module not in KNOWN_MODULES and module not in hints.modules and index not in hints.layers
+        own = Assumption(index, module) if module not in KNOWN_MODULES else None
+        c2, c2_assumed = _output_channels(index, module, args, before, single, geo, hints)
+        if unknown:
+            c2_assumed = own
             warnings.append(
-                f"layer {index}: {module} is not a module yolopatch knows; assuming YOLOv5's rule "
-                "(its output keeps its input's channels)."
+                f"layer {index}: {module} is not a module yolopatch knows; its channels are assumed to be its "
+                f"input's (YOLOv5's rule) and its stride 1. To be sure, {own.remedy() if own else ''}."
             )
         step = layer_stride(module, args)
-        stride = None if s_in[0] is None or step is None or module in HEADS else s_in[0] * step
-        channels.append(c2)
-        strides.append(stride)
-        shapes.append(Shape(c1=c1, c2=c2, stride=stride))
+        stride = (
+            None if before[0].stride is None or step is None or module in HEADS else before[0].stride * step
+        )
+        shapes.append(
+            Shape(
+                c1=before[0].c2 if single else None,
+                c2=c2,
+                stride=stride,
+                c1_assumed=before[0].c2_assumed if single else None,
+                c2_assumed=c2_assumed,
+                stride_assumed=own or before[0].stride_assumed,
+            )
+        )
     return Simulation(shapes=tuple(shapes), warnings=tuple(warnings))
 
 
 def _output_channels(
-    module: str, args: Sequence[Any], c_in: list[int | None], single: bool, geo: Geometry
-) -> int | None:
-    first = c_in[0]
-    if module in CHANNEL_MODULES:
-        return scaled_channels(args[0], geo) if args and _is_int(args[0]) else None
+    index: int,
+    module: str,
+    args: Sequence[Any],
+    before: list[Shape],
+    single: bool,
+    geo: Geometry,
+    hints: ChannelHints,
+) -> tuple[int | None, Assumption | None]:
+    """parse_model's output channels, and the unknown module they rest on (None: they are known)."""
+    first, inherited = before[0].c2, next((s.c2_assumed for s in before if s.c2_assumed), None)
+    rule = hints.modules.get(module)
+    if index in hints.layers:
+        return hints.layers[index], None
+    if module in CHANNEL_MODULES or rule == "arg":
+        return (scaled_channels(args[0], geo) if args and _is_int(args[0]) else None), None
     if module == "Concat":
-        known = [c for c in c_in if c is not None]
-        return sum(known) if len(known) == len(c_in) else None
+        known = [s.c2 for s in before if s.c2 is not None]
+        return (sum(known) if len(known) == len(before) else None), inherited
     if module in HEADS:
-        return None
+        return None, None
     if module in ("Contract", "Expand"):
         gain = args[0] if args and _is_int(args[0]) else 2
         if first is None:
-            return None
-        return first * gain**2 if module == "Contract" else first // gain**2
-    return first if single else None
+            return None, inherited
+        return (first * gain**2 if module == "Contract" else first // gain**2), inherited
+    return (first if single else None), inherited
 
 
 def _check_source(index: int, f: int, name: str) -> None:
@@ -158,10 +214,6 @@ def _check_source(index: int, f: int, name: str) -> None:
         raise YolopatchError(
             f"{name}: layer {index} takes input from {f}, which is not an earlier layer; fix its `from`."
         )
-
-
-def _lookup(values: list, f: int, first_input: Any) -> Any:
-    return first_input if not values and f == -1 else values[f]
 
 
 def _int_arg(args: Sequence[Any], position: int, default: int | Fraction | None) -> Fraction | None:
@@ -173,3 +225,22 @@ def _int_arg(args: Sequence[Any], position: int, default: int | Fraction | None)
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_channel_hints(terms: Sequence[str]) -> ChannelHints:
+    """`--channels` terms: MODULE=arg, MODULE=same, or LAYER=N (a layer's output channels)."""
+    modules: dict[str, Literal["arg", "same"]] = {}
+    layers: dict[int, int] = {}
+    for term in terms:
+        key, _, value = (part.strip() for part in term.partition("="))
+        if key.isdigit() and value.isdigit() and int(value) > 0:
+            layers[int(key)] = int(value)
+        elif key and not key.isdigit() and value in ("arg", "same"):
+            modules[normalize_module(key)] = "arg" if value == "arg" else "same"
+        else:
+            raise OptionError(
+                "--channels",
+                f"--channels {term}: write MODULE=arg (its first argument sets its channels, scaled like "
+                "Conv's), MODULE=same (it keeps its input's) or LAYER=N (layer LAYER outputs N channels).",
+            )
+    return ChannelHints(modules, layers)

@@ -49,6 +49,15 @@ def root(
 
 
 ModelArg = Annotated[Path, typer.Argument(metavar="MODEL.yaml", help="The model yaml.", dir_okay=False)]
+ChannelsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--channels",
+        metavar="MODULE=arg|same|LAYER=N",
+        help="State channels yolopatch cannot know: a module's come from its first argument (arg) or equal its "
+        "input's (same); or layer LAYER outputs N.",
+    ),
+]
 
 
 @app.command()
@@ -103,9 +112,11 @@ def apply(
             "--set", metavar="NAME=VALUE", help="Any operator option by name, e.g. --set e_lambda=1e-3."
         ),
     ] = None,
+    channels: ChannelsOption = None,
 ) -> None:
     """Rewrite chosen layers of a model yaml to an operator, or insert one after them."""
     from yolopatch.apply import ApplyOptions, apply_operator
+    from yolopatch.channels import parse_channel_hints
     from yolopatch.files import read_text
     from yolopatch.render import changes_table
 
@@ -118,7 +129,8 @@ def apply(
     values.update(_settings(settings or []))
     with _errors():
         operator = _operator(op)
-        options = ApplyOptions(operator, values, insert, (rewire or Rewire.all).value)
+        hints = parse_channel_hints(channels or [])
+        options = ApplyOptions(operator, values, insert, (rewire or Rewire.all).value, hints)
         _option_values(options)
         suffix = model.suffix or ".yaml"
         target = (
@@ -334,16 +346,17 @@ def _check_one(path: Path, repo: Path | None, img: int, batch: int) -> Any:
 
 
 @app.command("layers")
-def layers_command(model: ModelArg) -> None:
+def layers_command(model: ModelArg, channels: ChannelsOption = None) -> None:
     """List a model's layers with their indices, channels and strides, to choose --layers."""
-    from yolopatch.channels import geometry, simulate
+    from yolopatch.channels import geometry, parse_channel_hints, simulate
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
     from yolopatch.render import layers_table
 
     with _errors():
+        hints = parse_channel_hints(channels or [])
         parsed = parse_model_yaml(read_text(model), str(model))
-        simulation = simulate(parsed.logical_rows(), geometry(parsed.values), str(model))
+        simulation = simulate(parsed.logical_rows(), geometry(parsed.values), str(model), hints)
     for warning in simulation.warnings:
         err.print(f"note: {warning}", markup=False)
     out.print(layers_table(parsed.layers, simulation.shapes))

@@ -38,13 +38,13 @@ def measure(model: nn.Module, parsed: ModelYaml, simulation: Simulation, img: in
         for layer, shape in zip(parsed.layers, shapes, strict=True)
     ]
     layers = _layers(model)
-    warnings = _check_strides(model, img)
+    warnings = _check_strides(model, img, name)
     # sizes are exact only at multiples of the largest stride
     expected: list[Fraction | None] = strides if not warnings else [None] * len(strides)
     try:
         outputs = _forward_backward(model, layers, img, batch, expected)
     except YolopatchError as exc:
-        raise YolopatchError(f"{exc} {' '.join(warnings)}".strip()) from None
+        raise YolopatchError(f"{name}: {exc} {' '.join(warnings)}".strip()) from None
     macs, uncounted = _layer_macs(model)
     params = [sum(p.numel() for p in layer.parameters()) for layer in layers]
     reports = [
@@ -94,14 +94,14 @@ def _operator_in(layer: nn.Module) -> str:
     return next((type(m).__name__ for m in layer.modules() if type(m).__name__ in _BY_CLASS), "")
 
 
-def _check_strides(model: nn.Module, img: int) -> list[str]:
+def _check_strides(model: nn.Module, img: int, name: str) -> list[str]:
+    """YOLOv5's Model accepts any positive whole strides for Detect's inputs, in any order (its
+    check_anchor_order only flips anchors); so does check."""
     strides = [float(s) for s in getattr(model, "stride", torch.zeros(0)).tolist()]
-    if strides and (
-        any(s <= 0 or s != int(s) or int(s) & (int(s) - 1) for s in strides) or strides != sorted(strides)
-    ):
+    if any(s < 1 or s != int(s) for s in strides):
         raise YolopatchError(
-            f"Detect's inputs have strides {strides}; they must be increasing powers of two "
-            "(e.g. 8, 16, 32). Check the Detect row's layer indices and any stride-2 layers before them."
+            f"{name}: Detect's inputs have strides {strides}; each must be a whole number of at least 1. "
+            "Check the Detect row's layer indices and the upsampling layers before them."
         )
     if strides and img % int(max(strides)):
         return [

@@ -46,8 +46,13 @@ def layers_table(layers: Sequence[Layer], shapes: Sequence[Shape]) -> Table:
         ("out ch", "right"),
         ("stride", "right"),
     ]
+    assumed = any(shape.c2_assumed or shape.stride_assumed for shape in shapes)
+    caption = (
+        "? an assumption: it rests on a module yolopatch does not know (see the notes)" if assumed else None
+    )
+    title = "Layers (use these indices with --layers)"
     table = _with_columns(
-        Table(title="Layers (use these indices with --layers)", title_justify="left"), columns
+        Table(title=title, title_justify="left", caption=caption, caption_justify="left"), columns
     )
     for layer, shape in zip(layers, shapes, strict=True):
         table.add_row(
@@ -57,8 +62,8 @@ def layers_table(layers: Sequence[Layer], shapes: Sequence[Shape]) -> Table:
             str(layer.number),
             Text(layer.module),
             Text(layer.args_text),
-            "-" if shape.c2 is None else str(shape.c2),
-            _stride(shape.stride),
+            "-" if shape.c2 is None else f"{shape.c2}{'?' if shape.c2_assumed else ''}",
+            "?" if shape.stride_assumed else _stride(shape.stride),
         )
     return table
 

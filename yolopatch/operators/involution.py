@@ -78,16 +78,19 @@ def _yaml_args(channels: int, stride: int, values: Values) -> list[Any]:
 
 
 def _channel_problem(c1: int, values: Values) -> str | None:
+    """Everything that must change for c1 input channels, in one message."""
     gc, r = values["gc"], values["r"]
+    problems = []
     if c1 % gc:
         fits = [d for d in range(1, min(c1, 64) + 1) if c1 % d == 0]
-        return (
-            f"its Involution would see {c1} input channels, not divisible by --group-channels "
-            f"{gc}; values that divide {c1}: {', '.join(map(str, fits))}"
+        problems.append(
+            f"not divisible by --group-channels {gc} (values that divide {c1}: {', '.join(map(str, fits))})"
         )
     if c1 // r < 1:
-        return f"{c1} input channels // --reduction {r} is 0; use --reduction {c1} or less"
-    return None
+        problems.append(f"{c1} // --reduction {r} is 0 (use --reduction {c1} or less)")
+    if not problems:
+        return None
+    return f"its Involution would see {c1} input channels: {'; and '.join(problems)}"
 
 
 def _uncounted_macs(module: Any, inputs: tuple[Any, ...], output: Any) -> int:
