@@ -20,6 +20,9 @@ CACHE = Path(os.environ.get("YOLOPATCH_TEST_CACHE", ROOT / ".cache"))
 # Versions that cover the file styles: v4 (one-name-per-line list, Focus), v5 (list), v6.0 (list, SPPF),
 # v6.1 (tuple), v6.2 (one-line set), v7.0 (set, segment models). (5.0.10 has metadata new pip refuses.)
 YOLOV5_VERSIONS = ("4.0.14", "5.0.0", "6.0.7", "6.1.8", "6.2.3", "7.0.14")
+# ultralytics: the first 8.1, 8.2 and 8.3 releases, the last 8.3, and an 8.4 (pure-Python wheels, --no-deps).
+ULTRALYTICS_VERSIONS = ("8.1.0", "8.2.0", "8.3.0", "8.3.253", "8.4.190")
+STUBS = Path(__file__).parent / "stubs"
 
 
 def fixture_text(name: str) -> str:
@@ -117,26 +120,24 @@ def font_home(tmp_path: Path) -> Path:
 
 
 def download_yolov5(version: str) -> Path:
+    """The `yolov5` package folder of a real wheel (holds models/), downloaded once into the cache."""
+    return _unpacked_wheel("yolov5", version) / "yolov5"
+
+
+def download_ultralytics(version: str) -> Path:
+    """A folder holding the real `ultralytics` package of that release (put it first on sys.path)."""
+    return _unpacked_wheel("ultralytics", version)
+
+
+def _unpacked_wheel(name: str, version: str) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
-    unpacked = CACHE / f"yolov5-{version}"
-    if not (unpacked / "yolov5" / "models" / "yolo.py").exists():
-        wheels = list(CACHE.glob(f"yolov5-{version}-*.whl"))
+    unpacked = CACHE / f"{name}-{version}"
+    if not (unpacked / name).is_dir():
+        wheels = list(CACHE.glob(f"{name}-{version}-*.whl"))
         if not wheels:
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "-q",
-                    "--no-deps",
-                    f"yolov5=={version}",
-                    "-d",
-                    str(CACHE),
-                ],
-                check=True,
-            )
-            wheels = list(CACHE.glob(f"yolov5-{version}-*.whl"))
+            command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", f"{name}=={version}"]
+            subprocess.run([*command, "-d", str(CACHE)], check=True)
+            wheels = list(CACHE.glob(f"{name}-{version}-*.whl"))
         with zipfile.ZipFile(wheels[0]) as archive:
             archive.extractall(unpacked)
-    return unpacked / "yolov5"
+    return unpacked

@@ -14,7 +14,8 @@ from yolopatch.apply import ApplyOptions, apply_operator
 from yolopatch.errors import YolopatchError
 
 FIXTURES = ["../../examples/yolov5s.yaml", "spaced.yaml", "master.yaml", "darknet.yaml", "p6.yaml"]
-_ROW_LINE = re.compile(r"^\s*(\w+:\s*)?\[*\s*\[\s*(-?\d+|\[)")
+# a layer row: flow (`  [[-1, 1, Conv, ...` / `head: [[...`) or block (`  - [-1, 1, Conv, ...`)
+_ROW_LINE = re.compile(r"^\s*(\w+:\s*)?(-\s+)?\[*\s*\[\s*(-?\d+|\[)")
 
 
 def check_result(original: str, result: str, options: ApplyOptions) -> None:
@@ -28,17 +29,19 @@ def check_result(original: str, result: str, options: ApplyOptions) -> None:
         assert all(_ROW_LINE.match(line) for line in old_lines[i1:i2]), old_lines[i1:i2]
         assert all(_ROW_LINE.match(line) for line in new_lines[j1:j2]), new_lines[j1:j2]
     before, after = graph(original), graph(result)
+    name = options.op.name
     if options.insert:
-        contracted, inserted = contract_inserted(before, after)
+        contracted, inserted = contract_inserted(before, after, name)
         assert contracted == before
         for index in inserted:
-            assert after[index][2] == (index - 1,), "an inserted Involution reads the layer before it"
-            assert after[index][1][1:3] == [options.resolved["k"], 1]
+            assert after[index][2] == (index - 1,), f"an inserted {name} reads the layer before it"
+            args = after[index][1]
+            assert args == options.op.yaml_args(args[0], 1, options.resolved)
     else:
         assert len(after) == len(before)
         for old, new in zip(before, after, strict=True):
             assert new[2] == old[2], "replacing never rewires"
-            assert new == old or new[0] == "Involution"
+            assert new == old or new[0] == name
 
 
 def test_random_selections_keep_bytes_and_graph():

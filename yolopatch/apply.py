@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from yolopatch.channels import (
-    CHANNEL_MODULES,
-    HEADS,
-    KNOWN_MODULES,
-    STRIDED,
     Assumption,
     ChannelHints,
     Geometry,
     Shape,
     argument_for_channels,
-    geometry,
+    common_argument,
+    geometries,
     layer_stride,
     normalize_module,
     simulate,
@@ -30,9 +27,9 @@ from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import From, Layer, ModelYaml, Span, line_col, parse_model_yaml
 from yolopatch.operators import DEFAULT
 from yolopatch.operators.spec import Operator, resolve_values
+from yolopatch.rules import Rules
 from yolopatch.selection import select_layers
 from yolopatch.splice import Edit, splice
-from yolopatch.targets.yolov5 import NOT_REPLACEABLE
 
 _INDEX_COMMENT = re.compile(r"#[ \t]*(\d+)(?!\d)")
 
@@ -49,6 +46,7 @@ class ApplyOptions:
     insert: bool = False
     rewire: Literal["all", "next"] = "all"
     hints: ChannelHints = field(default_factory=ChannelHints)  # --channels: what the user states
+    scale: str | None = None  # --scale: write for this scale of a `scales:` file only
 
     @property
     def resolved(self) -> dict[str, Any]:
@@ -71,6 +69,7 @@ class ApplyResult:
     text: str
     changes: tuple[Change, ...]
     notes: tuple[str, ...]
+    family: str = "YOLOv5"  # whose parse_model the file is for: "YOLOv5" or "ultralytics"
 
     @property
     def changed(self) -> bool:
@@ -83,19 +82,20 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
     if options.rewire not in ("all", "next"):
         raise YolopatchError(f"--rewire {options.rewire}: use 'all' or 'next'.")
     model = parse_model_yaml(text, name)
-    geo = geometry(model.values)
-    simulation = simulate(model.logical_rows(), geo, name, options.hints)
+    geos = geometries(model.values, options.scale)
+    sims = {scale: simulate(model.logical_rows(), geo, name, options.hints) for scale, geo in geos.items()}
+    first = next(iter(geos.values()))
     patched = any(normalize_module(layer.module) == options.op.name for layer in model.layers)
-    selection = select_layers(layers, model.layers, absent_ok=KNOWN_MODULES if patched else ())
+    selection = select_layers(layers, model.layers, absent_ok=first.rules.known if patched else ())
     already = [f"--layers {term} matches no layer any more: already patched." for term in selection.unmatched]
     skipped: list[str] = []
-    targets: list[int] = []
-    context = _Context(model, geo, options, values)
+    targets: dict[int, int | None] = {}  # index -> the inserted operator's first argument
+    context = _Context(model, first, options, values)
     for index in selection.indices:
-        layer, shape = model.layers[index], simulation.shapes[index]
-        reason = _why_not(context, layer, shape)
+        layer = model.layers[index]
+        reason, argument = _decide(context, geos, layer, {scale: sims[scale].shapes[index] for scale in sims})
         if reason is None:
-            targets.append(index)
+            targets[index] = argument
         elif reason.startswith("already"):
             already.append(f"layer {index} ({layer.module}) left as it is: {reason}.")
         elif index not in selection.explicit:
@@ -104,14 +104,16 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
             raise YolopatchError(f"{_where(model, layer)}: cannot {_verb(options)}: {reason}.")
     if not targets and not already:
         raise YolopatchError(f"{name}: --layers {layers} leaves nothing to change. " + " ".join(skipped))
-    notes = [*simulation.warnings, *already, *skipped]
+    notes = [*sims[first.scale].warnings, *already, *skipped]
     if options.insert:
-        rows, edits, changes = _plan_insert(model, targets, geo, simulation.shapes, options, values)
+        rows, edits, changes = _plan_insert(model, targets, options, values)
     else:
-        rows, edits, changes = _plan_replace(model, targets, options.op, values)
+        rows, edits, changes = _plan_replace(model, list(targets), options.op, values, first.rules)
     new_text = splice(text, edits)
-    notes += _non_ascii_warning(_verify(new_text, rows, geo, name))
-    return ApplyResult(original=text, text=new_text, changes=tuple(changes), notes=tuple(notes))
+    notes += _non_ascii_warning(_verify(new_text, rows, geos, name))
+    return ApplyResult(
+        original=text, text=new_text, changes=tuple(changes), notes=tuple(notes), family=first.rules.family
+    )
 
 
 def _verb(options: ApplyOptions) -> str:
@@ -147,27 +149,60 @@ class _Context:
         return f"{_article(self.options.op.name)} {self.options.op.name}"
 
 
+def _decide(
+    context: _Context, geos: Mapping[str, Geometry], layer: Layer, shapes: Mapping[str, Shape]
+) -> tuple[str | None, int | None]:
+    """Why the layer cannot be changed at some scale (None: it can), and the inserted operator's argument,
+    one value that reproduces the layer's channels at every scale."""
+    reasons = {
+        scale: _why_not(replace(context, geo=geos[scale]), layer, shape) for scale, shape in shapes.items()
+    }
+    failing = [scale for scale, reason in reasons.items() if reason]
+    if failing:
+        reason = reasons[failing[0]] or ""
+        if reason.startswith("already") or len(failing) == len(reasons):
+            return reason, None
+        others = ", ".join(scale for scale in reasons if scale not in failing)
+        return (
+            f"at scale {', '.join(failing)}: {reason} (--scale {others.split(', ')[0]} writes for one of {others})",
+            None,
+        )
+    if not context.options.insert:
+        return None, None
+    channels = {scale: shape.c2 for scale, shape in shapes.items() if shape.c2 is not None}
+    argument = common_argument(channels, geos)
+    if argument is None:
+        per_scale = ", ".join(f"{scale} {c}" for scale, c in channels.items())
+        return (
+            f"no single {context.options.op.name} argument gives its channels at every scale ({per_scale}; "
+            "max_channels clamps the argument before width scales it). Insert after another layer, or write "
+            "for one scale with --scale X"
+        ), None
+    return None, argument
+
+
 def _why_not(context: _Context, layer: Layer, shape: Shape) -> str | None:
     """Why the selected layer cannot be changed as asked (None: it can; "already ...": nothing to do)."""
     if context.options.insert:
         return _why_not_insert(context, layer, shape)
     op, module, one, values = context.options.op, normalize_module(layer.module), context.one, context.values
+    rules = context.geo.rules
     if module == op.name:
-        wanted = op.yaml_args(layer.args[0], _stride(layer) or 1, values) if layer.args else []
+        wanted = op.yaml_args(layer.args[0], _stride(layer, rules) or 1, values) if layer.args else []
         return (
             f"already {one}" if list(layer.args) == wanted else _existing(op.name, list(layer.args), wanted)
         )
     if not isinstance(layer.source, int):
         return f"it takes several inputs ({list(layer.source)}); {one} takes one"
-    if module in NOT_REPLACEABLE:
-        return NOT_REPLACEABLE[module].format(op=one)
-    if module not in CHANNEL_MODULES:
+    if module in rules.not_replaceable:
+        return rules.not_replaceable[module].format(op=one)
+    if module not in rules.channel_modules:
         return f"yolopatch does not know {module}'s output channels"
     if not layer.args or not isinstance(layer.args[0], int):
         return f"its first argument {layer.args[:1]} is not an output channel count"
-    stride = _stride(layer)
+    stride = _stride(layer, rules)
     if stride is None:
-        return f"its stride argument {layer.args[2]!r} is not a positive integer"
+        return f"its stride {list(layer.args[2:3])} is not a positive whole number"
     unsure = _unsure("input", shape.c1, shape.c1_assumed)
     if unsure or shape.c1 is None:
         return unsure
@@ -182,14 +217,15 @@ def _why_not_insert(context: _Context, layer: Layer, shape: Shape) -> str | None
     following = model.layers[layer.index + 1] if layer.index + 1 < len(model.layers) else None
     if module == op.name:
         return f"already {one}"
-    if module in HEADS:
+    if module in geo.rules.heads:
         return f"{module} is the model's output; nothing can follow it"
     unsure = _unsure("output", shape.c2, shape.c2_assumed)
     if unsure or shape.c2 is None:
         return unsure
     argument = argument_for_channels(shape.c2, geo)
     if argument is None:
-        return f"no {op.name} argument gives exactly {shape.c2} channels at width_multiple {geo.width}"
+        clamp = f" and max_channels {geo.max_channels:g}" if geo.max_channels < float("inf") else ""
+        return f"no {op.name} argument gives exactly {shape.c2} channels at width {geo.width:g}{clamp}"
     if following and following.module == op.name and following.source == -1:
         wanted = op.yaml_args(argument, 1, values)
         if list(following.args) == wanted:
@@ -239,21 +275,19 @@ def _change_of(shape: Shape, stride: int) -> str:
     return "this layer " + " and ".join(parts)
 
 
-def _stride(layer: Layer) -> int | None:
-    if normalize_module(layer.module) not in STRIDED:
-        return 1
-    step = layer_stride(layer.module, layer.args)
+def _stride(layer: Layer, rules: Rules) -> int | None:
+    step = layer_stride(layer.module, layer.args, rules)
     return int(step) if step is not None and step.denominator == 1 else None
 
 
 def _plan_replace(
-    model: ModelYaml, targets: Sequence[int], op: Operator, values: Mapping[str, Any]
+    model: ModelYaml, targets: Sequence[int], op: Operator, values: Mapping[str, Any], rules: Rules
 ) -> tuple[list[Row], list[Edit], list[Change]]:
     rows = model.logical_rows()
     edits, changes = [], []
     for index in targets:
         layer = model.layers[index]
-        args = op.yaml_args(layer.args[0], _stride(layer) or 1, values)
+        args = op.yaml_args(layer.args[0], _stride(layer, rules) or 1, values)
         rows[index] = (layer.source, 1, op.name, tuple(args))
         args_text = _flow(args, model.text[layer.args_span.start : layer.args_span.end])
         row_edits = [
@@ -268,12 +302,7 @@ def _plan_replace(
 
 
 def _plan_insert(
-    model: ModelYaml,
-    targets: Sequence[int],
-    geo: Geometry,
-    shapes: Sequence[Shape],
-    options: ApplyOptions,
-    values: Mapping[str, Any],
+    model: ModelYaml, targets: Mapping[int, int | None], options: ApplyOptions, values: Mapping[str, Any]
 ) -> tuple[list[Row], list[Edit], list[Change]]:
     chosen = set(targets)
     new_index = _new_indices(len(model.layers), chosen)
@@ -286,8 +315,7 @@ def _plan_insert(
         edits += _source_edits(layer, source)
         edits += _comment_edits(model.text, layer, new_index[layer.index])
         if layer.index in chosen:
-            channels = argument_for_channels(shapes[layer.index].c2, geo)  # type: ignore[arg-type]
-            args = options.op.yaml_args(channels, 1, values)  # type: ignore[arg-type]
+            args = options.op.yaml_args(targets[layer.index], 1, values)  # type: ignore[arg-type]
             rows.append((-1, 1, options.op.name, tuple(args)))
             row_edits, row_text = _insert_row(model, layer, options.op.name, args, new_index[layer.index] + 1)
             edits += row_edits
@@ -409,7 +437,7 @@ def _splice_span(text: str, span: Span, edits: Sequence[Edit]) -> str:
     return splice(text[span.start : span.end], shifted)
 
 
-def _verify(new_text: str, rows: list[Row], geo: Geometry, name: str) -> ModelYaml:
+def _verify(new_text: str, rows: list[Row], geos: Mapping[str, Geometry], name: str) -> ModelYaml:
     """Parse the result again: it must mean exactly the planned rows."""
     reparsed = parse_model_yaml(new_text, name)
     if reparsed.logical_rows() != rows:
@@ -417,7 +445,8 @@ def _verify(new_text: str, rows: list[Row], geo: Geometry, name: str) -> ModelYa
             f"{name}: internal error: the edited text did not parse back as planned; nothing was written. "
             "Please report this with the yaml file."
         )
-    simulate(rows, geo, name)
+    for geo in geos.values():
+        simulate(rows, geo, name)
     return reparsed
 
 

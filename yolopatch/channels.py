@@ -1,34 +1,46 @@
-"""YOLOv5's parse_model channel and stride bookkeeping, simulated on yaml rows without building anything."""
+"""parse_model's channel and stride bookkeeping (YOLOv5's and ultralytics'), simulated on yaml rows without
+building anything, at every scale a file defines."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Literal
 
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.modelyaml import From
 from yolopatch.operators import OPERATORS, operator_names
-from yolopatch.targets import yolov5
+from yolopatch.rules import Rules
+from yolopatch.targets import ultralytics, yolov5
 
-# Operators register in parse_model's (c1, c2) collection like Conv does.
-CHANNEL_MODULES = yolov5.CHANNEL_MODULES | operator_names()
-STRIDED = yolov5.STRIDED | frozenset(op.name for op in OPERATORS.values() if op.strided)
-UPSAMPLING = yolov5.UPSAMPLING
-HEADS = yolov5.HEADS
-KNOWN_MODULES = CHANNEL_MODULES | yolov5.OTHER_KNOWN
+
+def _with_operators(rules: Rules) -> Rules:
+    """Operators register in parse_model's (c1, c2) collection like Conv does."""
+    strided = frozenset(op.name for op in OPERATORS.values() if op.strided)
+    return replace(
+        rules, channel_modules=rules.channel_modules | operator_names(), strided=rules.strided | strided
+    )
+
+
+YOLOV5 = _with_operators(yolov5.RULES)
+ULTRALYTICS = _with_operators(ultralytics.RULES)
+# The built-in builder and measurement build YOLOv5 models.
+CHANNEL_MODULES = YOLOV5.channel_modules
 
 
 @dataclass(frozen=True)
 class Geometry:
-    """Model-wide numbers parse_model reads from the yaml."""
+    """Model-wide numbers parse_model reads from the yaml, at one scale ("" when the file has none)."""
 
+    rules: Rules
+    scale: str
     width: float
     depth: float
+    max_channels: float
     divisor: int
-    outputs: int
+    exempt: int  # the c2 parse_model leaves unscaled (YOLOv5: outputs per anchor level; ultralytics: nc)
     input_channels: int
 
 
@@ -87,53 +99,103 @@ def make_divisible(x: float, divisor: int) -> int:
     return math.ceil(x / divisor) * divisor
 
 
-def geometry(values: dict[str, Any]) -> Geometry:
-    anchors = values.get("anchors", 3)
-    anchors_per_level = len(anchors[0]) // 2 if isinstance(anchors, list) and anchors else anchors
+def rules_for(values: Mapping[str, Any]) -> Rules:
+    """YOLOv5's family writes `anchors:`; ultralytics' (YOLOv8 and later) is anchor-free."""
+    return YOLOV5 if "anchors" in values else ULTRALYTICS
+
+
+def geometries(values: Mapping[str, Any], scale: str | None = None) -> dict[str, Geometry]:
+    """The file's geometry at each scale of its `scales:` (or at `scale` alone); one ("") without scales."""
+    scales = values.get("scales")
+    if not isinstance(scales, dict) or not scales:
+        if scale:
+            raise OptionError("--scale", f"--scale {scale}: this file defines no scales: (it has one size).")
+        return {"": geometry(values)}
+    if scale is not None and scale not in scales:
+        raise OptionError(
+            "--scale", f"--scale {scale}: this file defines scales {', '.join(map(str, scales))}."
+        )
+    return {str(name): geometry(values, str(name)) for name in scales if scale is None or str(name) == scale}
+
+
+def geometry(values: Mapping[str, Any], scale: str = "") -> Geometry:
+    rules = rules_for(values)
     nc = values.get("nc", 80)
-    outputs = (
-        anchors_per_level * (nc + 5) if isinstance(anchors_per_level, int) and isinstance(nc, int) else -1
+    if rules is YOLOV5:
+        anchors = values.get("anchors", 3)
+        per_level = len(anchors[0]) // 2 if isinstance(anchors, list) and anchors else anchors
+        exempt = per_level * (nc + 5) if isinstance(per_level, int) and isinstance(nc, int) else -1
+    else:
+        exempt = nc if isinstance(nc, int) else -1
+    depth, width, max_channels = (
+        values.get("depth_multiple", 1.0),
+        values.get("width_multiple", 1.0),
+        math.inf,
     )
+    if scale:
+        depth, width, max_channels = values["scales"][scale]
     return Geometry(
-        width=float(values.get("width_multiple", 1.0)),
-        depth=float(values.get("depth_multiple", 1.0)),
+        rules=rules,
+        scale=scale,
+        width=float(width),
+        depth=float(depth),
+        max_channels=float(max_channels),
         divisor=int(values.get("channel_multiple") or 8),
-        outputs=outputs,
+        exempt=exempt,
         input_channels=int(values.get("ch", 3)),
     )
 
 
 def scaled_channels(c2: int, geo: Geometry) -> int:
-    """parse_model's output channels for a channel module whose first argument is c2."""
-    return c2 if c2 == geo.outputs else make_divisible(c2 * geo.width, geo.divisor)
+    """parse_model's output channels for a (c1, c2) module whose first argument is c2."""
+    return c2 if c2 == geo.exempt else make_divisible(min(c2, geo.max_channels) * geo.width, geo.divisor)
+
+
+def _largest_argument(channels: int, geo: Geometry) -> int:
+    """Above this, no first argument can give `channels` without the clamp making it the same as a smaller one."""
+    return math.ceil(channels / geo.width) + 2 * geo.divisor
+
+
+def arguments_for_channels(channels: int, geo: Geometry, top: int) -> set[int]:
+    """Every first argument up to `top` that parse_model turns into exactly `channels`."""
+    return {c for c in range(1, top + 1) if scaled_channels(c, geo) == channels}
 
 
 def argument_for_channels(channels: int, geo: Geometry) -> int | None:
     """The yaml argument that parse_model scales to exactly `channels`, closest to channels / width."""
-    guess = channels / geo.width
-    candidates = range(max(1, math.floor(guess) - 2 * geo.divisor), math.ceil(guess) + 2 * geo.divisor + 1)
-    exact = [c for c in candidates if scaled_channels(c, geo) == channels]
-    return min(exact, key=lambda c: (abs(c - guess), c)) if exact else None
+    return common_argument({geo.scale: channels}, {geo.scale: geo})
 
 
-def layer_stride(module: str, args: Sequence[Any]) -> Fraction | None:
+def common_argument(channels: Mapping[str, int], geos: Mapping[str, Geometry]) -> int | None:
+    """One first argument that gives each scale its channels (closest to the widest scale's ratio)."""
+    top = max((_largest_argument(channels[name], geos[name]) for name in channels), default=0)
+    sets = [arguments_for_channels(channels[name], geos[name], top) for name in channels]
+    common = set.intersection(*sets) if sets else set()
+    if not common:
+        return None
+    widest = max(channels, key=lambda name: geos[name].width)
+    guess = channels[widest] / geos[widest].width
+    if len(channels) == 1:
+        return min(common, key=lambda c: (abs(c - guess), c))
+    # across scales the clamp widens the choice (any of 1009-1024 may do): the roundest reads as intended
+    return min(common, key=lambda c: (-(c & -c), abs(c - guess), c))
+
+
+def layer_stride(module: str, args: Sequence[Any], rules: Rules = YOLOV5) -> Fraction | None:
     """How much one layer divides the resolution (a Fraction below 1 upsamples); None when unknown."""
     module = normalize_module(module)
-    if module in STRIDED:
+    if module in rules.stride_rules:
+        return rules.stride_rules[module](args)
+    if module in rules.strided:
         return _int_arg(args, 2, 1)
-    if module in UPSAMPLING:
+    if module in rules.upsampling:
         step = _int_arg(args, 2, 1)
         return None if step is None else 1 / step
-    if module == "Focus":
-        return Fraction(2)
     if module == "nn.Upsample":
         scale = args[1] if len(args) > 1 else None
         return Fraction(1) / Fraction(scale) if isinstance(scale, (int, float)) and scale > 0 else None
     if module == "nn.MaxPool2d":
         return _int_arg(args, 1, _int_arg(args, 0, 1))
-    if module in ("Contract", "Expand"):
-        gain = _int_arg(args, 0, 2)
-        return None if gain is None else (gain if module == "Contract" else 1 / gain)
     return Fraction(1)
 
 
@@ -147,6 +209,7 @@ def simulate(
     shapes: list[Shape] = []
     warnings = []
     start = Shape(None, geo.input_channels, Fraction(1))
+    rules = geo.rules
     for index, (source, _number, module, args) in enumerate(rows):
         module = normalize_module(module)
         inputs = [source] if isinstance(source, int) else list(source)
@@ -154,19 +217,20 @@ def simulate(
             _check_source(index, f, name)
         before = [start if not shapes and f == -1 else shapes[f] for f in inputs]
         single = isinstance(source, int)
-        unknown = module not in KNOWN_MODULES and module not in hints.modules and index not in hints.layers
-        own = Assumption(index, module) if module not in KNOWN_MODULES else None
-        c2, c2_assumed = _output_channels(index, module, args, before, single, geo, hints)
+        unknown = module not in rules.known and module not in hints.modules and index not in hints.layers
+        own = Assumption(index, module) if module not in rules.known else None
+        previous = shapes[-1] if shapes else start
+        c2, c2_assumed = _output_channels(index, module, args, before, previous, single, geo, hints)
         if unknown:
             c2_assumed = own
             warnings.append(
                 f"layer {index}: {module} is not a module yolopatch knows; its channels are assumed to be its "
-                f"input's (YOLOv5's rule) and its stride 1. To be sure, {own.remedy() if own else ''}."
+                f"input's ({rules.family}'s rule) and its stride 1. To be sure, {own.remedy() if own else ''}."
             )
-        step = layer_stride(module, args)
-        stride = (
-            None if before[0].stride is None or step is None or module in HEADS else before[0].stride * step
-        )
+        step = layer_stride(module, args, rules)
+        sized_by = before[-1] if module in rules.stride_from_last else before[0]
+        unsized = sized_by.stride is None or step is None or module in rules.heads
+        stride = None if unsized else sized_by.stride * step  # type: ignore[operator]
         shapes.append(
             Shape(
                 c1=before[0].c2 if single else None,
@@ -174,7 +238,7 @@ def simulate(
                 stride=stride,
                 c1_assumed=before[0].c2_assumed if single else None,
                 c2_assumed=c2_assumed,
-                stride_assumed=own or before[0].stride_assumed,
+                stride_assumed=own or sized_by.stride_assumed,
             )
         )
     return Simulation(shapes=tuple(shapes), warnings=tuple(warnings))
@@ -185,27 +249,26 @@ def _output_channels(
     module: str,
     args: Sequence[Any],
     before: list[Shape],
+    previous: Shape,
     single: bool,
     geo: Geometry,
     hints: ChannelHints,
 ) -> tuple[int | None, Assumption | None]:
     """parse_model's output channels, and the unknown module they rest on (None: they are known)."""
-    first, inherited = before[0].c2, next((s.c2_assumed for s in before if s.c2_assumed), None)
+    rules, first = geo.rules, before[0].c2
+    inherited = next((s.c2_assumed for s in before if s.c2_assumed), None)
     rule = hints.modules.get(module)
     if index in hints.layers:
         return hints.layers[index], None
-    if module in CHANNEL_MODULES or rule == "arg":
+    if module in rules.channel_modules or rule == "arg":
         return (scaled_channels(args[0], geo) if args and _is_int(args[0]) else None), None
     if module == "Concat":
         known = [s.c2 for s in before if s.c2 is not None]
         return (sum(known) if len(known) == len(before) else None), inherited
-    if module in HEADS:
+    if module in rules.heads:
         return None, None
-    if module in ("Contract", "Expand"):
-        gain = args[0] if args and _is_int(args[0]) else 2
-        if first is None:
-            return None, inherited
-        return (first * gain**2 if module == "Contract" else first // gain**2), inherited
+    if module in rules.special:
+        return rules.special[module](args, [s.c2 for s in before], previous.c2), inherited
     return (first if single else None), inherited
 
 

@@ -49,6 +49,12 @@ def root(
 
 
 ModelArg = Annotated[Path, typer.Argument(metavar="MODEL.yaml", help="The model yaml.", dir_okay=False)]
+ScaleOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scale", metavar="X", help="For a file with scales: this scale only (default: every scale)."
+    ),
+]
 ChannelsOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -113,6 +119,7 @@ def apply(
         ),
     ] = None,
     channels: ChannelsOption = None,
+    scale: ScaleOption = None,
 ) -> None:
     """Rewrite chosen layers of a model yaml to an operator, or insert one after them."""
     from yolopatch.apply import ApplyOptions, apply_operator
@@ -130,7 +137,7 @@ def apply(
     with _errors():
         operator = _operator(op)
         hints = parse_channel_hints(channels or [])
-        options = ApplyOptions(operator, values, insert, (rewire or Rewire.all).value, hints)
+        options = ApplyOptions(operator, values, insert, (rewire or Rewire.all).value, hints, scale)
         _option_values(options)
         suffix = model.suffix or ".yaml"
         target = (
@@ -155,11 +162,16 @@ def apply(
         _finish([shown], [change], diff, check, f"{model}: would change {len(result.changes)} layer(s)")
     out.print(changes_table(result.changes))
     out.print(f"Wrote {target}", markup=False)
-    out.print(_next_after_apply(target, operator.name), markup=False)
+    out.print(_next_after_apply(target, operator.name, result.family), markup=False)
 
 
-def _next_after_apply(target: Path, name: str) -> str:
+def _next_after_apply(target: Path, name: str, family: str) -> str:
     """The next command: for a yaml inside a checkout, that checkout (and no inject step once it is done)."""
+    if family == "ultralytics":
+        return (
+            f"Next: ultralytics must know {name}: `yolopatch inject` does not edit ultralytics yet, so register it "
+            "by hand (README: ultralytics), then train with  yolo train model=" + f"{target}"
+        )
     from yolopatch.operators import get_operator
     from yolopatch.targets.yolov5 import enclosing_checkout, inject
 
@@ -346,9 +358,9 @@ def _check_one(path: Path, repo: Path | None, img: int, batch: int) -> Any:
 
 
 @app.command("layers")
-def layers_command(model: ModelArg, channels: ChannelsOption = None) -> None:
-    """List a model's layers with their indices, channels and strides, to choose --layers."""
-    from yolopatch.channels import geometry, parse_channel_hints, simulate
+def layers_command(model: ModelArg, channels: ChannelsOption = None, scale: ScaleOption = None) -> None:
+    """List a model's layers with their indices, channels (at each scale) and strides, to choose --layers."""
+    from yolopatch.channels import geometries, parse_channel_hints, simulate
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
     from yolopatch.render import layers_table
@@ -356,10 +368,14 @@ def layers_command(model: ModelArg, channels: ChannelsOption = None) -> None:
     with _errors():
         hints = parse_channel_hints(channels or [])
         parsed = parse_model_yaml(read_text(model), str(model))
-        simulation = simulate(parsed.logical_rows(), geometry(parsed.values), str(model), hints)
-    for warning in simulation.warnings:
+        rows = parsed.logical_rows()
+        sims = {
+            name: simulate(rows, geo, str(model), hints)
+            for name, geo in geometries(parsed.values, scale).items()
+        }
+    for warning in next(iter(sims.values())).warnings:
         err.print(f"note: {warning}", markup=False)
-    out.print(layers_table(parsed.layers, simulation.shapes))
+    out.print(layers_table(parsed.layers, {name: sim.shapes for name, sim in sims.items()}))
 
 
 @app.command("ops")

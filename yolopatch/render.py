@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Literal
 
@@ -35,7 +35,8 @@ def changes_table(changes: Sequence[Change]) -> Table:
     return table
 
 
-def layers_table(layers: Sequence[Layer], shapes: Sequence[Shape]) -> Table:
+def layers_table(layers: Sequence[Layer], shapes: Mapping[str, Sequence[Shape]]) -> Table:
+    """One row per layer; output channels at each scale ("out ch" alone for a file without scales)."""
     columns: list[tuple[str, Justify]] = [
         ("#", "right"),
         ("section", "left"),
@@ -43,10 +44,11 @@ def layers_table(layers: Sequence[Layer], shapes: Sequence[Shape]) -> Table:
         ("n", "right"),
         ("module", "left"),
         ("args", "left"),
-        ("out ch", "right"),
+        *((f"out ch {scale}".rstrip(), "right") for scale in shapes),
         ("stride", "right"),
     ]
-    assumed = any(shape.c2_assumed or shape.stride_assumed for shape in shapes)
+    first = next(iter(shapes.values()))
+    assumed = any(shape.c2_assumed or shape.stride_assumed for shape in first)
     caption = (
         "? an assumption: it rests on a module yolopatch does not know (see the notes)" if assumed else None
     )
@@ -54,7 +56,7 @@ def layers_table(layers: Sequence[Layer], shapes: Sequence[Shape]) -> Table:
     table = _with_columns(
         Table(title=title, title_justify="left", caption=caption, caption_justify="left"), columns
     )
-    for layer, shape in zip(layers, shapes, strict=True):
+    for row, layer in enumerate(layers):
         table.add_row(
             str(layer.index),
             layer.section,
@@ -62,10 +64,14 @@ def layers_table(layers: Sequence[Layer], shapes: Sequence[Shape]) -> Table:
             str(layer.number),
             Text(layer.module),
             Text(layer.args_text),
-            "-" if shape.c2 is None else f"{shape.c2}{'?' if shape.c2_assumed else ''}",
-            "?" if shape.stride_assumed else _stride(shape.stride),
+            *(_channels(per_scale[row]) for per_scale in shapes.values()),
+            "?" if first[row].stride_assumed else _stride(first[row].stride),
         )
     return table
+
+
+def _channels(shape: Shape) -> str:
+    return "-" if shape.c2 is None else f"{shape.c2}{'?' if shape.c2_assumed else ''}"
 
 
 def _source(source) -> str:

@@ -13,7 +13,9 @@ import re
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from yolopatch import __version__
 from yolopatch.errors import YolopatchError
@@ -40,6 +42,7 @@ from yolopatch.inject import (
 from yolopatch.operators import get_operator
 from yolopatch.operators.spec import Operator
 from yolopatch.paste import template_paste
+from yolopatch.rules import Rules
 from yolopatch.splice import Edit, newline_of, splice
 
 # parse_model's `if m in {...}` set (operators join it when injected): these get
@@ -73,20 +76,6 @@ REPEAT_INSIDE = frozenset({"BottleneckCSP", "C3", "C3TR", "C3Ghost", "C3x"})
 STRIDED = frozenset({"Conv", "GhostConv", "DWConv", "GhostBottleneck", "CrossConv", "MixConv2d", "nn.Conv2d"})
 UPSAMPLING = frozenset({"nn.ConvTranspose2d", "DWConvTranspose2d"})
 HEADS = frozenset({"Detect", "Segment"})
-OTHER_KNOWN = frozenset(
-    {
-        "Concat",
-        "Detect",
-        "Segment",
-        "nn.Upsample",
-        "nn.MaxPool2d",
-        "nn.ZeroPad2d",
-        "Contract",
-        "Expand",
-        "nn.BatchNorm2d",
-        "nn.Identity",
-    }
-)
 # Why a known module's row cannot be replaced by an operator.
 NOT_REPLACEABLE = {
     "Concat": "it joins several inputs; {op} takes one",
@@ -103,6 +92,33 @@ NOT_REPLACEABLE = {
     "nn.ConvTranspose2d": "it upsamples; {op} cannot",
     "DWConvTranspose2d": "it upsamples; {op} cannot",
 }
+
+PASSTHROUGH = frozenset({"nn.Upsample", "nn.MaxPool2d", "nn.ZeroPad2d", "nn.BatchNorm2d", "nn.Identity"})
+
+
+def _gain(args: Sequence[Any]) -> int:
+    return args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else 2
+
+
+RULES = Rules(
+    family="YOLOv5",
+    channel_modules=CHANNEL_MODULES,
+    strided=STRIDED,
+    upsampling=UPSAMPLING,
+    heads=HEADS,
+    passthrough=PASSTHROUGH,
+    not_replaceable=NOT_REPLACEABLE,
+    stride_rules={
+        "Focus": lambda args: Fraction(2),
+        "Contract": lambda args: Fraction(_gain(args)),
+        "Expand": lambda args: Fraction(1, _gain(args)),
+    },
+    special={
+        "Contract": lambda args, c_in, _previous: None if c_in[0] is None else c_in[0] * _gain(args) ** 2,
+        "Expand": lambda args, c_in, _previous: None if c_in[0] is None else c_in[0] // _gain(args) ** 2,
+    },
+    exempt="no",
+)
 
 # YOLOv5's model_info line, e.g. "YOLOv5s summary: 214 layers, 7235389 parameters, 7235389 gradients, 16.6 GFLOPs";
 # master writes the counts with thousands separators ("6,320,733 parameters"), v4.0 to v6.0

@@ -1,0 +1,54 @@
+"""Child program for the ultralytics tests: insert after every row of a stock yaml with yolopatch, then build
+each result at each scale with ultralytics' own DetectionModel and compare the channels.
+
+    python -m ultralytics_probe MODEL.yaml        (with a real ultralytics and the stand-ins on PYTHONPATH)
+
+The inserted SE row is built as `Conv [C, 1, 1]`: the same first-argument rule, a module every release
+registers. Prints one JSON line: version, built, refused, wrong, failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+
+import ultralytics
+import yaml
+from ultralytics.nn.tasks import DetectionModel
+
+from yolopatch.apply import ApplyOptions, apply_operator
+from yolopatch.errors import YolopatchError
+from yolopatch.operators import get_operator
+
+
+def main(path: str) -> dict:
+    logging.getLogger("ultralytics").setLevel(logging.ERROR)
+    text = open(path, encoding="utf-8").read()
+    doc = yaml.safe_load(text)
+    report: dict = {"version": ultralytics.__version__, "built": 0, "refused": 0, "wrong": [], "failed": []}
+    for index in range(len(doc["backbone"]) + len(doc["head"])):
+        try:
+            result = apply_operator(text, str(index), ApplyOptions(get_operator("se"), insert=True), path)
+        except YolopatchError:
+            report["refused"] += 1
+            continue
+        patched = yaml.safe_load(
+            re.sub(r"\[-1, 1, SE, \[(\d+)\]\]", r"[-1, 1, Conv, [\1, 1, 1]]", result.text)
+        )
+        for scale in doc["scales"]:
+            try:
+                model = DetectionModel({**patched, "scale": scale}, verbose=False)
+            except Exception as exc:  # ultralytics' own failure, whatever it is, is what we report
+                report["failed"].append([index, scale, f"{type(exc).__name__}: {exc}"[:200]])
+                continue
+            conv = model.model[index + 1].conv
+            if conv.in_channels != conv.out_channels:
+                report["wrong"].append([index, scale, conv.in_channels, conv.out_channels])
+            report["built"] += 1
+    return report
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1])))
