@@ -83,7 +83,8 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
         raise YolopatchError(f"--rewire {options.rewire}: use 'all' or 'next'.")
     model = parse_model_yaml(text, name)
     geos = geometries(model.values, options.scale)
-    sims = {scale: simulate(model.logical_rows(), geo, name, options.hints) for scale, geo in geos.items()}
+    logical = model.logical_rows()
+    sims = {scale: simulate(logical, geo, name, options.hints) for scale, geo in geos.items()}
     first = next(iter(geos.values()))
     patched = any(normalize_module(layer.module) == options.op.name for layer in model.layers)
     selection = select_layers(layers, model.layers, absent_ok=first.rules.known if patched else ())

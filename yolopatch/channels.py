@@ -121,7 +121,7 @@ def geometries(values: Mapping[str, Any], scale: str | None = None) -> dict[str,
 def geometry(values: Mapping[str, Any], scale: str = "") -> Geometry:
     rules = rules_for(values)
     nc = values.get("nc", 80)
-    if rules is YOLOV5:
+    if rules.exempt == "no":  # YOLOv5: outputs per anchor level, na * (nc + 5)
         anchors = values.get("anchors", 3)
         per_level = len(anchors[0]) // 2 if isinstance(anchors, list) and anchors else anchors
         exempt = per_level * (nc + 5) if isinstance(per_level, int) and isinstance(nc, int) else -1

@@ -153,13 +153,11 @@ def apply(
             raise YolopatchError(
                 f"{target}: already exists. Pass --force to overwrite it, or -o to write elsewhere."
             )
-        old = result.original if target == model else (read_text(target) if target.exists() else None)
-        change = FileChange(target, old, result.text)
         if not result.changed:
             err.print(f"{model}: already patched; nothing to change{'' if check else ', nothing written'}.")
             return
-        shown = FileChange(target, result.original, result.text, model)  # diffs compare with the input
-        _finish([shown], [change], diff, check, f"{model}: would change {len(result.changes)} layer(s)")
+        change = FileChange(target, result.original, result.text, model)  # diffs compare with the input
+        _finish([change], diff, check, f"{model}: would change {len(result.changes)} layer(s)")
     out.print(changes_table(result.changes))
     out.print(f"Wrote {target}", markup=False)
     out.print(_next_after_apply(target, operator.name, result.family), markup=False)
@@ -256,7 +254,7 @@ def inject(
             err.print(f"{repo}: {done}{'' if check else '; nothing written'}.")
             return
         state = "injected" if revert else "not fully injected"
-        _finish(plan.changes, plan.changes, diff, check, f"{repo}: {state}")
+        _finish(plan.changes, diff, check, f"{repo}: {state}")
     for action in plan.actions:
         out.print(f"  {action}", markup=False)
     for warning in plan.warnings:
@@ -285,14 +283,12 @@ def _operators_for(model: Path) -> list[Any]:
     return operators
 
 
-def _finish(
-    shown: Sequence[FileChange], changes: Sequence[FileChange], diff: bool, check: bool, pending: str
-) -> None:
+def _finish(changes: Sequence[FileChange], diff: bool, check: bool, pending: str) -> None:
     """The one diff / check / write path of apply and inject. Returns after writing."""
     from yolopatch.files import change_diff, write_changes
 
     if diff:
-        for change in shown:
+        for change in changes:
             if change.changed:
                 sys.stdout.write(change_diff(change))
         raise typer.Exit(0)

@@ -27,12 +27,11 @@ from yolopatch.errors import YolopatchError
 
 def import_yolo(models: Path):
     """models/yolo.py as its checkout imports it: `models.yolo`, or `yolov5.models.yolo` for the pip package."""
+    from yolopatch.targets.yolov5 import imports_as_package
+
     tree = ast.parse(models.joinpath("yolo.py").read_text(encoding="utf-8"))
     package = models.parent
-    absolute = any(
-        isinstance(n, ast.ImportFrom) and (n.module or "").startswith(f"{package.name}.models")
-        for n in tree.body
-    )
+    absolute = imports_as_package(tree, models)
     sys.path.insert(0, str(package.parent if absolute else package))
     return importlib.import_module(f"{package.name}.models.yolo" if absolute else "models.yolo")
 

@@ -165,6 +165,15 @@ def enclosing_checkout(path: Path) -> Path | None:
     return None
 
 
+def imports_as_package(tree: ast.Module, models: Path) -> bool:
+    """Whether yolo.py imports its siblings absolutely (`from yolov5.models.common import *`: the pip
+    package layout) rather than as `models.common` from the checkout's root."""
+    package = models.parent.name
+    return any(
+        isinstance(n, ast.ImportFrom) and (n.module or "").startswith(f"{package}.models") for n in tree.body
+    )
+
+
 def read_checkout(checkout: Checkout) -> dict[Path, str]:
     return {checkout.common: read_text(checkout.common), checkout.yolo: read_text(checkout.yolo)}
 
@@ -189,14 +198,13 @@ class _Sites:
     collection: ast.List | ast.Tuple | ast.Set
     explicit: ast.ImportFrom | None
     blocks: dict[str, Block]
+    absolute: bool
 
     def flavour(self) -> str:
-        absolute = any(
-            isinstance(n, ast.ImportFrom) and (n.module or "").startswith("yolov5.models")
-            for n in parse_python(self.yolo, self.checkout.yolo).body
-        )
         layout = (
-            "yolov5 pip package layout (absolute imports)" if absolute else "checkout layout (models.common)"
+            "yolov5 pip package layout (absolute imports)"
+            if self.absolute
+            else "checkout layout (models.common)"
         )
         if self.explicit is None:
             imports = "a star import"
@@ -222,6 +230,7 @@ def _sites(checkout: Checkout, texts: Mapping[Path, str]) -> _Sites:
         _collection(yolo_tree, checkout),
         _explicit_import(yolo_tree, checkout),
         find_blocks(common, checkout.common),
+        imports_as_package(yolo_tree, checkout.models),
     )
 
 
