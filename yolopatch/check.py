@@ -1,6 +1,7 @@
 """`check`: build a model yaml, run it forward and backward, and measure it.
 
-Built-in builder by default; with a checkout, that checkout's own Model class in a child process.
+YOLOv5 yamls: the built-in builder by default; with a checkout, that checkout's own Model class in a child
+process. ultralytics yamls: ultralytics' own model classes (installed, or a checkout's) in a child process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from yolopatch.errors import YolopatchError
 from yolopatch.report import LayerReport, ModelReport
-from yolopatch.targets import yolov5
+from yolopatch.targets import ultralytics, yolov5
 
 
 def check_builtin(text: str, name: str, img: int, batch: int) -> ModelReport:
@@ -34,24 +35,39 @@ def check_with_repo(repo: Path, yaml_path: Path, img: int, batch: int) -> ModelR
     """Build with the checkout's own Model class in a child process and measure."""
     # the child runs in a scratch folder: every path the user typed is resolved here, where they typed it
     models = yolov5.find_checkout(repo).models.resolve()
+    arguments = [str(models), str(yaml_path.resolve()), str(yaml_path), str(img), str(batch)]
+    return _run_child("yolopatch.repo_build", arguments, f"{models}: building with the checkout")
+
+
+def check_ultralytics(
+    repo: Path | None, yaml_path: Path, scale: str | None, img: int, batch: int
+) -> ModelReport:
+    """Build with ultralytics' own model classes (the installed package, or a checkout's) in a child
+    process, with yolopatch's operators registered in memory where the package lacks them, and measure."""
+    root = "-"
+    if repo is not None:
+        package = ultralytics.find_package(repo)
+        if package is None:
+            raise YolopatchError(
+                f"{repo}: not an ultralytics checkout: found no ultralytics/nn/tasks.py. Pass the checkout's "
+                "root folder, or leave out --repo to use the installed ultralytics."
+            )
+        root = str(package.root.parent.resolve())
+    arguments = [root, str(yaml_path.resolve()), str(yaml_path), scale or "-", str(img), str(batch)]
+    return _run_child("yolopatch.ultralytics_build", arguments, "building with ultralytics")
+
+
+def _run_child(module: str, arguments: list[str], what: str) -> ModelReport:
+    """Run a build child (its last argument: where it writes the report or the error) and read its report;
+    the summary line the target's own code printed, if any, becomes `reference`."""
     with tempfile.TemporaryDirectory(prefix="yolopatch-") as scratch:
         out = Path(scratch) / "report.json"
         env = yolov5.child_environment(os.environ, Path.home(), platform.system(), Path(scratch))
-        command = [
-            sys.executable,
-            "-m",
-            "yolopatch.repo_build",
-            str(models),
-            str(yaml_path.resolve()),
-            str(yaml_path),
-            str(img),
-            str(batch),
-            str(out),
-        ]
+        command = [sys.executable, "-m", module, *arguments, str(out)]
         process = subprocess.run(command, capture_output=True, text=True, env=env, cwd=scratch)
         if not out.exists():
             tail = (process.stderr or process.stdout).strip().splitlines()[-3:]
-            raise YolopatchError(f"{models}: building with the checkout crashed: {' | '.join(tail)}")
+            raise YolopatchError(f"{what} crashed: {' | '.join(tail)}")
         result = json.loads(out.read_text(encoding="utf-8"))
     if "error" in result:
         raise YolopatchError(result["error"])
@@ -60,6 +76,6 @@ def check_with_repo(repo: Path, yaml_path: Path, img: int, batch: int) -> ModelR
         **{
             **report,
             "layers": [LayerReport(**layer) for layer in report["layers"]],
-            "reference": yolov5.reference_summary(process.stdout + process.stderr),
+            "reference": report.get("reference") or yolov5.reference_summary(process.stdout + process.stderr),
         }
     )

@@ -166,10 +166,7 @@ def apply(
 def _next_after_apply(target: Path, name: str, family: str) -> str:
     """The next command: for a yaml inside a checkout, that checkout (and no inject step once it is done)."""
     if family == "ultralytics":
-        return (
-            f"Next: ultralytics must know {name}: `yolopatch inject` does not edit ultralytics yet, so register it "
-            "by hand (README: ultralytics), then train with  yolo train model=" + f"{target}"
-        )
+        return _next_after_ultralytics_apply(target, name)
     from yolopatch.operators import get_operator
     from yolopatch.targets.yolov5 import enclosing_checkout, inject
 
@@ -191,6 +188,23 @@ def _next_after_apply(target: Path, name: str, family: str) -> str:
     )
 
 
+def _next_after_ultralytics_apply(target: Path, name: str) -> str:
+    """The next command for an ultralytics yaml: inject into the installed ultralytics unless it has `name`."""
+    from yolopatch.targets import ultralytics
+
+    check = f"yolopatch check {target}   and   yolo train model={target}"
+    try:
+        injected = name in ultralytics.injected_names(ultralytics.installed_package(sys.executable))
+    except YolopatchError:
+        injected = False
+    if injected:
+        return f"Next: {check}"
+    return (
+        f"Next: yolopatch inject --installed{_op_flag(name)}   (once per ultralytics install; or a checkout), "
+        f"then:\n      {check}"
+    )
+
+
 def _op_flag(name: str) -> str:
     return "" if name == "Involution" else f" --op {name.lower()}"
 
@@ -198,15 +212,33 @@ def _op_flag(name: str) -> str:
 @app.command()
 def inject(
     repo: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
-            metavar="REPO", help="A YOLOv5 (or yolov3) checkout, its models/ folder, or the yolov5 package."
+            metavar="REPO",
+            help="A YOLOv5 (or yolov3) checkout, its models/ folder, or the yolov5 package; or an ultralytics "
+            "checkout (or its ultralytics/ folder).",
         ),
-    ],
+    ] = None,
+    installed: Annotated[
+        bool,
+        typer.Option(
+            "--installed", help="Patch the ultralytics package that Python imports (site-packages)."
+        ),
+    ] = False,
+    python: Annotated[
+        str | None,
+        typer.Option(
+            "--python",
+            metavar="PATH",
+            help="The Python of the environment you train in (default: the one running yolopatch).",
+        ),
+    ] = None,
     op: Annotated[
         str | None,
         typer.Option(
-            "--op", metavar="NAMES", help="Operators to inject, comma-separated (default: involution)."
+            "--op",
+            metavar="NAMES",
+            help="Operators to inject, comma-separated (default: those already injected, else involution).",
         ),
     ] = None,
     for_model: Annotated[
@@ -233,38 +265,89 @@ def inject(
         ),
     ] = False,
 ) -> None:
-    """Put operators into models/common.py and register them in models/yolo.py."""
-    from yolopatch.targets import yolov5
-
+    """Put operators into a checkout (YOLOv5: models/common.py and models/yolo.py) or into ultralytics
+    (a module file of its own, registered in nn/modules/__init__.py and nn/tasks.py)."""
     _exclusive(("--diff", diff), ("--check", check))
     _exclusive(("--op", op is not None), ("--for", for_model is not None))
-    with _errors():
-        operators = (
-            _operators_for(for_model)
-            if for_model
-            else [_operator(n) for n in (op or "involution").split(",")]
+    _exclusive(("REPO", repo is not None), ("--installed", installed))
+    if repo is None and not installed:
+        raise typer.BadParameter(
+            "give a checkout, or --installed for the installed ultralytics", param_hint="REPO"
         )
-        if revert:
-            plan = yolov5.revert(repo, [o.name for o in operators] if op or for_model else None, force)
-        else:
-            plan = yolov5.inject(repo, operators, force)
-        err.print(f"{repo}: {plan.flavour}", markup=False)
+    if python is not None and repo is not None and not _is_ultralytics(repo):
+        raise typer.BadParameter("only means something for ultralytics", param_hint="--python")
+    with _errors():
+        chosen = (
+            _operators_for(for_model) if for_model else [_operator(n) for n in op.split(",")] if op else None
+        )
+        plan, target, operators = _inject_plan(
+            repo, installed, python or sys.executable, chosen, revert, force
+        )
+        err.print(f"{target}: {plan.flavour}", markup=False)
+        for warning in plan.warnings:
+            err.print(f"warning: {warning}", markup=False)
         done = "nothing to revert" if revert else "already injected"
         if not plan.changed:
-            err.print(f"{repo}: {done}{'' if check else '; nothing written'}.")
+            err.print(f"{target}: {done}{'' if check else '; nothing written'}.")
             return
         state = "injected" if revert else "not fully injected"
-        _finish(plan.changes, diff, check, f"{repo}: {state}")
+        _finish(plan.changes, diff, check, f"{target}: {state}")
     for action in plan.actions:
         out.print(f"  {action}", markup=False)
-    for warning in plan.warnings:
-        err.print(f"warning: {warning}", markup=False)
     if not revert:
-        out.print(
-            "Next: yolopatch apply MODEL.yaml --layers 8   (writes MODEL-involution.yaml), then:\n"
-            f"      yolopatch check MODEL-involution.yaml --repo {repo}",
-            markup=False,
+        out.print(_next_after_inject(target, repo is None or _is_ultralytics(repo), operators), markup=False)
+
+
+def _is_ultralytics(repo: Path) -> bool:
+    from yolopatch.targets import ultralytics
+
+    return ultralytics.find_package(repo) is not None
+
+
+def _inject_plan(
+    repo: Path | None,
+    installed: bool,
+    python: str,
+    chosen: Sequence[Any] | None,
+    revert: bool,
+    force: bool,
+) -> tuple[Any, str, Sequence[Any]]:
+    """The plan for the target (REPO or --installed), how to name that target to the user, and the
+    operators it is about: those chosen, else the ones already injected (so that injecting again after an
+    upgrade restores them), else Involution. A revert without a choice removes every operator."""
+    from yolopatch.operators import DEFAULT, get_operator
+    from yolopatch.targets import ultralytics, yolov5
+
+    package = ultralytics.installed_package(python) if installed else ultralytics.find_package(repo)  # type: ignore[arg-type]
+    names = [o.name for o in chosen] if chosen else None
+    if package is None:
+        assert repo is not None
+        checkout = yolov5.find_checkout(repo)
+        present = yolov5.injected_names(checkout, yolov5.read_checkout(checkout))
+    else:
+        present = ultralytics.injected_names(package)
+    operators = chosen or [get_operator(name) for name in present] or [DEFAULT]
+    if package is None:
+        plan = yolov5.revert(repo, names, force) if revert else yolov5.inject(repo, operators, force)  # type: ignore[arg-type]
+        return plan, str(repo), operators
+    if revert:
+        return ultralytics.revert(package, names, force), str(package.root), operators
+    plan = ultralytics.inject(package, operators, force)
+    return ultralytics.with_location_warnings(plan, package, python), str(package.root), operators
+
+
+def _next_after_inject(target: str, family_ultralytics: bool, operators: Sequence[Any]) -> str:
+    flag = _op_flag(operators[0].name)
+    if family_ultralytics:
+        return (
+            f"Next: yolopatch apply yolov8n.yaml --layers 9 --insert{flag or ' --op involution'}   (a copy of a "
+            "stock yaml), then:\n      yolopatch check yolov8n-"
+            f"{operators[0].name.lower()}.yaml   and   yolo train model=yolov8n-{operators[0].name.lower()}.yaml"
         )
+    return (
+        f"Next: yolopatch apply MODEL.yaml --layers 8{flag}   (writes MODEL-{operators[0].name.lower()}.yaml), then:\n"
+        f"      yolopatch check MODEL-{operators[0].name.lower()}.yaml --repo {target}"
+    )
 
 
 def _operators_for(model: Path) -> list[Any]:
@@ -303,7 +386,20 @@ def check(
     model: ModelArg,
     repo: Annotated[
         Path | None,
-        typer.Option("--repo", metavar="REPO", help="Build with this YOLOv5 checkout's own Model class."),
+        typer.Option(
+            "--repo",
+            metavar="REPO",
+            help="Build with this checkout's own code: a YOLOv5 checkout's Model class, or an ultralytics "
+            "checkout instead of the installed ultralytics.",
+        ),
+    ] = None,
+    scale: Annotated[
+        str | None,
+        typer.Option(
+            "--scale",
+            metavar="X",
+            help="ultralytics yamls: the scale (default: the one the file name implies).",
+        ),
     ] = None,
     img: Annotated[
         int, typer.Option("--img", help="Input size for the forward and backward pass.", min=32)
@@ -323,7 +419,9 @@ def check(
     from yolopatch.render import operator_note, report_table, summary_line
 
     with _errors(), err.status("building and running the model...", spinner="dots"):
-        reports = [_check_one(path, repo, img, batch) for path in [model, *([baseline] if baseline else [])]]
+        reports = [
+            _check_one(path, repo, scale, img, batch) for path in [model, *([baseline] if baseline else [])]
+        ]
     report, base = reports[0], (reports[1] if baseline else None)
     if as_json:
         data = {"model": dataclasses.asdict(report), "baseline": dataclasses.asdict(base) if base else None}
@@ -334,7 +432,8 @@ def check(
     out.print(report_table(report))
     out.print(summary_line(report, base), markup=False)
     if report.reference:
-        out.print(f"the checkout's own summary (no aggregation): {report.reference}", markup=False)
+        owner = report.builder.split(" at ")[0] if report.builder else "the checkout"
+        out.print(f"{owner}'s own summary (thop's count only): {report.reference}", markup=False)
     note = operator_note(report)
     if note:
         out.print(note, markup=False)
@@ -344,13 +443,20 @@ def check(
     )
 
 
-def _check_one(path: Path, repo: Path | None, img: int, batch: int) -> Any:
-    from yolopatch.check import check_builtin, check_with_repo
+def _check_one(path: Path, repo: Path | None, scale: str | None, img: int, batch: int) -> Any:
+    from yolopatch.channels import rules_for
+    from yolopatch.check import check_builtin, check_ultralytics, check_with_repo
     from yolopatch.files import read_text
+    from yolopatch.modelyaml import parse_model_yaml
 
+    text = read_text(path)
+    if rules_for(parse_model_yaml(text, str(path)).values).family == "ultralytics":
+        return check_ultralytics(repo, path, scale, img, batch)
+    if scale is not None:
+        raise OptionError("--scale", f"--scale {scale}: {path} is a YOLOv5 yaml; it has one size.")
     if repo is not None:
         return check_with_repo(repo, path, img, batch)
-    return check_builtin(read_text(path), str(path), img, batch)
+    return check_builtin(text, str(path), img, batch)
 
 
 @app.command("layers")

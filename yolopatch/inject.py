@@ -96,10 +96,11 @@ def block_digest(body: str) -> str:
     return hashlib.sha256(body.replace("\r\n", "\n").encode("utf-8")).hexdigest()[:12]
 
 
-def block_body(paste: Paste, bound: set[str]) -> str:
-    """The lines between the marker lines: the template's imports the file lacks, then the template."""
+def block_body(paste: Paste, bound: set[str], provided: Sequence[str] = ()) -> str:
+    """The lines between the marker lines: the template's imports the file lacks, the imports that provide
+    what it takes from yolopatch (`provided`, when the target file does not define it), then the template."""
     imports = [line for names, line in paste.imports if not names <= bound]
-    return "\n".join([*imports, "", "", *paste.body.rstrip("\n").split("\n")]) + "\n"
+    return "\n".join([*imports, *provided, "", "", *paste.body.rstrip("\n").split("\n")]) + "\n"
 
 
 def compose_block(
@@ -130,6 +131,25 @@ def edited_reason(block: Block, wanted_body: str) -> str | None:
         f"yolopatch's block (class {block.name}) was written by yolopatch {block.version}, which recorded no "
         "checksum, and it differs from this version's, so yolopatch cannot tell whether you edited it"
     )
+
+
+def refuse_edited(block: Block | None, wanted_body: str, path: Path) -> None:
+    """Stop before an inject would overwrite the user's edits to a block (--force skips this)."""
+    reason = None if block is None else edited_reason(block, wanted_body)
+    if reason:
+        raise YolopatchError(
+            f"{path}:{block.line}: {reason}; injecting again would lose those edits, so nothing "  # type: ignore[union-attr]
+            f"was changed. To replace it with this version's, run again with --force."
+        )
+
+
+def refuse_revert_edited(block: Block, path: Path) -> None:
+    if changed_since_written(block):
+        raise YolopatchError(
+            f"{path}:{block.line}: yolopatch's block (class {block.name}) was edited since yolopatch wrote it; "
+            "reverting would delete those edits, so nothing was changed. Copy out what you want to keep, then "
+            "run again with --force."
+        )
 
 
 def changed_since_written(block: Block) -> bool:
@@ -163,8 +183,17 @@ def parse_python(text: str, path: Path) -> ast.Module:
         ) from None
 
 
-def names_of(elts: Sequence[ast.expr]) -> list[str]:
-    return [e.id if isinstance(e, ast.Name) else getattr(e, "name", ast.unparse(e)) for e in elts]
+def names_of(elts: Sequence[ast.AST]) -> list[str]:
+    """The names in a collection, an import's list (aliases) or `__all__` (strings)."""
+    return [_name_of(e) for e in elts]
+
+
+def _name_of(e: ast.AST) -> str:
+    if isinstance(e, ast.Name):
+        return e.id
+    if isinstance(e, ast.Constant) and isinstance(e.value, str):
+        return e.value
+    return getattr(e, "name", None) or ast.unparse(e)
 
 
 def one_per_line(elts: Sequence[ast.AST]) -> bool:
@@ -193,14 +222,55 @@ def names_insertion(text: str, elts: Sequence[ast.AST], names: Sequence[str]) ->
     return Edit(at, at, "".join(f",{newline_of(text)}{indent}{name}" for name in names))
 
 
-def name_removal(text: str, elts: Sequence[ast.expr], name: str) -> Edit:
-    """The inverse of names_insertion for one name: from the end of the element before it to its end."""
-    index = names_of(elts).index(name)
-    target, before = elts[index], elts[index - 1]
+def names_removal(text: str, elts: Sequence[ast.AST], names: Iterable[str]) -> list[Edit]:
+    """The inverse of names_insertion: each run of removed names goes from the end of the element before it
+    to the run's end (a run at the start of the list: from its start to the next element's start). Some
+    element must stay."""
+    listed = names_of(elts)
+    gone = [i for i, name in enumerate(listed) if name in set(names)]
+    runs: list[list[int]] = []
+    for i in gone:
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return [_run_removal(text, elts, run[0], run[-1]) for run in runs]
+
+
+def _run_removal(text: str, elts: Sequence[ast.AST], first: int, last: int) -> Edit:
+    def start(e: ast.AST) -> int:
+        return offset(text, e.lineno, e.col_offset)  # type: ignore[attr-defined]
+
+    def end(e: ast.AST) -> int:
+        return offset(text, e.end_lineno, e.end_col_offset)  # type: ignore[attr-defined]
+
+    if first == 0:
+        return Edit(start(elts[0]), start(elts[last + 1]), "")
+    return Edit(end(elts[first - 1]), end(elts[last]), "")
+
+
+def line_end(text: str, lineno: int) -> int:
+    """The offset of the line break that ends line `lineno` (the text's length on its last line)."""
+    at = 0
+    for _ in range(lineno):
+        found = text.find("\n", at)
+        if found < 0:
+            return len(text)
+        at = found + 1
+    return at - 1 - (1 if text[at - 2 : at] == "\r\n" else 0)
+
+
+def statement_insertion(text: str, after: ast.stmt, statement: str) -> Edit:
+    """A one-line statement on a line of its own, right after the line where `after` ends."""
+    at = line_end(text, after.end_lineno or after.lineno)
+    return Edit(at, at, newline_of(text) + statement)
+
+
+def statement_removal(text: str, body: Sequence[ast.stmt], node: ast.stmt) -> Edit:
+    """The inverse of statement_insertion: from the end of the statement before it to its own line's end."""
+    before = body[body.index(node) - 1]
     return Edit(
-        offset(text, before.end_lineno, before.end_col_offset),  # type: ignore[arg-type]
-        offset(text, target.end_lineno, target.end_col_offset),  # type: ignore[arg-type]
-        "",
+        line_end(text, before.end_lineno or before.lineno), line_end(text, node.end_lineno or node.lineno), ""
     )
 
 

@@ -1,7 +1,7 @@
 """Run a built model forward and backward and count its parameters and FLOPs, layer by layer.
 
 Works on any model shaped like YOLOv5's (`model.model` is a Sequential of layers tagged i, f, type): the
-built-in builder's and a checkout's own. FLOPs follow YOLOv5's convention (thop's multiply-accumulates x 2,
+built-in builder's, a YOLOv5 checkout's own, and ultralytics' own. FLOPs follow YOLOv5's convention (thop's multiply-accumulates x 2,
 counted at the model's largest stride and scaled to 640), plus each operator's weighted sums that thop
 cannot see because they are tensor arithmetic, not nn.Modules (Involution's aggregation).
 """
@@ -15,7 +15,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from yolopatch.channels import CHANNEL_MODULES, Simulation, normalize_module
+from yolopatch.channels import Simulation, normalize_module, rules_for
 from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import ModelYaml
 from yolopatch.operators import OPERATORS
@@ -26,15 +26,24 @@ _BY_CLASS = {op.name: op for op in OPERATORS.values()}
 FLOPS_SIZE = 640
 
 
-def measure(model: nn.Module, parsed: ModelYaml, simulation: Simulation, img: int, batch: int) -> ModelReport:
+def measure(
+    model: nn.Module,
+    parsed: ModelYaml,
+    simulation: Simulation,
+    img: int,
+    batch: int,
+    count_at_full_size: bool = False,
+) -> ModelReport:
     """Measure `model`, built from `parsed`; the yaml's own strides (`simulation`) say what size each output
-    must have."""
+    must have. FLOPs are counted at the largest stride and scaled to 640 (YOLOv5's and ultralytics' way up to
+    8.3), or counted at 640 itself (`count_at_full_size`: ultralytics 8.4's exact count)."""
     name = parsed.name
     rows = [(r.source, r.number, r.module, r.args_text) for r in parsed.layers]
     shapes = simulation.shapes
     # Convolution-like modules promise ceil(size / stride); padding and pooling layers may not, on purpose.
+    channel_modules = rules_for(parsed.values).channel_modules
     strides = [
-        shape.stride if normalize_module(layer.module) in CHANNEL_MODULES else None
+        shape.stride if normalize_module(layer.module) in channel_modules else None
         for layer, shape in zip(parsed.layers, shapes, strict=True)
     ]
     layers = _layers(model)
@@ -45,7 +54,7 @@ def measure(model: nn.Module, parsed: ModelYaml, simulation: Simulation, img: in
         outputs = _forward_backward(model, layers, img, batch, expected)
     except YolopatchError as exc:
         raise YolopatchError(f"{name}: {exc} {' '.join(warnings)}".strip()) from None
-    macs, uncounted = _layer_macs(model)
+    macs, uncounted = _layer_macs(model, count_at_full_size)
     params = [sum(p.numel() for p in layer.parameters()) for layer in layers]
     reports = [
         LayerReport(
@@ -169,11 +178,14 @@ def _check_size(layer: nn.Module, output: Any, img: int, stride: Fraction | None
         )
 
 
-def _layer_macs(model: nn.Module) -> tuple[list[float], list[float]]:
-    """thop's MACs and the operators' uncounted MACs per layer, counted at the largest stride and scaled."""
+def _layer_macs(model: nn.Module, count_at_full_size: bool) -> tuple[list[float], list[float]]:
+    """thop's MACs and the operators' uncounted MACs per layer at 640: counted at the largest stride and
+    scaled, or counted at 640."""
     import thop
 
     stride = max(int(max(getattr(model, "stride", torch.tensor([32.0])).tolist() or [32])), 32)
+    if count_at_full_size:
+        stride = FLOPS_SIZE
     scale = (FLOPS_SIZE / stride) ** 2
     inputs: dict[int, Any] = {}
     uncounted: dict[int, float] = {}
@@ -213,6 +225,8 @@ def _tensors(output: Any) -> list[torch.Tensor]:
         return [output]
     if isinstance(output, (list, tuple)):
         return [t for item in output for t in _tensors(item)]
+    if isinstance(output, dict):  # ultralytics 8.4's end-to-end heads: {"one2many": ..., "one2one": ...}
+        return [t for item in output.values() for t in _tensors(item)]
     return []
 
 

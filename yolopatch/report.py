@@ -33,4 +33,5 @@ class ModelReport:
     batch: int
     strides: list[float]
     warnings: list[str] = field(default_factory=list)
-    reference: str = ""  # with --repo: the summary line the checkout itself printed
+    reference: str = ""  # the summary line the code that built it printed (YOLOv5 with --repo, ultralytics)
+    builder: str = ""  # what built it, when not yolopatch's own builder: "ultralytics 8.3.0 at PATH"

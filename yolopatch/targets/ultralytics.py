@@ -1,18 +1,52 @@
-"""The ultralytics target (YOLOv8, YOLO11, YOLO12, YOLO26; ultralytics 8.1 to 8.4): parse_model's tables.
+"""The ultralytics target (YOLOv8, YOLO11, YOLO12, YOLO26; ultralytics 8.1 to 8.4).
 
-Read from ultralytics' own parse_model across 8.1.0 to 8.4.x (docs/ultralytics-notes.md). A model yaml
-without `anchors:` belongs here. `scales:` gives [depth, width, max_channels] per scale; parse_model
-computes c2 = make_divisible(min(c2, max_channels) * width, 8) for its (c1, c2) collection, except when
-c2 equals nc.
+Everything yolopatch knows about this family lives here, read from ultralytics' own code across 8.1.0 to
+8.4.x (docs/ultralytics-notes.md): parse_model's tables; how to find a checkout or the installed package;
+where inject edits (a module file of our own under nn/modules/, its import and `__all__` entry in
+nn/modules/__init__.py, the name in tasks.py's import and in parse_model's (c1, c2) collection).
+
+A model yaml without `anchors:` belongs here. `scales:` gives [depth, width, max_channels] per scale;
+parse_model computes c2 = make_divisible(min(c2, max_channels) * width, 8) for its (c1, c2) collection,
+except when c2 equals nc.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import ast
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
+from yolopatch import __version__
+from yolopatch.errors import YolopatchError
+from yolopatch.files import FileChange, read_text
+from yolopatch.inject import (
+    Block,
+    InjectPlan,
+    block_body,
+    bound_names,
+    compose_block,
+    find_blocks,
+    names_insertion,
+    names_of,
+    names_removal,
+    one_per_line,
+    parse_python,
+    refuse_edited,
+    refuse_revert_edited,
+    statement_insertion,
+    statement_removal,
+    verify_compiles,
+)
+from yolopatch.operators.spec import Operator
+from yolopatch.paste import template_paste
 from yolopatch.rules import Rules
+from yolopatch.splice import Edit, newline_of, splice
 
 # parse_model's (c1, c2) collection, the union over 8.1 to 8.4 (Classify is there too, but it is a head)
 CHANNEL_MODULES = frozenset(
@@ -149,3 +183,581 @@ RULES = Rules(
     stride_from_last=frozenset({"CBFuse"}),
     exempt="nc",
 )
+
+
+# --- inject: a module file of our own, registered in nn/modules/__init__.py and nn/tasks.py ---------------
+
+MODULE_FILE = "yolopatch.py"
+MODULE = "ultralytics.nn.modules.yolopatch"
+HEADER = (
+    '"""Operators added by yolopatch, registered in nn/modules/__init__.py and nn/tasks.py.\n'
+    "\n"
+    "`yolopatch inject --revert` removes them, their registration and this file.\n"
+    '"""\n'
+)
+# What a block's marker records it added, so that --revert removes exactly those: the import in
+# nn/modules/__init__.py, the `__all__` entry, the name in tasks.py's import list, the collection entry
+# ("tasks" and the __init__ pair are replaced by one explicit tasks.py import for a name ultralytics defines).
+_REGISTRY = "registration"
+
+
+@dataclass(frozen=True)
+class Package:
+    """An `ultralytics` package folder: a git checkout's, or an installed one (site-packages)."""
+
+    root: Path
+    installed: bool = False
+
+    @property
+    def tasks(self) -> Path:
+        return self.root / "nn" / "tasks.py"
+
+    @property
+    def init(self) -> Path:
+        return self.root / "nn" / "modules" / "__init__.py"
+
+    @property
+    def module(self) -> Path:
+        return self.root / "nn" / "modules" / MODULE_FILE
+
+    @property
+    def version_file(self) -> Path:
+        return self.root / "__init__.py"
+
+    @property
+    def siblings(self) -> list[Path]:
+        """ultralytics' own module files: the classes they define are never shadowed."""
+        folder = self.root / "nn" / "modules"
+        return sorted(p for p in folder.glob("*.py") if p.name not in ("__init__.py", MODULE_FILE))
+
+
+def is_package(root: Path) -> bool:
+    return (root / "nn" / "tasks.py").is_file() and (root / "nn" / "modules" / "__init__.py").is_file()
+
+
+def find_package(repo: Path) -> Package | None:
+    """The ultralytics package of a checkout (its root or the package folder itself); None: not one."""
+    for root in (repo / "ultralytics", repo):
+        if is_package(root):
+            return Package(root)
+    return None
+
+
+def read_package(package: Package) -> dict[Path, str | None]:
+    """The texts inject reads: tasks.py, nn/modules/__init__.py, our module file (None when absent) and
+    ultralytics' own module files."""
+    texts: dict[Path, str | None] = {
+        package.tasks: read_text(package.tasks),
+        package.init: read_text(package.init),
+    }
+    texts[package.module] = read_text(package.module) if package.module.is_file() else None
+    texts.update({path: read_text(path) for path in package.siblings})
+    if package.version_file.is_file():
+        texts[package.version_file] = read_text(package.version_file)
+    return texts
+
+
+def package_version(init_text: str) -> str:
+    """`__version__` as ultralytics/__init__.py assigns it ("" when it is not a plain string)."""
+    for node in ast.parse(init_text.lstrip("\ufeff")).body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets)
+            and isinstance(node.value, ast.Constant)
+        ):
+            return str(node.value.value)
+    return ""
+
+
+def manual_edit(names: Sequence[str]) -> str:
+    listed = ", ".join(names)
+    return (
+        f"By hand: 1) put the class(es) ({listed}) into a new file ultralytics/nn/modules/{MODULE_FILE}; "
+        f"2) import them in nn/modules/__init__.py and add them to its __all__; 3) in nn/tasks.py, add them to "
+        "`from ultralytics.nn.modules import (...)` and to parse_model's (c1, c2) collection (the one with Conv)."
+    )
+
+
+@dataclass(frozen=True)
+class _Sites:
+    """A package's files as read, with the places inject edits (found with ast)."""
+
+    package: Package
+    init: str
+    tasks: str
+    module: str  # HEADER when the file does not exist yet
+    exists: bool
+    init_tree: ast.Module
+    tasks_tree: ast.Module
+    collection: ast.Set | ast.Tuple | ast.List
+    collection_kind: str
+    modules_import: ast.ImportFrom  # tasks.py's `from ultralytics.nn.modules import ...`
+    all_names: ast.Tuple | ast.List | None
+    blocks: dict[str, Block]
+    defined: Mapping[str, str]  # classes ultralytics itself defines in nn/modules: name -> "file:line"
+    version: str
+
+    @property
+    def star(self) -> bool:
+        return any(alias.name == "*" for alias in self.modules_import.names)
+
+    def ours_in_init(self) -> dict[str, ast.ImportFrom]:
+        return _our_imports(self.init_tree, ".yolopatch")
+
+    def ours_in_tasks(self) -> dict[str, ast.ImportFrom]:
+        return _our_imports(self.tasks_tree, MODULE)
+
+    def bound_in_tasks(self) -> set[str]:
+        ours = set(map(id, self.ours_in_tasks().values()))
+        return bound_names(n for n in self.tasks_tree.body if id(n) not in ours)
+
+    def flavour(self) -> str:
+        version = self.version
+        where = "installed package" if self.package.installed else "checkout"
+        imports = "a star import" if self.star else "an explicit parenthesised import"
+        all_kind = (
+            "absent"
+            if self.all_names is None
+            else "a tuple"
+            if isinstance(self.all_names, ast.Tuple)
+            else "a list"
+        )
+        return (
+            f"ultralytics {version or '(version unknown)'} ({where}); tasks.py imports "
+            f"nn.modules with {imports}; parse_model's (c1, c2) collection is {self.collection_kind}; "
+            f"__all__ is {all_kind}"
+        )
+
+
+def _our_imports(tree: ast.Module, module: str) -> dict[str, ast.ImportFrom]:
+    """Our one-name import statements (`from .yolopatch import SE`), by name."""
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and ("." * node.level + (node.module or "")) == module:
+            found.update({alias.name: node for alias in node.names})
+    return found
+
+
+def _sites(package: Package, texts: Mapping[Path, str | None]) -> _Sites:
+    init, tasks = texts[package.init] or "", texts[package.tasks] or ""
+    module = texts.get(package.module)
+    init_tree, tasks_tree = parse_python(init, package.init), parse_python(tasks, package.tasks)
+    collection, kind = _collection(tasks_tree, package)
+    return _Sites(
+        package=package,
+        init=init,
+        tasks=tasks,
+        module=HEADER if module is None else module,
+        exists=module is not None,
+        init_tree=init_tree,
+        tasks_tree=tasks_tree,
+        collection=collection,
+        collection_kind=kind,
+        modules_import=_modules_import(tasks_tree, package),
+        all_names=_all_names(init_tree),
+        blocks={} if module is None else find_blocks(module, package.module),
+        defined=_defined_classes(package, texts),
+        version=package_version(texts.get(package.version_file) or ""),
+    )
+
+
+def _defined_classes(package: Package, texts: Mapping[Path, str | None]) -> dict[str, str]:
+    defined: dict[str, str] = {}
+    for path in package.siblings:
+        text = texts.get(path)
+        if text is None:
+            continue
+        for node in parse_python(text, path).body:
+            if isinstance(node, ast.ClassDef):
+                defined.setdefault(node.name, f"{path.name}:{node.lineno}")
+    return defined
+
+
+def _collection(tree: ast.Module, package: Package) -> tuple[ast.Set | ast.Tuple | ast.List, str]:
+    """parse_model's (c1, c2) collection: the one with Conv that `if m in ...:` tests, written inline or
+    bound to a local name first (`base_modules = frozenset({...})`). Never the repeat collection."""
+    parse_model = next(
+        (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "parse_model"), None
+    )
+    if parse_model is None:
+        raise YolopatchError(
+            f"{package.tasks}: has no parse_model function; is this ultralytics? {manual_edit(['SE'])}"
+        )
+    local = {
+        node.targets[0].id: node.value
+        for node in ast.walk(parse_model)
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+    }
+    for node in ast.walk(parse_model):
+        if not (
+            isinstance(node, ast.Compare)
+            and isinstance(node.left, ast.Name)
+            and node.left.id == "m"
+            and isinstance(node.ops[0], ast.In)
+        ):
+            continue
+        tested, via = node.comparators[0], ""
+        if isinstance(tested, ast.Name) and tested.id in local:
+            via = tested.id
+            tested = local[via]
+        if isinstance(tested, ast.Call) and isinstance(tested.func, ast.Name) and len(tested.args) == 1:
+            wrapper = tested.func.id
+            tested = tested.args[0]
+            via = f"a local {wrapper} `{via}`" if via else f"a {wrapper}"
+        if isinstance(tested, (ast.Set, ast.Tuple, ast.List)) and "Conv" in names_of(tested.elts):
+            literal = {ast.Set: "set", ast.Tuple: "tuple", ast.List: "list"}[type(tested)]
+            kind = f"{via} of a {literal} literal" if via else f"a {literal} literal"
+            return tested, kind + (" (one name per line)" if one_per_line(tested.elts) else "")
+    raise YolopatchError(
+        f"{package.tasks}: parse_model has no `if m in {{Conv, ...}}:` collection (an unknown release?); "
+        f"nothing was changed. {manual_edit(['SE'])}"
+    )
+
+
+def _modules_import(tree: ast.Module, package: Package) -> ast.ImportFrom:
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "ultralytics.nn.modules":
+            return node
+    raise YolopatchError(
+        f"{package.tasks}: does not import `from ultralytics.nn.modules import ...` at the top level; "
+        f"nothing was changed. {manual_edit(['SE'])}"
+    )
+
+
+def _all_names(tree: ast.Module) -> ast.Tuple | ast.List | None:
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+            and isinstance(node.value, (ast.Tuple, ast.List))
+        ):
+            return node.value
+    return None
+
+
+def _our_import(tree: ast.Module, module: str) -> ast.ImportFrom | None:
+    """Our import statement (`from .yolopatch import SE, ECA`), if the file has one."""
+    return next(iter(_our_imports(tree, module).values()), None)
+
+
+def _import_insertion(text: str, tree: ast.Module, module: str, names: Sequence[str]) -> Edit:
+    """Names into our import statement; the statement itself, on a line after the file's last top-level
+    import (tasks.py: after its import of ultralytics.nn.modules), when it is not there yet."""
+    ours = _our_import(tree, module)
+    if ours is not None:
+        return names_insertion(text, ours.names, names)
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    anchor = next((n for n in imports if getattr(n, "module", None) == "ultralytics.nn.modules"), imports[-1])
+    return statement_insertion(text, anchor, f"from {module} import {', '.join(names)}")
+
+
+def _import_removal(text: str, tree: ast.Module, module: str, names: set[str]) -> list[Edit]:
+    """The inverse: the names, or the whole statement once none of its names stays."""
+    ours = _our_import(tree, module)
+    if ours is None:
+        return []
+    listed = names_of(ours.names)
+    if set(listed) <= names:
+        return [statement_removal(text, tree.body, ours)]
+    return names_removal(text, ours.names, names)
+
+
+def _quoted(text: str, elts: Sequence[ast.expr], name: str) -> str:
+    """`name` as a string literal in the quotes the collection already uses."""
+    segment = ast.get_source_segment(text, elts[-1]) if elts else None
+    quote = segment[0] if segment and segment[0] in "'\"" else '"'
+    return f"{quote}{name}{quote}"
+
+
+def plan_inject(
+    package: Package, texts: Mapping[Path, str | None], operators: Sequence[Operator], force: bool = False
+) -> InjectPlan:
+    """Write each operator's block into our module file and register its name where it is missing."""
+    sites = _sites(package, texts)
+    names = [op.name for op in operators]
+    _refuse_conflicts(sites, names, force)
+    missing = _missing(sites, names)
+    init_edits, tasks_edits, actions = _registration_edits(sites, missing)
+    module_edits: list[Edit] = []
+    written: list[str] = []
+    for op in operators:
+        edits = _block_edit(sites, op, {site for site, listed in missing.items() if op.name in listed}, force)
+        module_edits += edits
+        written += [op.name] if edits else []
+    if written:
+        verb = "added" if sites.exists else "created, with"
+        actions.insert(
+            0, f"nn/modules/{MODULE_FILE}: {verb} class {', '.join(written)} (yolopatch {__version__})"
+        )
+    new = {
+        package.init: splice(sites.init, init_edits),
+        package.tasks: splice(sites.tasks, tasks_edits),
+        package.module: splice(sites.module, module_edits),
+    }
+    verify_compiles(new)
+    return _plan(sites, new, actions, _upgrade_warnings(sites))
+
+
+def _missing(sites: _Sites, names: Sequence[str]) -> dict[str, list[str]]:
+    """Per registration site, the names it lacks. A class ultralytics defines itself (its own CBAM) is
+    imported into tasks.py from our module by its full path instead of being exported from nn.modules."""
+    own = [n for n in names if n in sites.defined]
+    plain = [n for n in names if n not in sites.defined]
+    listed = [] if sites.star else names_of(sites.modules_import.names)
+    return {
+        "init": [n for n in plain if n not in sites.ours_in_init()],
+        "all": []
+        if sites.all_names is None
+        else [n for n in plain if n not in names_of(sites.all_names.elts)],
+        "tasks": [] if sites.star else [n for n in plain if n not in listed],
+        "explicit": [n for n in own if n not in sites.ours_in_tasks()],
+        "collection": [n for n in names if n not in names_of(sites.collection.elts)],
+    }
+
+
+def _refuse_conflicts(sites: _Sites, names: Sequence[str], force: bool) -> None:
+    """A name tasks.py already binds (a hand-made registration of a pasted class) is not silently replaced."""
+    bound = sites.bound_in_tasks()
+    for name in names:
+        block = sites.blocks.get(name)
+        if name in bound and not (block and {"tasks", "explicit"} & set(block.added)) and not force:
+            where = f" (class defined in nn/modules/{sites.defined[name]})" if name in sites.defined else ""
+            raise YolopatchError(
+                f"{sites.package.tasks}: already imports its own {name}{where}, registered by hand? "
+                f"Remove that registration, or run again with --force to register yolopatch's {name} after it "
+                "(--revert removes only yolopatch's)."
+            )
+
+
+def _registration_edits(
+    sites: _Sites, missing: Mapping[str, list[str]]
+) -> tuple[list[Edit], list[Edit], list[str]]:
+    init_edits: list[Edit] = []
+    tasks_edits: list[Edit] = []
+    actions: list[str] = []
+    init_name, tasks_name = "nn/modules/__init__.py", "nn/tasks.py"
+    if missing["init"]:
+        init_edits.append(_import_insertion(sites.init, sites.init_tree, ".yolopatch", missing["init"]))
+        actions.append(f"{init_name}: imported {', '.join(missing['init'])} from .yolopatch")
+    if missing["all"] and sites.all_names is not None:
+        quoted = [_quoted(sites.init, sites.all_names.elts, n) for n in missing["all"]]
+        init_edits.append(names_insertion(sites.init, sites.all_names.elts, quoted))
+        actions.append(f"{init_name}: added {', '.join(missing['all'])} to __all__")
+    if missing["tasks"]:
+        tasks_edits.append(names_insertion(sites.tasks, sites.modules_import.names, missing["tasks"]))
+        actions.append(
+            f"{tasks_name}: added {', '.join(missing['tasks'])} to `from ultralytics.nn.modules import`"
+        )
+    if missing["explicit"]:
+        tasks_edits.append(_import_insertion(sites.tasks, sites.tasks_tree, MODULE, missing["explicit"]))
+        actions.append(
+            f"{tasks_name}: imported {', '.join(missing['explicit'])} from {MODULE} (ultralytics defines a class "
+            "of that name itself, which stays as it is)"
+        )
+    if missing["collection"]:
+        tasks_edits.append(names_insertion(sites.tasks, sites.collection.elts, missing["collection"]))
+        actions.append(
+            f"{tasks_name}: added {', '.join(missing['collection'])} to parse_model's (c1, c2) collection"
+        )
+    return init_edits, tasks_edits, actions
+
+
+def _block_edit(sites: _Sites, op: Operator, added_now: set[str], force: bool) -> list[Edit]:
+    """The operator's block appended to our module file, or an older one replaced; none when up to date."""
+    paste = template_paste(op.template)
+    provided = [f"from .conv import {', '.join(sorted(paste.requires))}"] if paste.requires else []
+    body = block_body(paste, set(), provided)
+    block = sites.blocks.get(op.name)
+    if not force:
+        refuse_edited(block, body, sites.package.module)
+    added = sorted(added_now | set(block.added if block else ()))
+    wanted = compose_block(op.name, _REGISTRY, body, added, False, newline_of(sites.module))
+    if block is None:
+        return [Edit(len(sites.module), len(sites.module), wanted)]
+    if sites.module[block.start : block.end] != wanted:
+        return [Edit(block.start, block.end, wanted)]
+    return []
+
+
+def _upgrade_warnings(sites: _Sites) -> tuple[str, ...]:
+    """Blocks whose recorded registration is gone: pip replaced ultralytics' files and left ours."""
+    missing = _missing(sites, list(sites.blocks))
+    lost = sorted(
+        name
+        for name, block in sites.blocks.items()
+        if any(name in missing.get(site, ()) for site in block.added)
+    )
+    if not lost:
+        return ()
+    target = "--installed" if sites.package.installed else str(sites.package.root.parent)
+    return (
+        f"ultralytics was upgraded or reinstalled since yolopatch injected {', '.join(lost)}: "
+        f"nn/modules/{MODULE_FILE} is still there, but the registration in nn/tasks.py and "
+        "nn/modules/__init__.py is gone (pip replaced those files). Run "
+        f"`yolopatch inject {target} --op {','.join(n.lower() for n in lost)}` again after every upgrade.",
+    )
+
+
+def plan_revert(
+    package: Package,
+    texts: Mapping[Path, str | None],
+    names: Sequence[str] | None = None,
+    force: bool = False,
+) -> InjectPlan:
+    """Remove the blocks of the named operators (all when None), exactly the registration yolopatch added,
+    and our module file once no block is left in it."""
+    sites = _sites(package, texts)
+    blocks = [b for b in sites.blocks.values() if names is None or b.name in names]
+    module_edits, actions = [], []
+    for block in blocks:
+        if not force:
+            refuse_revert_edited(block, package.module)
+        module_edits.append(Edit(block.start, block.end, ""))
+        actions.append(f"nn/modules/{MODULE_FILE}: removed class {block.name} (yolopatch {block.version})")
+    module = splice(sites.module, module_edits)
+    emptied = not find_blocks(module, package.module) and _only_header(module)
+    # once the file goes, nothing may import from it any more, whatever the blocks recorded
+    leaving = {b.name: set(b.added) for b in blocks}
+    if emptied:
+        for name in {*sites.ours_in_init(), *sites.ours_in_tasks()} - set(leaving):
+            leaving[name] = {"init", "explicit"}
+    init_edits, tasks_edits = _unregistration_edits(sites, leaving, actions)
+    new: dict[Path, str | None] = {
+        package.init: splice(sites.init, init_edits),
+        package.tasks: splice(sites.tasks, tasks_edits),
+        package.module: None if emptied else module,
+    }
+    if emptied and sites.exists:
+        actions.append(f"nn/modules/{MODULE_FILE}: deleted (no operator left in it)")
+    verify_compiles(new)
+    return _plan(sites, new, actions, ())
+
+
+def _unregistration_edits(
+    sites: _Sites, leaving: Mapping[str, set[str]], actions: list[str]
+) -> tuple[list[Edit], list[Edit]]:
+    init_edits = _import_removal(sites.init, sites.init_tree, ".yolopatch", set(leaving))
+    tasks_edits = _import_removal(sites.tasks, sites.tasks_tree, MODULE, set(leaving))
+
+    def recorded(site: str) -> list[str]:
+        return [name for name, added in leaving.items() if site in added]
+
+    if sites.all_names is not None:
+        init_edits += names_removal(sites.init, sites.all_names.elts, recorded("all"))
+    if not sites.star:
+        tasks_edits += names_removal(sites.tasks, sites.modules_import.names, recorded("tasks"))
+    tasks_edits += names_removal(sites.tasks, sites.collection.elts, recorded("collection"))
+    if leaving:
+        actions.append(f"nn/tasks.py, nn/modules/__init__.py: unregistered {', '.join(sorted(leaving))}")
+    return init_edits, tasks_edits
+
+
+def _only_header(text: str) -> bool:
+    """Nothing but a docstring left (ours, or an older yolopatch's)."""
+    try:
+        body = ast.parse(text.lstrip("\ufeff")).body
+    except SyntaxError:
+        return False
+    return (
+        "yolopatch" in text
+        and all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+        and "#" not in text
+    )
+
+
+def _plan(
+    sites: _Sites, new: Mapping[Path, str | None], actions: list[str], warnings: tuple[str, ...]
+) -> InjectPlan:
+    package = sites.package
+    old = {
+        package.init: sites.init,
+        package.tasks: sites.tasks,
+        package.module: sites.module if sites.exists else None,
+    }
+    changes = tuple(
+        FileChange(path, old[path], new[path]) for path in (package.module, package.init, package.tasks)
+    )
+    return InjectPlan(sites.flavour(), changes, tuple(actions), warnings)
+
+
+# --- finding the package a Python imports -------------------------------------------------------------------
+
+_LOCATE = (
+    "import importlib.util as u; s = u.find_spec('ultralytics'); "
+    "print(list(s.submodule_search_locations)[0] if s and s.submodule_search_locations else '')"
+)
+
+
+def imported_from(python: str, cwd: Path) -> Path | None:
+    """Where `import ultralytics` finds the package for `python` started in `cwd` (found, not imported)."""
+    try:
+        process = subprocess.run(
+            [python, "-c", _LOCATE], capture_output=True, text=True, cwd=cwd, timeout=60, env=dict(os.environ)
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise YolopatchError(
+            f"--python {python}: cannot run it ({exc}). Pass the path of a Python interpreter."
+        ) from None
+    if process.returncode != 0:
+        tail = (process.stderr.strip().splitlines() or ["no output"])[-1]
+        raise YolopatchError(
+            f"--python {python}: failed to run ({tail}). Pass the path of a Python interpreter."
+        )
+    found = process.stdout.strip()
+    return Path(found) if found else None
+
+
+def installed_package(python: str) -> Package:
+    """The ultralytics that `python` imports outside any checkout (site-packages, or an editable install)."""
+    with tempfile.TemporaryDirectory(prefix="yolopatch-") as neutral:
+        root = imported_from(python, Path(neutral))
+    if root is None or not is_package(root):
+        raise YolopatchError(
+            f"{python}: cannot import ultralytics. Install it there (`{python} -m pip install ultralytics`), "
+            "or pass a checkout: `yolopatch inject PATH/TO/ultralytics`."
+        )
+    return Package(root, installed=True)
+
+
+def location_warnings(package: Package, python: str) -> tuple[str, ...]:
+    """Say when the patched copy is not the one `import ultralytics` gives (the edit would have no effect)."""
+    with tempfile.TemporaryDirectory(prefix="yolopatch-") as neutral:
+        elsewhere = imported_from(python, Path(neutral))
+    here = imported_from(python, Path.cwd())
+    patched = package.root.resolve()
+    if package.installed:
+        if here is not None and here.resolve() != patched:
+            return (
+                f"in this folder, {python} imports ultralytics from {here} (a checkout), not the installed copy "
+                f"patched here; scripts run from this folder will not see the operators.",
+            )
+        return ()
+    if elsewhere is not None and elsewhere.resolve() == patched:
+        return ()
+    imported = f"imports ultralytics from {elsewhere}" if elsewhere else "cannot import ultralytics"
+    return (
+        f"{python} {imported}, not from this checkout ({package.root}): `yolo train` and scripts outside "
+        f"{package.root.parent} will not see the operators. Install the checkout with "
+        f"`pip install -e {package.root.parent}`, or run `yolopatch inject --installed`.",
+    )
+
+
+def injected_names(package: Package) -> list[str]:
+    """The operators yolopatch has blocks for in this package's module file."""
+    if not package.module.is_file():
+        return []
+    return list(find_blocks(read_text(package.module), package.module))
+
+
+def inject(package: Package, operators: Sequence[Operator], force: bool = False) -> InjectPlan:
+    """Read the package and plan the injection of `operators`."""
+    return plan_inject(package, read_package(package), operators, force)
+
+
+def revert(package: Package, names: Sequence[str] | None = None, force: bool = False) -> InjectPlan:
+    """Read the package and plan the revert."""
+    return plan_revert(package, read_package(package), names, force)
+
+
+def with_location_warnings(plan: InjectPlan, package: Package, python: str) -> InjectPlan:
+    return replace(plan, warnings=(*plan.warnings, *location_warnings(package, python)))

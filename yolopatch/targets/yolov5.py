@@ -25,17 +25,17 @@ from yolopatch.inject import (
     InjectPlan,
     block_body,
     bound_names,
-    changed_since_written,
     compose_block,
     disable_classes,
-    edited_reason,
     find_blocks,
     inside,
-    name_removal,
     names_insertion,
     names_of,
+    names_removal,
     one_per_line,
     parse_python,
+    refuse_edited,
+    refuse_revert_edited,
     restore_classes,
     verify_compiles,
 )
@@ -290,13 +290,8 @@ def _plan_block(
         )
     block = sites.blocks.get(op.name)
     body = block_body(paste, bound)
-    if block is not None and not force:
-        reason = edited_reason(block, body)
-        if reason:
-            raise YolopatchError(
-                f"{checkout.common}:{block.line}: {reason}; injecting again would lose those edits, so nothing "
-                f"was changed. To replace it with this version's, run again with --force."
-            )
+    if not force:
+        refuse_edited(block, body, checkout.common)
     foreign = [n for n in outside if isinstance(n, ast.ClassDef) and n.name in paste.classes]
     if foreign and not force:
         raise YolopatchError(
@@ -334,12 +329,8 @@ def plan_revert(
     yolo_edits: list[Edit] = []
     actions: list[str] = []
     for block in blocks:
-        if changed_since_written(block) and not force:
-            raise YolopatchError(
-                f"{checkout.common}:{block.line}: yolopatch's block (class {block.name}) was edited since "
-                "yolopatch wrote it; reverting would delete those edits, so nothing was changed. Copy out what "
-                "you want to keep, then run again with --force."
-            )
+        if not force:
+            refuse_revert_edited(block, checkout.common)
         common_edits.append(Edit(block.start, block.end, ""))
         actions.append(f"{checkout.common.name}: removed class {block.name} (yolopatch {block.version})")
         if block.forced:
@@ -350,10 +341,10 @@ def plan_revert(
                 f"{checkout.common.name}: restored the class {block.name} that --force had disabled"
             )
         if "collection" in block.added and block.name in names_of(sites.collection.elts):
-            yolo_edits.append(name_removal(sites.yolo, sites.collection.elts, block.name))
+            yolo_edits += names_removal(sites.yolo, sites.collection.elts, [block.name])
             actions.append(f"{checkout.yolo.name}: removed {block.name} from parse_model's collection")
         if "import" in block.added and sites.explicit and block.name in names_of(sites.explicit.names):  # type: ignore[arg-type]
-            yolo_edits.append(name_removal(sites.yolo, sites.explicit.names, block.name))  # type: ignore[arg-type]
+            yolo_edits += names_removal(sites.yolo, sites.explicit.names, [block.name])
             actions.append(f"{checkout.yolo.name}: removed {block.name} from the explicit import")
     new = {checkout.common: splice(sites.common, common_edits), checkout.yolo: splice(sites.yolo, yolo_edits)}
     verify_compiles(new)
@@ -460,7 +451,7 @@ def _pickles_any(path: Path, names: Sequence[str]) -> bool:
 
 
 def child_environment(environ: Mapping[str, str], home: Path, system: str, scratch: Path) -> dict[str, str]:
-    """The environment of the child that imports the checkout.
+    """The environment of the child that imports the checkout (YOLOv5's or ultralytics').
 
     The user's own settings folders are kept when set or when they exist (v6.0 and v6.1 look for a cached
     Arial.ttf there at import and download it otherwise); only a folder that does not exist yet is sent to
@@ -472,7 +463,8 @@ def child_environment(environ: Mapping[str, str], home: Path, system: str, scrat
         "YOLO_CONFIG_DIR": settings / "Ultralytics",
         "MPLCONFIGDIR": home / ".config" / "matplotlib",
     }
-    env = {**environ, "PIP_NO_INDEX": "1", "YOLO_OFFLINE": "1"}
+    # ultralytics reads both as the words "True"/"False"
+    env = {**environ, "PIP_NO_INDEX": "1", "YOLO_OFFLINE": "True", "YOLO_AUTOINSTALL": "False"}
     for variable, default in defaults.items():
         if not environ.get(variable) and not default.is_dir():
             env[variable] = str(scratch)

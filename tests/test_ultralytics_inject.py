@@ -1,0 +1,390 @@
+"""inject on ultralytics: a module file of our own, its registration in every shape ultralytics has written
+it, idempotence, exact reverts, refusals. Packages here are yolopatch's own stand-ins in ultralytics' shape
+(the real releases are in test_ultralytics_real.py)."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from yolopatch.errors import YolopatchError
+from yolopatch.files import write_changes
+from yolopatch.operators import OPERATORS, get_operator
+from yolopatch.targets import ultralytics
+from yolopatch.targets.ultralytics import Package, plan_inject, plan_revert
+
+IMPORTS = '''"""yolopatch's own stand-in for ultralytics' nn/tasks.py: the places inject edits."""
+
+import torch.nn as nn
+
+from ultralytics.nn.modules import (
+    C2f,
+    Concat,
+    Conv,
+    Detect,
+)
+from ultralytics.utils import LOGGER
+'''
+LOOP = """    for i, (f, n, m, args) in enumerate(d["backbone"] + d["head"]):
+        m = globals()[m]
+"""
+BODIES = {
+    "tuple": LOOP
+    + "        if m in (\n            Conv,\n            C2f,\n        ):\n            c1, c2 = ch[f], args[0]\n"
+    "            if m in (C2f,):\n                args.insert(2, n)\n",
+    "set": LOOP
+    + "        if m in {\n            Conv,\n            C2f,\n        }:\n            c1, c2 = ch[f], args[0]\n"
+    "            if m in {C2f}:\n                args.insert(2, n)\n",
+    "one-line": LOOP + "        if m in {Conv, C2f}:\n            c1, c2 = ch[f], args[0]\n",
+    "frozenset": "    base_modules = frozenset(\n        {\n            Conv,\n            C2f,\n        }\n    )\n"
+    "    repeat_modules = frozenset({C2f})\n" + LOOP + "        if m in base_modules:\n"
+    "            if m in repeat_modules:\n                args.insert(2, n)\n",
+}
+INIT = '''"""yolopatch's own stand-in for ultralytics' nn/modules/__init__.py."""
+
+from .block import (
+    C2f,
+)
+from .conv import (
+    CBAM,
+    Concat,
+    Conv,
+)
+from .head import Detect
+
+__all__ = (
+    "Conv",
+    "CBAM",
+    "Concat",
+    "C2f",
+    "Detect",
+)
+'''
+SIBLINGS = {
+    "conv.py": "class Conv:\n    pass\n\n\nclass CBAM:\n    pass\n\n\nclass Concat:\n    pass\n",
+    "block.py": "class C2f:\n    pass\n",
+    "head.py": "class Detect:\n    pass\n",
+}
+SE, CBAM, INV = get_operator("se"), get_operator("cbam"), get_operator("involution")
+
+
+def tasks_text(shape: str = "set", imports: str = IMPORTS) -> str:
+    return imports + "\n\ndef parse_model(d, ch, verbose=True):\n" + BODIES[shape]
+
+
+def make_package(root: Path, tasks: str | None = None, init: str = INIT) -> Package:
+    modules = root / "ultralytics" / "nn" / "modules"
+    modules.mkdir(parents=True)
+    (root / "ultralytics" / "__init__.py").write_text('__version__ = "8.9.0"\n')
+    (root / "ultralytics" / "nn" / "__init__.py").write_text("")
+    (root / "ultralytics" / "nn" / "tasks.py").write_bytes((tasks or tasks_text()).encode())
+    (modules / "__init__.py").write_bytes(init.encode())
+    for name, text in SIBLINGS.items():
+        (modules / name).write_text(text)
+    return Package(root / "ultralytics")
+
+
+def texts_of(package: Package) -> dict[Path, str | None]:
+    return ultralytics.read_package(package)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def changed_lines(old: str, new: str) -> list[str]:
+    a, b = old.splitlines(), new.splitlines()
+    lines = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag != "equal":
+            lines += [f"-{line}" for line in a[i1:i2]] + [f"+{line}" for line in b[j1:j2]]
+    return lines
+
+
+def new_text(plan, path: Path) -> str | None:
+    return next(change.new for change in plan.changes if change.path == path)
+
+
+COLLECTIONS = [
+    pytest.param(
+        "tuple", ["+            SE,"], "a tuple literal (one name per line)", id="tuple-one-per-line"
+    ),
+    pytest.param("set", ["+            SE,"], "a set literal (one name per line)", id="set-one-per-line"),
+    pytest.param(
+        "one-line",
+        ["-        if m in {Conv, C2f}:", "+        if m in {Conv, C2f, SE}:"],
+        "a set literal",
+        id="one-line-set",
+    ),
+    pytest.param(
+        "frozenset",
+        ["+            SE,"],
+        "a local frozenset `base_modules` of a set literal (one name per line)",
+        id="local-frozenset-base-modules",
+    ),
+]
+
+
+@pytest.mark.parametrize(("shape", "expected", "kind"), COLLECTIONS)
+def test_the_collection_gets_the_name_in_its_own_style(tmp_path, shape, expected, kind):
+    package = make_package(tmp_path, tasks_text(shape))
+    texts = texts_of(package)
+    plan = plan_inject(package, texts, [SE])
+    tasks = new_text(plan, package.tasks)
+    assert changed_lines(texts[package.tasks], tasks) == ["+    SE,", *expected]  # type: ignore[arg-type]
+    assert kind in plan.flavour and "ultralytics 8.9.0 (checkout)" in plan.flavour
+
+
+def test_repeat_collection_is_never_touched(tmp_path):
+    package = make_package(tmp_path, tasks_text("frozenset"))
+    tasks = new_text(plan_inject(package, texts_of(package), [SE, INV]), package.tasks)
+    assert "repeat_modules = frozenset({C2f})" in tasks  # type: ignore[operator]
+
+
+def test_init_gets_one_import_and_the_all_entries(tmp_path):
+    package = make_package(tmp_path)
+    plan = plan_inject(package, texts_of(package), [SE, INV])
+    assert changed_lines(INIT, new_text(plan, package.init)) == [  # type: ignore[arg-type]
+        "+from .yolopatch import SE, Involution",
+        '+    "SE",',
+        '+    "Involution",',
+    ]
+    module = new_text(plan, package.module)
+    assert module is not None and module.startswith(ultralytics.HEADER)
+    assert "from .conv import Conv\n" in module and "class Involution(nn.Module):" in module
+
+
+def test_a_list_all_with_single_quotes_keeps_them(tmp_path):
+    init = INIT.replace(
+        '__all__ = (\n    "Conv",\n    "CBAM",\n    "Concat",\n    "C2f",\n    "Detect",\n)',
+        "__all__ = ['Conv', 'C2f']",
+    )
+    package = make_package(tmp_path, init=init)
+    plan = plan_inject(package, texts_of(package), [SE])
+    assert "__all__ = ['Conv', 'C2f', 'SE']" in new_text(plan, package.init)  # type: ignore[operator]
+    assert "__all__ is a list" in plan.flavour
+
+
+def test_ultralytics_own_cbam_is_never_shadowed(tmp_path):
+    package = make_package(tmp_path)
+    plan = plan_inject(package, texts_of(package), [CBAM])
+    assert new_text(plan, package.init) == INIT  # not exported from nn.modules: its CBAM stays
+    tasks = new_text(plan, package.tasks)
+    assert changed_lines(tasks_text(), tasks) == [  # type: ignore[arg-type]
+        "+from ultralytics.nn.modules.yolopatch import CBAM",
+        "+            CBAM,",
+    ]
+
+
+def test_a_star_import_gets_no_name(tmp_path):
+    star = IMPORTS.replace("(\n    C2f,\n    Concat,\n    Conv,\n    Detect,\n)", "*")
+    package = make_package(tmp_path, tasks_text("set", star))
+    plan = plan_inject(package, texts_of(package), [SE])
+    assert changed_lines(tasks_text("set", star), new_text(plan, package.tasks)) == ["+            SE,"]  # type: ignore[arg-type]
+    assert "a star import" in plan.flavour
+
+
+def test_inject_twice_equals_once_and_revert_restores_every_byte(tmp_path):
+    package = make_package(tmp_path)
+    before = snapshot(tmp_path)
+    write_changes(plan_inject(package, texts_of(package), list(OPERATORS.values())).changes)
+    assert not plan_inject(package, texts_of(package), list(OPERATORS.values())).changed
+    write_changes(plan_revert(package, texts_of(package)).changes)
+    assert snapshot(tmp_path) == before and not package.module.exists()
+    assert not plan_revert(package, texts_of(package)).changed
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.booleans(), st.sets(st.sampled_from(sorted(OPERATORS)), min_size=1)), max_size=5
+    ),
+    shape=st.sampled_from(sorted(BODIES)),
+)
+def test_any_sequence_of_injects_and_reverts_then_a_full_revert_restores_every_byte(
+    tmp_path_factory, steps, shape
+):
+    root = tmp_path_factory.mktemp("pkg")
+    package = make_package(root, tasks_text(shape))
+    before = snapshot(root)
+    for revert, names in steps:
+        operators = [OPERATORS[n] for n in sorted(names)]
+        texts = texts_of(package)
+        plan = (
+            plan_revert(package, texts, [o.name for o in operators])
+            if revert
+            else plan_inject(package, texts, operators)
+        )
+        write_changes(plan.changes)
+    write_changes(plan_revert(package, texts_of(package)).changes)
+    assert snapshot(root) == before
+
+
+def test_an_older_block_is_updated(tmp_path):
+    package = make_package(tmp_path)
+    write_changes(plan_inject(package, texts_of(package), [SE]).changes)
+    text = package.module.read_text()
+    package.module.write_text(text.replace("yolopatch 0.2.0: SE", "yolopatch 0.1.9: SE"))
+    plan = plan_inject(package, texts_of(package), [SE])
+    assert new_text(plan, package.module) == text
+
+
+def test_an_edited_block_is_refused_unless_forced(tmp_path):
+    package = make_package(tmp_path)
+    write_changes(plan_inject(package, texts_of(package), [SE]).changes)
+    package.module.write_text(package.module.read_text().replace("nn.ReLU(inplace=True)", "nn.SiLU()"))
+    with pytest.raises(YolopatchError, match="was edited since"):
+        plan_inject(package, texts_of(package), [SE])
+    with pytest.raises(YolopatchError, match="reverting would delete those edits"):
+        plan_revert(package, texts_of(package))
+    assert plan_inject(package, texts_of(package), [SE], force=True).changed
+
+
+def test_a_hand_made_registration_is_refused_unless_forced(tmp_path):
+    siblings = tmp_path / "ultralytics" / "nn" / "modules"
+    package = make_package(
+        tmp_path, tasks_text("set", IMPORTS.replace("    Detect,\n", "    Detect,\n    SE,\n"))
+    )
+    (siblings / "block.py").write_text(SIBLINGS["block.py"] + "\n\nclass SE:\n    pass\n")
+    with pytest.raises(
+        YolopatchError, match=r"already imports its own SE \(class defined in nn/modules/block.py:5\)"
+    ):
+        plan_inject(package, texts_of(package), [SE])
+    plan = plan_inject(package, texts_of(package), [SE], force=True)
+    assert "from ultralytics.nn.modules.yolopatch import SE" in new_text(plan, package.tasks)  # type: ignore[operator]
+
+
+def test_an_upgrade_that_replaced_the_files_is_reported_and_repaired(tmp_path):
+    package = make_package(tmp_path)
+    write_changes(plan_inject(package, texts_of(package), [SE]).changes)
+    # what pip install -U does: new tasks.py and __init__.py, our file (not in its RECORD) left behind
+    package.tasks.write_text(tasks_text())
+    package.init.write_text(INIT)
+    plan = plan_inject(package, texts_of(package), [INV])
+    assert plan.warnings and "upgraded or reinstalled since yolopatch injected SE" in plan.warnings[0]
+    assert "--op se" in plan.warnings[0]
+    repaired = plan_inject(package, texts_of(package), [SE])
+    assert {c.path for c in repaired.changes if c.changed} == {package.tasks, package.init}
+
+
+def test_an_unknown_layout_fails_with_the_manual_edit(tmp_path):
+    package = make_package(tmp_path, IMPORTS + "\n\ndef parse_model(d, ch):\n    return d\n")
+    with pytest.raises(YolopatchError, match=r"no `if m in \{Conv, \.\.\.\}:` collection.*By hand: 1\)"):
+        plan_inject(package, texts_of(package), [SE])
+
+
+# --- the command line ------------------------------------------------------------------------------------
+
+
+def test_cli_inject_check_revert_on_a_checkout(tmp_path):
+    make_package(tmp_path)
+    before = snapshot(tmp_path)
+    assert run_cli("inject", str(tmp_path), "--op", "se", "--check").returncode == 1
+    result = run_cli("inject", str(tmp_path), "--op", "se,cbam")
+    assert result.returncode == 0, result.stderr
+    assert "nn/modules/yolopatch.py: created, with class SE, CBAM" in result.stdout
+    assert "not from this checkout" in result.stderr  # this Python imports another ultralytics
+    assert run_cli("inject", str(tmp_path), "--op", "se", "--check").returncode == 0
+    result = run_cli("inject", str(tmp_path), "--revert")
+    assert result.returncode == 0 and "deleted (no operator left in it)" in result.stdout
+    assert snapshot(tmp_path) == before
+
+
+def test_cli_inject_installed_patches_what_python_imports(tmp_path):
+    site = tmp_path / "site"
+    package = make_package(site)
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    result = run_cli("inject", "--installed", "--python", sys.executable, "--op", "se", env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"{package.root}: ultralytics 8.9.0 (installed package)" in result.stderr
+    assert package.module.is_file()
+    result = run_cli("inject", "--installed", "--op", "se", "--check", env=env)
+    assert result.returncode == 0 and "already injected" in result.stderr
+
+
+def empty_environment(folder: Path) -> Path:
+    """A fresh virtual environment's Python, with nothing installed."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    return folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def test_cli_installed_without_ultralytics_says_how_to_install(tmp_path):
+    python = empty_environment(tmp_path / "env")
+    result = run_cli("inject", "--installed", "--python", str(python), env={"PYTHONPATH": ""})
+    assert result.returncode == 1
+    assert (
+        f"{python}: cannot import ultralytics. Install it there (`{python} -m pip install ultralytics`)"
+        in (result.stderr)
+    )
+
+
+def test_cli_bad_python_is_named(tmp_path):
+    result = run_cli("inject", "--installed", "--python", str(tmp_path / "nope"))
+    assert result.returncode == 1 and "--python" in result.stderr and "cannot run it" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["inject"], id="neither-repo-nor-installed"),
+        pytest.param(["inject", ".", "--installed"], id="both-repo-and-installed"),
+    ],
+)
+def test_cli_inject_needs_one_target(args):
+    result = run_cli(*args)
+    assert result.returncode == 2
+
+
+def test_missing_ultralytics_in_the_check_child_says_how_to_install(monkeypatch):
+    from yolopatch.ultralytics_build import import_tasks
+
+    monkeypatch.setitem(sys.modules, "ultralytics", None)
+    with pytest.raises(YolopatchError, match=r"ultralytics is not installed: install it .*--repo"):
+        import_tasks("-")
+
+
+def site_environment(tmp_path: Path) -> tuple[Package, dict[str, str]]:
+    """A stand-in ultralytics that this Python imports (through PYTHONPATH) as if installed."""
+    site = tmp_path / "site"
+    package = make_package(site)
+    return package, {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_cli_check_after_an_upgrade_says_what_to_run_and_inject_restores_the_same_operators(tmp_path):
+    package, env = site_environment(tmp_path)
+    assert run_cli("inject", "--installed", "--op", "se,eca", env=env).returncode == 0
+    injected = snapshot(package.root)
+    package.tasks.write_text(tasks_text())  # pip install -U ultralytics
+    package.init.write_text(INIT)
+    result = run_cli("inject", "--installed", "--check", env=env)
+    assert result.returncode == 1
+    assert "upgraded or reinstalled since yolopatch injected ECA, SE" in result.stderr
+    assert "yolopatch inject --installed --op eca,se" in result.stderr
+    assert run_cli("inject", "--installed", env=env).returncode == 0  # no --op: the ones injected before
+    assert snapshot(package.root) == injected
+
+
+def test_cli_next_step_after_apply_skips_inject_once_ultralytics_has_the_operator(tmp_path):
+    _, env = site_environment(tmp_path)
+    model = tmp_path / "yolov8n.yaml"
+    model.write_bytes((Path(__file__).parent / "fixtures" / "ultralytics" / "scales.yaml").read_bytes())
+    before = run_cli(
+        "apply", str(model), "-l", "2", "--insert", "--op", "se", "-o", str(tmp_path / "a.yaml"), env=env
+    )
+    assert "Next: yolopatch inject --installed --op se" in before.stdout
+    assert run_cli("inject", "--installed", "--op", "se", env=env).returncode == 0
+    after = run_cli(
+        "apply", str(model), "-l", "2", "--insert", "--op", "se", "-o", str(tmp_path / "b.yaml"), env=env
+    )
+    assert (
+        f"Next: yolopatch check {tmp_path / 'b.yaml'}   and   yolo train model={tmp_path / 'b.yaml'}"
+        in after.stdout
+    )

@@ -1,0 +1,174 @@
+"""inject and check on real ultralytics releases, as a git checkout and as an installed package.
+
+For each release: check a yaml with yolopatch's operators before injecting (registered in memory only),
+inject, build the yaml with ultralytics' own DetectionModel (forward and backward), check again, compare the
+parameters, then revert and compare every byte of the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import site
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, STUBS, ULTRALYTICS_VERSIONS, run_cli
+
+# ultralytics' own build of a yaml, in the environment under test: one JSON line
+OWN_BUILD = """
+import json, sys, torch, ultralytics
+from ultralytics.nn.tasks import DetectionModel
+
+def tensors(x):
+    if isinstance(x, torch.Tensor):
+        return [x]
+    items = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else []
+    return [t for item in items for t in tensors(item)]
+
+model = DetectionModel(sys.argv[1], verbose=False)
+model.train()
+loss = sum(t.float().square().mean() for t in tensors(model(torch.randn(2, 3, 128, 128))))
+loss.backward()
+print(json.dumps({
+    "version": ultralytics.__version__,
+    "params": sum(p.numel() for p in model.parameters()),
+    "no_grad": [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None],
+    "modules": {type(m).__name__: type(m).__module__ for m in model.model},
+}))
+"""
+YAMLS = {"yolov8n-ops.yaml": "cfg/models/v8/yolov8.yaml", "yolo11n-ops.yaml": "cfg/models/11/yolo11.yaml"}
+# (--layers, --op, --insert): an Involution in place of a strided Conv, SE and CBAM inserted
+EDITS = [("7", "involution", False), ("9", "se", True), ("4", "cbam", True)]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+class Environment:
+    """Where ultralytics lives for one case, and how to run Python and yolopatch there."""
+
+    def __init__(self, tmp: Path, unpacked: Path, mode: str):
+        self.mode, self.settings = mode, tmp / "settings"
+        if mode == "checkout":
+            self.checkout = tmp / "checkout"
+            shutil.copytree(unpacked / "ultralytics", self.checkout / "ultralytics")
+            self.python, self.package = sys.executable, self.checkout / "ultralytics"
+            self.path = [str(self.checkout), str(STUBS)]
+        else:
+            self.python = self._virtualenv(tmp / "env", unpacked)
+            self.path = []
+
+    def _virtualenv(self, folder: Path, unpacked: Path) -> str:
+        """A virtual environment with this release in its site-packages; everything else (torch, yolopatch,
+        the stand-ins) comes from the test environment, after it on sys.path."""
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+        packages = next(folder.glob("lib/python*/site-packages"), folder / "Lib" / "site-packages")
+        self.package = packages / "ultralytics"
+        shutil.copytree(unpacked / "ultralytics", self.package)
+        lines = [str(STUBS), str(ROOT), *site.getsitepackages()]
+        (packages / "yolopatch-tests.pth").write_text("\n".join(lines) + "\n")
+        return str(folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "PYTHONPATH": os.pathsep.join(self.path),
+            "YOLO_CONFIG_DIR": str(self.settings),
+            "MPLCONFIGDIR": str(self.settings),
+            "YOLO_OFFLINE": "True",
+        }
+
+    def run(self, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [self.python, *args], capture_output=True, text=True, cwd=cwd, env={**os.environ, **self.env}
+        )
+
+    def yolopatch(self, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+        """inject and check as the user runs them: on the checkout, or with this environment's Python."""
+        command, target = args[0], []
+        if command == "inject":
+            target = (
+                [str(self.checkout)] if self.mode == "checkout" else ["--installed", "--python", self.python]
+            )
+        elif command == "check" and self.mode == "checkout":
+            target = ["--repo", str(self.checkout)]
+        if self.mode == "checkout":
+            return run_cli(*args, *target, cwd=cwd, env=self.env)
+        return self.run("-m", "yolopatch", *args, *target, cwd=cwd)
+
+    def own_build(self, yaml: str, cwd: Path) -> dict:
+        process = self.run("-c", OWN_BUILD, yaml, cwd=cwd)
+        assert process.returncode == 0, process.stderr[-2000:]
+        return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+def checked(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)["model"]
+
+
+@pytest.mark.parametrize("mode", ["checkout", "installed"])
+@pytest.mark.parametrize("version", ULTRALYTICS_VERSIONS)
+def test_inject_build_check_revert(ultralytics_packages, tmp_path, version, mode):
+    environment = Environment(tmp_path, ultralytics_packages[version], mode)
+    before = snapshot(environment.package)
+    work = tmp_path / "work"
+    work.mkdir()
+    yamls = [name for name, stock in YAMLS.items() if (environment.package / stock).is_file()]
+    for name in yamls:
+        shutil.copy(environment.package / YAMLS[name], work / name)
+        for layers, op, insert in EDITS:
+            result = run_cli(
+                "apply",
+                name,
+                "-l",
+                layers,
+                "--op",
+                op,
+                *(["--insert"] if insert else []),
+                "--in-place",
+                cwd=work,
+            )
+            assert result.returncode == 0, result.stderr
+
+    in_memory = {
+        name: checked(environment.yolopatch("check", name, "--img", "128", "--json", cwd=work))
+        for name in yamls
+    }
+    assert all("registered in memory" in report["warnings"][0] for report in in_memory.values())
+    assert snapshot(environment.package) == before  # check edits nothing
+
+    result = environment.yolopatch("inject", "--for", yamls[0], cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"{environment.package}: ultralytics {version} ({mode.replace('installed', 'installed package')})"
+        in result.stderr
+    )
+    assert environment.yolopatch("inject", "--for", yamls[0], "--check", cwd=work).returncode == 0
+
+    for name in yamls:
+        own = environment.own_build(name, work)
+        assert own["version"] == version and not own["no_grad"]
+        assert own["modules"]["CBAM"] == "ultralytics.nn.modules.yolopatch"  # ours, not ultralytics' CBAM
+        assert {"Involution", "SE"} <= set(own["modules"])
+        report = checked(environment.yolopatch("check", name, "--img", "128", "--json", cwd=work))
+        assert report["params"] == own["params"] == in_memory[name]["params"]
+        assert f"{own['params']:,}" in report["reference"] or f" {own['params']} " in report["reference"]
+        assert report["builder"].startswith(f"ultralytics {version} at ")
+        # ultralytics' GFLOPs (thop's count, one decimal) plus the operators' work thop cannot see
+        theirs = float(re.search(r"([\d.]+) GFLOPs", report["reference"]).group(1))  # type: ignore[union-attr]
+        assert report["gflops"] - report["uncounted_gflops"] == pytest.approx(theirs, abs=0.051)
+
+    result = environment.yolopatch("inject", "--revert", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert snapshot(environment.package) == before

@@ -1,0 +1,175 @@
+"""Child process for `check` on an ultralytics yaml: build it with ultralytics' own code and measure it.
+
+    python -m yolopatch.ultralytics_build ROOT MODEL.yaml NAME SCALE IMG BATCH OUT.json
+
+ROOT is the folder holding the `ultralytics` package of a checkout (`-`: the installed one); SCALE `-` picks
+the scale the file name implies, as ultralytics does. MODEL.yaml is absolute (the child runs in a scratch
+folder); NAME is the path as the user typed it.
+
+Operators the installed copy does not register yet are registered in memory only: the module file inject
+would write is executed as `ultralytics.nn.modules.yolopatch`, and parse_model is recompiled from the
+source inject would write, in tasks.py's own namespace. No file is edited.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import logging
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+from yolopatch.errors import YolopatchError
+
+_MODELS = {
+    "detect": "DetectionModel",
+    "segment": "SegmentationModel",
+    "pose": "PoseModel",
+    "obb": "OBBModel",
+    "classify": "ClassificationModel",
+}
+
+
+def import_tasks(root: str) -> types.ModuleType:
+    if root != "-":
+        sys.path.insert(0, root)
+    try:
+        import ultralytics.nn.tasks as tasks
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "ultralytics":
+            raise YolopatchError(f"importing ultralytics failed: {exc}. Install what it needs.") from None
+        where = f"{root} holds no ultralytics package" if root != "-" else "ultralytics is not installed"
+        raise YolopatchError(
+            f"{where}: install it (`{sys.executable} -m pip install ultralytics`) or pass a checkout with "
+            "--repo PATH/TO/ultralytics."
+        ) from None
+    except Exception as exc:  # ultralytics' own import failure, whatever it is
+        raise YolopatchError(f"importing ultralytics failed: {type(exc).__name__}: {exc}") from None
+    return tasks
+
+
+def register_in_memory(tasks: types.ModuleType, names: set[str]) -> list[str]:
+    """Register the operators the yaml uses, as inject would, without writing a file; notes on what was done."""
+    from yolopatch.operators import OPERATORS
+    from yolopatch.targets import ultralytics
+
+    operators = [op for op in OPERATORS.values() if op.name in names]
+    package = ultralytics.Package(Path(str(tasks.__file__)).parent.parent)
+    plan = ultralytics.plan_inject(package, ultralytics.read_package(package), operators)
+    if not operators or not plan.changed:
+        return []
+    new = {change.path: change.new for change in plan.changes}
+    module = types.ModuleType(ultralytics.MODULE)
+    module.__file__, module.__package__ = str(package.module), "ultralytics.nn.modules"
+    exec(compile(new[package.module] or "", str(package.module), "exec"), module.__dict__)
+    sys.modules[ultralytics.MODULE] = module
+    tree = ast.parse(new[package.tasks] or "")
+    parse_model = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "parse_model")
+    exec(
+        compile(ast.Module(body=[parse_model], type_ignores=[]), str(tasks.__file__), "exec"), tasks.__dict__
+    )
+    for op in operators:
+        setattr(tasks, op.name, getattr(module, op.name))
+    listed = ", ".join(op.name for op in operators)
+    return [
+        f"{listed}: registered in memory for this check only; ultralytics at {package.root} does not have "
+        "them yet (`yolopatch inject` adds them for training)."
+    ]
+
+
+def model_config(tasks: types.ModuleType, text: str, path: Path, scale: str) -> dict[str, Any]:
+    """The yaml as ultralytics' model classes take it, at the scale given or the one its name implies."""
+    import yaml
+
+    config = yaml.safe_load(text.lstrip("\ufeff"))
+    scales = config.get("scales") or {}
+    chosen = scale if scale != "-" else tasks.guess_model_scale(path) or next(iter(scales), "")
+    # passing a dict: ultralytics' own loader would prefer a stock yaml of the same unified name
+    return {**config, "scale": str(chosen), "yaml_file": str(path)}
+
+
+def build_and_measure(root: str, yaml_path: Path, name: str, scale: str, img: int, batch: int) -> dict:
+    from yolopatch.channels import geometry, simulate
+    from yolopatch.files import read_text
+    from yolopatch.measure import measure
+    from yolopatch.modelyaml import parse_model_yaml
+
+    text = read_text(yaml_path)
+    parsed = parse_model_yaml(text, name)
+    tasks = import_tasks(root)
+    notes = register_in_memory(tasks, {layer.module for layer in parsed.layers})
+    config = model_config(tasks, text, yaml_path, scale)
+    chosen = config["scale"] if parsed.values.get("scales") else ""
+    simulation = simulate(parsed.logical_rows(), geometry(parsed.values, chosen), name)
+    task = tasks.guess_model_task(config)
+    try:
+        model = getattr(tasks, _MODELS.get(task, "DetectionModel"))(config, ch=3, verbose=False)
+    except Exception as exc:
+        raise YolopatchError(
+            f"{name}: ultralytics' own model class failed to build it: {type(exc).__name__}: {exc}"
+        ) from None
+    reference = _own_summary(model)
+    report = measure(
+        model,
+        dataclasses.replace(parsed, name=f"{name} (scale {chosen})" if chosen else name),
+        simulation,
+        img,
+        batch,
+        counts_at_full_size(),
+    )
+    import ultralytics
+
+    builder = f"ultralytics {ultralytics.__version__} at {Path(str(ultralytics.__file__)).parent}"
+    return dataclasses.asdict(
+        dataclasses.replace(report, warnings=[*notes, *report.warnings], reference=reference, builder=builder)
+    )
+
+
+def counts_at_full_size() -> bool:
+    """Whether this release's get_flops has thop count at the full image size (8.4: `thop.profile(...,
+    stride=...)`, exact) rather than at the largest stride, scaled up (8.1 to 8.3)."""
+    import inspect
+
+    from ultralytics.utils import torch_utils
+
+    tree = ast.parse(inspect.getsource(torch_utils.get_flops))
+    return any(
+        isinstance(node, ast.Call)
+        and ast.unparse(node.func) == "thop.profile"
+        and any(keyword.arg == "stride" for keyword in node.keywords)
+        for node in ast.walk(tree)
+    )
+
+
+def _own_summary(model: Any) -> str:
+    """The summary line ultralytics' own model.info() logs (its GFLOPs from thop, without the operators')."""
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("ultralytics")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        model.info(verbose=True)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return next((line.strip() for line in lines if " summary" in line), "")
+
+
+def main(argv: list[str]) -> None:
+    root, yaml_path, name, scale, img, batch, out = argv
+    result: dict[str, Any]
+    try:
+        result = {"report": build_and_measure(root, Path(yaml_path), name, scale, int(img), int(batch))}
+    except YolopatchError as exc:
+        result = {"error": str(exc)}
+    Path(out).write_text(json.dumps(result), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
