@@ -4,7 +4,6 @@ it, idempotence, exact reverts, refusals. Packages here are yolopatch's own stan
 
 from __future__ import annotations
 
-import difflib
 import os
 import subprocess
 import sys
@@ -14,7 +13,9 @@ import pytest
 from helpers import run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_ultralytics_yamls import _changed
 
+from yolopatch import __version__
 from yolopatch.errors import YolopatchError
 from yolopatch.files import write_changes
 from yolopatch.operators import OPERATORS, get_operator
@@ -100,15 +101,6 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def changed_lines(old: str, new: str) -> list[str]:
-    a, b = old.splitlines(), new.splitlines()
-    lines = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if tag != "equal":
-            lines += [f"-{line}" for line in a[i1:i2]] + [f"+{line}" for line in b[j1:j2]]
-    return lines
-
-
 def new_text(plan, path: Path) -> str | None:
     return next(change.new for change in plan.changes if change.path == path)
 
@@ -139,7 +131,7 @@ def test_the_collection_gets_the_name_in_its_own_style(tmp_path, shape, expected
     texts = texts_of(package)
     plan = plan_inject(package, texts, [SE])
     tasks = new_text(plan, package.tasks)
-    assert changed_lines(texts[package.tasks], tasks) == ["+    SE,", *expected]  # type: ignore[arg-type]
+    assert _changed(texts[package.tasks], tasks) == ["+    SE,", *expected]  # type: ignore[arg-type]
     assert kind in plan.flavour and "ultralytics 8.9.0 (checkout)" in plan.flavour
 
 
@@ -152,7 +144,7 @@ def test_repeat_collection_is_never_touched(tmp_path):
 def test_init_gets_one_import_and_the_all_entries(tmp_path):
     package = make_package(tmp_path)
     plan = plan_inject(package, texts_of(package), [SE, INV])
-    assert changed_lines(INIT, new_text(plan, package.init)) == [  # type: ignore[arg-type]
+    assert _changed(INIT, new_text(plan, package.init)) == [  # type: ignore[arg-type]
         "+from .yolopatch import SE, Involution",
         '+    "SE",',
         '+    "Involution",',
@@ -178,7 +170,7 @@ def test_ultralytics_own_cbam_is_never_shadowed(tmp_path):
     plan = plan_inject(package, texts_of(package), [CBAM])
     assert new_text(plan, package.init) == INIT  # not exported from nn.modules: its CBAM stays
     tasks = new_text(plan, package.tasks)
-    assert changed_lines(tasks_text(), tasks) == [  # type: ignore[arg-type]
+    assert _changed(tasks_text(), tasks) == [  # type: ignore[arg-type]
         "+from ultralytics.nn.modules.yolopatch import CBAM",
         "+            CBAM,",
     ]
@@ -188,15 +180,19 @@ def test_a_star_import_gets_no_name(tmp_path):
     star = IMPORTS.replace("(\n    C2f,\n    Concat,\n    Conv,\n    Detect,\n)", "*")
     package = make_package(tmp_path, tasks_text("set", star))
     plan = plan_inject(package, texts_of(package), [SE])
-    assert changed_lines(tasks_text("set", star), new_text(plan, package.tasks)) == ["+            SE,"]  # type: ignore[arg-type]
+    assert _changed(tasks_text("set", star), new_text(plan, package.tasks)) == ["+            SE,"]  # type: ignore[arg-type]
     assert "a star import" in plan.flavour
 
 
-def test_inject_twice_equals_once_and_revert_restores_every_byte(tmp_path):
-    package = make_package(tmp_path)
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_inject_twice_equals_once_and_revert_restores_every_byte(tmp_path, newline):
+    package = make_package(tmp_path, tasks_text().replace("\n", newline), INIT.replace("\n", newline))
     before = snapshot(tmp_path)
     write_changes(plan_inject(package, texts_of(package), list(OPERATORS.values())).changes)
     assert not plan_inject(package, texts_of(package), list(OPERATORS.values())).changed
+    for path in (package.tasks, package.init):  # the file's own line endings, on the added lines too
+        rest = path.read_bytes().replace(newline.encode(), b"")
+        assert b"\n" not in rest and b"\r" not in rest
     write_changes(plan_revert(package, texts_of(package)).changes)
     assert snapshot(tmp_path) == before and not package.module.exists()
     assert not plan_revert(package, texts_of(package)).changed
@@ -232,7 +228,7 @@ def test_an_older_block_is_updated(tmp_path):
     package = make_package(tmp_path)
     write_changes(plan_inject(package, texts_of(package), [SE]).changes)
     text = package.module.read_text()
-    package.module.write_text(text.replace("yolopatch 0.2.0: SE", "yolopatch 0.1.9: SE"))
+    package.module.write_text(text.replace(f"yolopatch {__version__}: SE", "yolopatch 0.1.9: SE"))
     plan = plan_inject(package, texts_of(package), [SE])
     assert new_text(plan, package.module) == text
 
@@ -388,3 +384,13 @@ def test_cli_next_step_after_apply_skips_inject_once_ultralytics_has_the_operato
         f"Next: yolopatch check {tmp_path / 'b.yaml'}   and   yolo train model={tmp_path / 'b.yaml'}"
         in after.stdout
     )
+
+
+def test_cli_diff_shows_the_new_file_and_writes_nothing(tmp_path):
+    package = make_package(tmp_path)
+    before = snapshot(tmp_path)
+    result = run_cli("inject", str(tmp_path), "--op", "se", "--diff")
+    assert result.returncode == 0
+    assert f"+++ {package.module}" in result.stdout and "+class SE(nn.Module):" in result.stdout
+    assert f"+++ {package.tasks}" in result.stdout and "+from .yolopatch import SE" in result.stdout
+    assert snapshot(tmp_path) == before
