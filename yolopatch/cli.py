@@ -320,13 +320,7 @@ def _inject_plan(
 
     package = ultralytics.installed_package(python) if installed else ultralytics.find_package(repo)  # type: ignore[arg-type]
     names = [o.name for o in chosen] if chosen else None
-    if package is None:
-        assert repo is not None
-        checkout = yolov5.find_checkout(repo)
-        present = yolov5.injected_names(checkout, yolov5.read_checkout(checkout))
-    else:
-        present = ultralytics.injected_names(package)
-    operators = chosen or [get_operator(name) for name in present] or [DEFAULT]
+    operators = chosen or [get_operator(name) for name in _injected(package, repo)] or [DEFAULT]
     if package is None:
         plan = yolov5.revert(repo, names, force) if revert else yolov5.inject(repo, operators, force)  # type: ignore[arg-type]
         return plan, str(repo), operators
@@ -334,6 +328,16 @@ def _inject_plan(
         return ultralytics.revert(package, names, force), str(package.root), operators
     plan = ultralytics.inject(package, operators, force)
     return ultralytics.with_location_warnings(plan, package, python), str(package.root), operators
+
+
+def _injected(package: Any, repo: Path | None) -> list[str]:
+    """The operators the target already has (read only when the user chose none)."""
+    from yolopatch.targets import ultralytics, yolov5
+
+    if package is not None:
+        return ultralytics.injected_names(package)
+    checkout = yolov5.find_checkout(repo)  # type: ignore[arg-type]
+    return yolov5.injected_names(checkout, yolov5.read_checkout(checkout))
 
 
 def _next_after_inject(target: str, family_ultralytics: bool, operators: Sequence[Any]) -> str:

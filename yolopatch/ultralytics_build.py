@@ -58,8 +58,10 @@ def register_in_memory(tasks: types.ModuleType, names: set[str]) -> list[str]:
 
     operators = [op for op in OPERATORS.values() if op.name in names]
     package = ultralytics.Package(Path(str(tasks.__file__)).parent.parent)
+    if not operators:
+        return []
     plan = ultralytics.plan_inject(package, ultralytics.read_package(package), operators)
-    if not operators or not plan.changed:
+    if not plan.changed:
         return []
     new = {change.path: change.new for change in plan.changes}
     module = types.ModuleType(ultralytics.MODULE)
