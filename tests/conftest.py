@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 from helpers import ULTRALYTICS_VERSIONS, YOLOV5_VERSIONS, download_ultralytics, download_yolov5
+from hypothesis import settings
+
+# CI runs the same examples every time: a red CI names a real regression, not a new random draw
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def _downloaded(download: Callable[[str], Path], versions: Sequence[str], what: str) -> dict[str, Path]:
@@ -33,8 +39,21 @@ def ultralytics_packages() -> dict[str, Path]:
     return _downloaded(download_ultralytics, ULTRALYTICS_VERSIONS, "ultralytics")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that needs the downloaded wheels carries the `real` marker (`-m "not real"` skips them)."""
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per pytest-xdist worker (and its children): two workers on two cores, not four
+    threads fighting over them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that needs the downloaded wheels carries the `real` marker (`-m "not real"` skips them);
+    `exhaustive` tests run only when a `-m` expression names them (`-m exhaustive`)."""
     for item in items:
         if {"yolov5_packages", "ultralytics_packages"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.real)
+    if "exhaustive" not in (config.option.markexpr or ""):
+        left_out = [item for item in items if item.get_closest_marker("exhaustive")]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if not item.get_closest_marker("exhaustive")]

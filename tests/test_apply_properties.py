@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections import Counter
 
-from helpers import TRANSFORMS, contract_inserted, fixture_text, graph
+from helpers import TRANSFORMS, check_result, fixture_text, graph
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,34 +12,6 @@ from yolopatch.apply import ApplyOptions, apply_operator
 from yolopatch.errors import YolopatchError
 
 FIXTURES = ["../../examples/yolov5s.yaml", "spaced.yaml", "master.yaml", "darknet.yaml", "p6.yaml"]
-# a layer row: flow (`  [[-1, 1, Conv, ...` / `head: [[...`) or block (`  - [-1, 1, Conv, ...`)
-_ROW_LINE = re.compile(r"^\s*(\w+:\s*)?(-\s+)?\[*\s*\[\s*(-?\d+|\[)")
-
-
-def check_result(original: str, result: str, options: ApplyOptions) -> None:
-    """Independent of yolopatch's parser: PyYAML and difflib only."""
-    old_lines, new_lines = original.splitlines(keepends=True), result.splitlines(keepends=True)
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
-        None, old_lines, new_lines, autojunk=False
-    ).get_opcodes():
-        if tag == "equal":
-            continue
-        assert all(_ROW_LINE.match(line) for line in old_lines[i1:i2]), old_lines[i1:i2]
-        assert all(_ROW_LINE.match(line) for line in new_lines[j1:j2]), new_lines[j1:j2]
-    before, after = graph(original), graph(result)
-    name = options.op.name
-    if options.insert:
-        contracted, inserted = contract_inserted(before, after, name)
-        assert contracted == before
-        for index in inserted:
-            assert after[index][2] == (index - 1,), f"an inserted {name} reads the layer before it"
-            args = after[index][1]
-            assert args == options.op.yaml_args(args[0], 1, options.resolved)
-    else:
-        assert len(after) == len(before)
-        for old, new in zip(before, after, strict=True):
-            assert new[2] == old[2], "replacing never rewires"
-            assert new == old or new[0] == name
 
 
 def test_random_selections_keep_bytes_and_graph():

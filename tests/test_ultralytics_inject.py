@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import changed_lines, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ultralytics_yamls import _changed
 
 from yolopatch import __version__
 from yolopatch.errors import YolopatchError
@@ -131,7 +130,7 @@ def test_the_collection_gets_the_name_in_its_own_style(tmp_path, shape, expected
     texts = texts_of(package)
     plan = plan_inject(package, texts, [SE])
     tasks = new_text(plan, package.tasks)
-    assert _changed(texts[package.tasks], tasks) == ["+    SE,", *expected]  # type: ignore[arg-type]
+    assert changed_lines(texts[package.tasks], tasks) == ["+    SE,", *expected]  # type: ignore[arg-type]
     assert kind in plan.flavour and "ultralytics 8.9.0 (checkout)" in plan.flavour
 
 
@@ -144,7 +143,7 @@ def test_repeat_collection_is_never_touched(tmp_path):
 def test_init_gets_one_import_and_the_all_entries(tmp_path):
     package = make_package(tmp_path)
     plan = plan_inject(package, texts_of(package), [SE, INV])
-    assert _changed(INIT, new_text(plan, package.init)) == [  # type: ignore[arg-type]
+    assert changed_lines(INIT, new_text(plan, package.init)) == [  # type: ignore[arg-type]
         "+from .yolopatch import SE, Involution",
         '+    "SE",',
         '+    "Involution",',
@@ -170,7 +169,7 @@ def test_ultralytics_own_cbam_is_never_shadowed(tmp_path):
     plan = plan_inject(package, texts_of(package), [CBAM])
     assert new_text(plan, package.init) == INIT  # not exported from nn.modules: its CBAM stays
     tasks = new_text(plan, package.tasks)
-    assert _changed(tasks_text(), tasks) == [  # type: ignore[arg-type]
+    assert changed_lines(tasks_text(), tasks) == [  # type: ignore[arg-type]
         "+from ultralytics.nn.modules.yolopatch import CBAM",
         "+            CBAM,",
     ]
@@ -180,7 +179,7 @@ def test_a_star_import_gets_no_name(tmp_path):
     star = IMPORTS.replace("(\n    C2f,\n    Concat,\n    Conv,\n    Detect,\n)", "*")
     package = make_package(tmp_path, tasks_text("set", star))
     plan = plan_inject(package, texts_of(package), [SE])
-    assert _changed(tasks_text("set", star), new_text(plan, package.tasks)) == ["+            SE,"]  # type: ignore[arg-type]
+    assert changed_lines(tasks_text("set", star), new_text(plan, package.tasks)) == ["+            SE,"]  # type: ignore[arg-type]
     assert "a star import" in plan.flavour
 
 

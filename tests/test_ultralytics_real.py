@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, STUBS, ULTRALYTICS_VERSIONS, run_cli
 
-# ultralytics' own build of a yaml, in the environment under test: one JSON line
+# ultralytics' own build of each yaml named, in the environment under test: one JSON line, a report per yaml
 OWN_BUILD = """
 import json, sys, torch, ultralytics
 from ultralytics.nn.tasks import DetectionModel
@@ -30,16 +30,19 @@ def tensors(x):
     items = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else []
     return [t for item in items for t in tensors(item)]
 
-model = DetectionModel(sys.argv[1], verbose=False)
-model.train()
-loss = sum(t.float().square().mean() for t in tensors(model(torch.randn(2, 3, 128, 128))))
-loss.backward()
-print(json.dumps({
-    "version": ultralytics.__version__,
-    "params": sum(p.numel() for p in model.parameters()),
-    "no_grad": [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None],
-    "modules": {type(m).__name__: type(m).__module__ for m in model.model},
-}))
+def build(path):
+    model = DetectionModel(path, verbose=False)
+    model.train()
+    loss = sum(t.float().square().mean() for t in tensors(model(torch.randn(2, 3, 128, 128))))
+    loss.backward()
+    return {
+        "version": ultralytics.__version__,
+        "params": sum(p.numel() for p in model.parameters()),
+        "no_grad": [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None],
+        "modules": {type(m).__name__: type(m).__module__ for m in model.model},
+    }
+
+print(json.dumps({path: build(path) for path in sys.argv[1:]}))
 """
 YAMLS = {"yolov8n-ops.yaml": "cfg/models/v8/yolov8.yaml", "yolo11n-ops.yaml": "cfg/models/11/yolo11.yaml"}
 # (--layers, --op, --insert): an Involution in place of a strided Conv, SE and CBAM inserted
@@ -106,8 +109,8 @@ class Environment:
             return run_cli(*args, *target, cwd=cwd, env=self.env)
         return self.run("-m", "yolopatch", *args, *target, cwd=cwd)
 
-    def own_build(self, yaml: str, cwd: Path) -> dict:
-        process = self.run("-c", OWN_BUILD, yaml, cwd=cwd)
+    def own_builds(self, yamls: list[str], cwd: Path) -> dict:
+        process = self.run("-c", OWN_BUILD, *yamls, cwd=cwd)
         assert process.returncode == 0, process.stderr[-2000:]
         return json.loads(process.stdout.strip().splitlines()[-1])
 
@@ -156,8 +159,9 @@ def test_inject_build_check_revert(ultralytics_packages, tmp_path, version, mode
     )
     assert environment.yolopatch("inject", "--for", yamls[0], "--check", cwd=work).returncode == 0
 
+    own_builds = environment.own_builds(yamls, work)
     for name in yamls:
-        own = environment.own_build(name, work)
+        own = own_builds[name]
         assert own["version"] == version and not own["no_grad"]
         assert own["modules"]["CBAM"] == "ultralytics.nn.modules.yolopatch"  # ours, not ultralytics' CBAM
         assert {"Involution", "SE"} <= set(own["modules"])

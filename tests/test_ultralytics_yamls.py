@@ -6,7 +6,6 @@ coverage; ultralytics' own DetectionModel, at every scale, for the channels `app
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import subprocess
@@ -15,8 +14,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import STUBS, TRANSFORMS, contract_inserted, fixture_text, graph, run_cli
-from test_apply_properties import check_result
+from helpers import (
+    EXHAUSTIVE,
+    STUBS,
+    TRANSFORMS,
+    ULTRALYTICS_VERSIONS,
+    changed_lines,
+    check_result,
+    contract_inserted,
+    first_shipped,
+    fixture_text,
+    graph,
+    run_cli,
+    sweep_cases,
+)
 
 from yolopatch.apply import ApplyOptions, apply_operator
 from yolopatch.errors import OptionError, YolopatchError
@@ -63,22 +74,12 @@ CASES = [
 ]
 
 
-def _changed(old: str, new: str) -> list[str]:
-    """Removed lines as "-LINE" and added lines as "+LINE", in order (line endings dropped)."""
-    a, b = old.splitlines(), new.splitlines()
-    lines = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if tag != "equal":
-            lines += [f"-{line}" for line in a[i1:i2]] + [f"+{line}" for line in b[j1:j2]]
-    return lines
-
-
 @pytest.mark.parametrize("transform", sorted(TRANSFORMS))
 @pytest.mark.parametrize(("layers", "options", "expected"), CASES)
 def test_apply_changes_exactly_these_lines(layers, options, expected, transform):
     text = TRANSFORMS[transform](SCALES)
     result = apply_operator(text, layers, options)
-    assert set(expected) <= set(_changed(text, result.text))
+    assert set(expected) <= set(changed_lines(text, result.text))
     assert apply_operator(result.text, layers, options).text == result.text
     check_result(text, result.text, options)
 
@@ -135,26 +136,34 @@ def _stock_yamls(package: Path) -> list[Path]:
     )
 
 
-@pytest.mark.parametrize("version", ["8.1.0", "8.2.0", "8.3.0", "8.3.253", "8.4.190"])
-def test_every_layer_of_every_stock_yaml(ultralytics_packages, version):
-    """Replace and insert at every row of every stock detect/seg/pose/obb yaml: a byte-faithful edit that
-    keeps the graph (checked with PyYAML), or a one-line refusal."""
+MODES = (ApplyOptions(), ApplyOptions(SE, insert=True))
+
+
+@pytest.mark.parametrize("exhaustive", EXHAUSTIVE)
+@pytest.mark.parametrize("version", ULTRALYTICS_VERSIONS)
+def test_stock_yamls_layer_by_layer(ultralytics_packages, version, exhaustive):
+    """Replace and insert at the rows of every stock detect/seg/pose/obb yaml (each distinct text in the first
+    release that ships it; a fixed-seed sample of the rows by default, every row with -m exhaustive): a
+    byte-faithful edit that keeps the graph (checked with PyYAML), or a one-line refusal."""
+    yamls = first_shipped({v: _stock_yamls(ultralytics_packages[v]) for v in ULTRALYTICS_VERSIONS})[version]
+    if not yamls:
+        pytest.skip(f"{version} ships no stock yaml that an earlier release does not")
     outcomes = {"ok": 0, "refused": 0}
-    for path in _stock_yamls(ultralytics_packages[version]):
-        text = path.read_text(encoding="utf-8")
-        for index in range(len(graph(text))):
-            for options in (ApplyOptions(), ApplyOptions(SE, insert=True)):
-                try:
-                    result = apply_operator(text, str(index), options, str(path))
-                except YolopatchError as exc:
-                    assert f"layer {index} (" in str(exc) and "cannot" in str(exc) and "\n" not in str(exc)
-                    outcomes["refused"] += 1
-                    continue
-                if options.insert:
-                    contracted, inserted = contract_inserted(graph(text), graph(result.text), "SE")
-                    assert contracted == graph(text) and len(inserted) == 1, path
-                check_result(text, result.text, options)
-                outcomes["ok"] += 1
+    for path, text, index, mode in sweep_cases(
+        yamls, lambda t: len(graph(t)), len(MODES), version, exhaustive
+    ):
+        options = MODES[mode]
+        try:
+            result = apply_operator(text, str(index), options, str(path))
+        except YolopatchError as exc:
+            assert f"layer {index} (" in str(exc) and "cannot" in str(exc) and "\n" not in str(exc)
+            outcomes["refused"] += 1
+            continue
+        if options.insert:
+            contracted, inserted = contract_inserted(graph(text), graph(result.text), "SE")
+            assert contracted == graph(text) and len(inserted) == 1, path
+        check_result(text, result.text, options)
+        outcomes["ok"] += 1
     assert outcomes["ok"] > outcomes["refused"] > 0, outcomes
 
 
@@ -171,9 +180,9 @@ BUILDS = [
 def test_ultralytics_own_model_gets_the_promised_channels_at_every_scale(
     ultralytics_packages, tmp_path, version, name
 ):
-    """Insert after every row; ultralytics' own DetectionModel builds each result at each scale, and the
-    inserted layer (built as a 1x1 Conv with the same argument, a module ultralytics registers) takes and
-    gives exactly the channels of the row before it."""
+    """Insert after every row; ultralytics' own parse_model builds each result at each scale (on the meta
+    device: channels, no weights), and the inserted layer (built as a 1x1 Conv with the same argument, a
+    module ultralytics registers) takes and gives exactly the channels of the row before it."""
     package = ultralytics_packages[version]
     path = package / "ultralytics" / "cfg" / "models" / name
     env = {

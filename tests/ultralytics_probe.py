@@ -1,5 +1,6 @@
 """Child program for the ultralytics tests: insert after every row of a stock yaml with yolopatch, then build
-each result at each scale with ultralytics' own DetectionModel and compare the channels.
+each result at each scale with ultralytics' own parse_model, on the meta device (the channels without the
+weights or a forward pass), and compare the channels.
 
     python -m ultralytics_probe MODEL.yaml        (with a real ultralytics and the stand-ins on PYTHONPATH)
 
@@ -9,14 +10,16 @@ registers. Prints one JSON line: version, built, refused, wrong, failed.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
 import sys
 
+import torch
 import ultralytics
 import yaml
-from ultralytics.nn.tasks import DetectionModel
+from ultralytics.nn.tasks import parse_model
 
 from yolopatch.apply import ApplyOptions, apply_operator
 from yolopatch.errors import YolopatchError
@@ -39,11 +42,14 @@ def main(path: str) -> dict:
         )
         for scale in doc["scales"]:
             try:
-                model = DetectionModel({**patched, "scale": scale}, verbose=False)
+                with torch.device("meta"):
+                    layers, _save = parse_model(
+                        {**copy.deepcopy(patched), "scale": scale}, ch=3, verbose=False
+                    )
             except Exception as exc:  # ultralytics' own failure, whatever it is, is what we report
                 report["failed"].append([index, scale, f"{type(exc).__name__}: {exc}"[:200]])
                 continue
-            conv = model.model[index + 1].conv
+            conv = layers[index + 1].conv
             if conv.in_channels != conv.out_channels:
                 report["wrong"].append([index, scale, conv.in_channels, conv.out_channels])
             report["built"] += 1

@@ -12,6 +12,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from yolopatch.errors import YolopatchError
@@ -33,9 +34,21 @@ def check_builtin(text: str, name: str, img: int, batch: int) -> ModelReport:
 
 def check_with_repo(repo: Path, yaml_path: Path, img: int, batch: int) -> ModelReport:
     """Build with the checkout's own Model class in a child process and measure."""
+    (result,) = check_many_with_repo(repo, [yaml_path], img, batch)
+    if isinstance(result, YolopatchError):
+        raise result
+    return result
+
+
+def check_many_with_repo(
+    repo: Path, yaml_paths: Sequence[Path], img: int, batch: int
+) -> list[ModelReport | YolopatchError]:
+    """Build each yaml with the checkout's own Model class, all in one child process (torch and the
+    checkout imported once), and measure: a report, or the error, per yaml."""
     # the child runs in a scratch folder: every path the user typed is resolved here, where they typed it
     models = yolov5.find_checkout(repo).models.resolve()
-    arguments = [str(models), str(yaml_path.resolve()), str(yaml_path), str(img), str(batch)]
+    pairs = [str(p) for path in yaml_paths for p in (path.resolve(), path)]
+    arguments = [str(models), str(img), str(batch), *pairs]
     return _run_child("yolopatch.repo_build", arguments, f"{models}: building with the checkout")
 
 
@@ -54,12 +67,15 @@ def check_ultralytics(
             )
         root = str(package.root.parent.resolve())
     arguments = [root, str(yaml_path.resolve()), str(yaml_path), scale or "-", str(img), str(batch)]
-    return _run_child("yolopatch.ultralytics_build", arguments, "building with ultralytics")
+    (result,) = _run_child("yolopatch.ultralytics_build", arguments, "building with ultralytics")
+    if isinstance(result, YolopatchError):
+        raise result
+    return result
 
 
-def _run_child(module: str, arguments: list[str], what: str) -> ModelReport:
-    """Run a build child (its last argument: where it writes the report or the error) and read its report;
-    the summary line the target's own code printed, if any, becomes `reference`."""
+def _run_child(module: str, arguments: list[str], what: str) -> list[ModelReport | YolopatchError]:
+    """Run a build child (its last argument: where it writes a list with a report or an error per model)
+    and read what it wrote."""
     with tempfile.TemporaryDirectory(prefix="yolopatch-") as scratch:
         out = Path(scratch) / "report.json"
         env = yolov5.child_environment(os.environ, Path.home(), platform.system(), Path(scratch))
@@ -68,14 +84,12 @@ def _run_child(module: str, arguments: list[str], what: str) -> ModelReport:
         if not out.exists():
             tail = (process.stderr or process.stdout).strip().splitlines()[-3:]
             raise YolopatchError(f"{what} crashed: {' | '.join(tail)}")
-        result = json.loads(out.read_text(encoding="utf-8"))
+        results = json.loads(out.read_text(encoding="utf-8"))
+    return [_read_result(result) for result in results]
+
+
+def _read_result(result: dict) -> ModelReport | YolopatchError:
     if "error" in result:
-        raise YolopatchError(result["error"])
+        return YolopatchError(result["error"])
     report = result["report"]
-    return ModelReport(
-        **{
-            **report,
-            "layers": [LayerReport(**layer) for layer in report["layers"]],
-            "reference": report.get("reference") or yolov5.reference_summary(process.stdout + process.stderr),
-        }
-    )
+    return ModelReport(**{**report, "layers": [LayerReport(**layer) for layer in report["layers"]]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -66,7 +67,45 @@ ChannelsOption = Annotated[
 ]
 
 
+def _operator_flag_parameters() -> dict[str, inspect.Parameter]:
+    """One command-line option per flag the operators' specs declare (`--kernel`, `--reduction`, ...), its
+    help gathered from every operator that has it: a new operator's options appear by themselves."""
+    from yolopatch.operators import OPERATORS
+
+    by_flag: dict[str, list[tuple[str, Any]]] = {}
+    for op in OPERATORS.values():
+        for option in op.options:
+            if option.has_flag:
+                by_flag.setdefault(option.flag, []).append((op.name, option))
+    parameters = {}
+    for flag, owners in by_flag.items():
+        shorts = sorted({option.short for _, option in owners if option.short})
+        text = "; ".join(f"{name}: {option.help} ({option.default})" for name, option in owners)
+        name = flag.lstrip("-").replace("-", "_")
+        annotation = Annotated[
+            str | None,
+            typer.Option(flag, *shorts, metavar="VALUE", help=f"{text}.", rich_help_panel="Operator options"),
+        ]
+        parameters[name] = inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+        )
+    return parameters
+
+
+_FLAG_OPTIONS = _operator_flag_parameters()
+_FLAG_PARAMETERS = {name: name.replace("_", "-") for name in _FLAG_OPTIONS}  # parameter -> flag, no dashes
+
+
+def _with_operator_flags(command: Any) -> Any:
+    """Give `command` (which takes them as **operator_options) the operators' flags in its signature."""
+    signature = inspect.signature(command, eval_str=True)
+    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = signature.replace(parameters=[*fixed, *_FLAG_OPTIONS.values()])
+    return command
+
+
 @app.command()
+@_with_operator_flags
 def apply(
     model: ModelArg,
     layers: Annotated[
@@ -102,16 +141,6 @@ def apply(
     check: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 if the file would change.")
     ] = False,
-    kernel: Annotated[
-        int | None, typer.Option("--kernel", "-k", help="Kernel size (Involution 7, CBAM 7, ECA adaptive).")
-    ] = None,
-    group_channels: Annotated[
-        int | None,
-        typer.Option("--group-channels", help="Involution: channels per group that share a kernel (16)."),
-    ] = None,
-    reduction: Annotated[
-        int | None, typer.Option("--reduction", help="Reduction ratio (Involution 4, SE 16, ...).")
-    ] = None,
     settings: Annotated[
         list[str] | None,
         typer.Option(
@@ -120,6 +149,7 @@ def apply(
     ] = None,
     channels: ChannelsOption = None,
     scale: ScaleOption = None,
+    **operator_options: str | None,
 ) -> None:
     """Rewrite chosen layers of a model yaml to an operator, or insert one after them."""
     from yolopatch.apply import ApplyOptions, apply_operator
@@ -131,8 +161,9 @@ def apply(
     _exclusive(("--diff", diff), ("--check", check))
     if rewire is not None and not insert:
         raise typer.BadParameter("only means something with --insert", param_hint="--rewire")
-    given = {"--kernel": kernel, "--group-channels": group_channels, "--reduction": reduction}
-    values: dict[str, Any] = {flag.lstrip("-"): value for flag, value in given.items() if value is not None}
+    values: dict[str, Any] = {
+        _FLAG_PARAMETERS[name]: value for name, value in operator_options.items() if value is not None
+    }
     values.update(_settings(settings or []))
     with _errors():
         operator = _operator(op)

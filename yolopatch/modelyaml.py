@@ -6,6 +6,7 @@ the composer gives every node's exact character span, and edits are splices at t
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -83,8 +84,13 @@ class ModelYaml:
         return [(layer.source, layer.number, layer.module, layer.args) for layer in self.layers]
 
 
+@functools.lru_cache(maxsize=64)
 def parse_model_yaml(text: str, name: str = "<yaml>") -> ModelYaml:
-    """Parse a model yaml's text; raise YolopatchError naming line:column for anything unusable."""
+    """Parse a model yaml's text; raise YolopatchError naming line:column for anything unusable.
+
+    Cached: one command reads the same text several times (the family, the simulation, the build), and the
+    result is frozen (its `values` are shared: never mutate them). Errors are not cached.
+    """
     _reject_tab_indentation(text, name)
     yaml = YAML(typ="safe", pure=True)
     try:

@@ -1,13 +1,15 @@
-"""Child process for `check --repo`: build a yaml with a checkout's own Model class and measure it.
+"""Child process for `check --repo`: build yamls with a checkout's own Model class and measure them.
 
-    python -m yolopatch.repo_build MODELS_DIR MODEL.yaml NAME IMG BATCH OUT.json
+    python -m yolopatch.repo_build MODELS_DIR IMG BATCH MODEL.yaml NAME [MODEL.yaml NAME ...] OUT.json
 
-MODELS_DIR and MODEL.yaml are absolute (the child runs in a scratch folder); NAME is the yaml path as the
-user typed it, for the report and messages.
+MODELS_DIR and each MODEL.yaml are absolute (the child runs in a scratch folder); NAME is the yaml path as
+the user typed it, for the report and messages. Several yamls share one child: torch and the checkout are
+imported once.
 
 It runs in its own process because importing a checkout puts its folders on sys.path, sets YOLOv5's
 global state (Conv.default_act, logging, settings) and may shadow other packages named `models`/`utils`.
-The result, or the error, goes to OUT.json; YOLOv5's own log stays on stdout/stderr.
+OUT.json gets one entry per yaml, its report or its error; each report carries the summary line the
+checkout printed while building that model (its output is captured per model, then passed on).
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
+import io
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -36,28 +41,54 @@ def import_yolo(models: Path):
     return importlib.import_module(f"{package.name}.models.yolo" if absolute else "models.yolo")
 
 
-def build_and_measure(models: Path, yaml_path: Path, name: str, img: int, batch: int) -> dict:
+def load_yolo(models: Path):
+    """The checkout's yolo module; its own import failure, whatever it is, as a YolopatchError."""
+    try:
+        return import_yolo(models)
+    except Exception as exc:
+        raise YolopatchError(
+            f"{models}: importing its yolo.py failed: {type(exc).__name__}: {exc}{_offline_hint(exc)}"
+        ) from None
+
+
+def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int) -> dict:
     from yolopatch.channels import geometry, simulate
     from yolopatch.files import read_text
     from yolopatch.measure import measure
     from yolopatch.modelyaml import parse_model_yaml
+    from yolopatch.targets.yolov5 import reference_summary
 
     parsed = parse_model_yaml(read_text(yaml_path), name)
     simulation = simulate(parsed.logical_rows(), geometry(parsed.values), name)
+    with captured_output() as log:
+        try:
+            model = yolo.Model(str(yaml_path), ch=3)
+        except Exception as exc:
+            raise YolopatchError(
+                f"{name}: the checkout's own Model failed to build it: {type(exc).__name__}: {exc}. "
+                "If it names an operator yolopatch adds, run `yolopatch inject` on the checkout first."
+            ) from None
+    print(log.getvalue(), end="")
+    report = dataclasses.asdict(measure(model, parsed, simulation, img, batch))
+    return {**report, "reference": reference_summary(log.getvalue())}
+
+
+@contextmanager
+def captured_output() -> Iterator[io.StringIO]:
+    """What the checkout prints or logs meanwhile (print, or a logging handler made at its import), in one
+    buffer, so each model's summary line is told apart from the next one's."""
+    buffer = io.StringIO()
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]
+    handlers = {
+        h for logger in loggers for h in logger.handlers if type(h) is logging.StreamHandler
+    }  # not FileHandlers: they are StreamHandler subclasses that own their file
+    previous = {h: h.setStream(buffer) for h in handlers}
     try:
-        yolo = import_yolo(models)
-    except Exception as exc:  # the checkout's own import failure: report it, whatever it is
-        raise YolopatchError(
-            f"{models}: importing its yolo.py failed: {type(exc).__name__}: {exc}{_offline_hint(exc)}"
-        ) from None
-    try:
-        model = yolo.Model(str(yaml_path), ch=3)
-    except Exception as exc:
-        raise YolopatchError(
-            f"{name}: the checkout's own Model failed to build it: {type(exc).__name__}: {exc}. "
-            "If it names an operator yolopatch adds, run `yolopatch inject` on the checkout first."
-        ) from None
-    return dataclasses.asdict(measure(model, parsed, simulation, img, batch))
+        with redirect_stdout(buffer), redirect_stderr(buffer):
+            yield buffer
+    finally:
+        for handler, stream in previous.items():
+            handler.setStream(stream)
 
 
 def _offline_hint(exc: Exception) -> str:
@@ -71,15 +102,23 @@ def _offline_hint(exc: Exception) -> str:
 
 
 def main(argv: list[str]) -> None:
-    models, yaml_path, name, img, batch, out = argv
+    models, img, batch, *pairs, out = argv
     # v4.0 to v6.0 log their summary line at INFO level without configuring logging themselves
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    result: dict[str, Any]
+    results: list[dict[str, Any]] = []
     try:
-        result = {"report": build_and_measure(Path(models), Path(yaml_path), name, int(img), int(batch))}
+        yolo = load_yolo(Path(models))
     except YolopatchError as exc:
-        result = {"error": str(exc)}
-    Path(out).write_text(json.dumps(result), encoding="utf-8")
+        results = [{"error": str(exc)}] * (len(pairs) // 2)
+    else:
+        for yaml_path, name in zip(pairs[::2], pairs[1::2], strict=True):
+            try:
+                results.append(
+                    {"report": build_and_measure(yolo, Path(yaml_path), name, int(img), int(batch))}
+                )
+            except YolopatchError as exc:
+                results.append({"error": str(exc)})
+    Path(out).write_text(json.dumps(results), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -170,7 +170,7 @@ def main(argv: list[str]) -> None:
         result = {"report": build_and_measure(root, Path(yaml_path), name, scale, int(img), int(batch))}
     except YolopatchError as exc:
         result = {"error": str(exc)}
-    Path(out).write_text(json.dumps(result), encoding="utf-8")
+    Path(out).write_text(json.dumps([result]), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from yolopatch.operators.spec import (
     Operator,
-    Option,
     hidden_channels_problem,
     keep_channel_args,
-    odd,
+    kernel,
     reduction,
 )
 
-_OPTIONS = (reduction(16), Option("k", 7, "--kernel", "spatial gate kernel size (odd)", check=odd))
+_OPTIONS = (reduction(16), kernel(7, "spatial gate kernel size (odd)"))
 
 CBAM = Operator(
     name="CBAM",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from yolopatch.operators.spec import Operator, Option, Values, keep_channel_args, odd
+from yolopatch.operators.spec import Operator, Values, keep_channel_args, kernel
 
 
 def adaptive_kernel(c: int) -> int:
@@ -21,7 +21,7 @@ def _params(c: int, _c2: int, values: Values) -> int:
     return values["k"] or adaptive_kernel(c)
 
 
-_OPTIONS = (Option("k", None, "--kernel", "1-D kernel size (odd; None: adaptive)", parse=_kernel, check=odd),)
+_OPTIONS = (kernel(None, "1-D kernel size (odd; None: adaptive)", parse=_kernel),)
 
 ECA = Operator(
     name="ECA",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from yolopatch.operators.spec import Operator, Option, Values
+from yolopatch.operators.spec import Operator, Option, Values, kernel
 
 DEFAULT_KERNEL, DEFAULT_GROUP_CHANNELS, DEFAULT_REDUCTION = 7, 16, 4
 
@@ -114,7 +114,7 @@ INVOLUTION = Operator(
     url="https://arxiv.org/abs/2103.06255",
     template="involution",
     options=(
-        Option("k", DEFAULT_KERNEL, "--kernel", "kernel size (odd)", check=_odd),
+        kernel(DEFAULT_KERNEL, "kernel size (odd)", check=_odd),
         Option(
             "gc",
             DEFAULT_GROUP_CHANNELS,

@@ -19,6 +19,8 @@ Values = Mapping[str, Any]
 class Option:
     """One constructor argument after (c1, c2): its name, default, command-line spelling and check.
 
+    `flag` is the long option (`--kernel`), shared by every operator that has the same kind of argument;
+    `--set NAME` means it has no flag of its own. `short` is an optional one-letter alias (`-k`).
     `check` returns what is wrong with a value (None: fine); `parse` turns command-line text into a value.
     """
 
@@ -28,6 +30,11 @@ class Option:
     help: str
     parse: Callable[[str], Any] = int
     check: Callable[[Any], str | None] = lambda value: None
+    short: str = ""
+
+    @property
+    def has_flag(self) -> bool:
+        return not self.flag.startswith("--set")
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,11 @@ def at_least_one(value: int) -> str | None:
 
 def reduction(default: int, what: str = "reduction ratio of the hidden layer") -> Option:
     return Option("r", default, "--reduction", what, check=at_least_one)
+
+
+def kernel(default: int | None, what: str, **parsing: Any) -> Option:
+    """A kernel size option: `--kernel` / `-k`, odd by default."""
+    return Option("k", default, "--kernel", what, **{"check": odd, **parsing}, short="-k")
 
 
 def keep_channel_args(options: tuple[Option, ...]) -> Callable[[int, int, Values], list[Any]]:
