@@ -40,7 +40,7 @@ def _inputs(shape: dict, dtype=torch.float32):
 def test_aggregation_matches_unfold_aggregation(shape):
     x, w = _inputs(shape)
     expected = unfold_aggregation(x, w, shape["k"], shape["s"])
-    for aggregation in (InvolutionAggregate.aggregate, InvolutionAggregate.shift_sum):
+    for aggregation in (InvolutionAggregate.aggregate, InvolutionAggregate.unfold_sum):
         got = aggregation(x, w, shape["k"], shape["s"])
         assert (got - expected).abs().max() < 1e-5
     assert (InvolutionAggregate.apply(x, w, shape["k"], shape["s"]) - expected).abs().max() < 1e-5

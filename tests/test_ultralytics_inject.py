@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,7 @@ def test_the_collection_gets_the_name_in_its_own_style(tmp_path, shape, expected
     plan = plan_inject(package, texts, [SE])
     tasks = new_text(plan, package.tasks)
     assert changed_lines(texts[package.tasks], tasks) == ["+    SE,", *expected]  # type: ignore[arg-type]
-    assert kind in plan.flavour and "ultralytics 8.9.0 (checkout)" in plan.flavour
+    assert kind in plan.flavour and "ultralytics 8.9.0 (package folder)" in plan.flavour
 
 
 def test_repeat_collection_is_never_touched(tmp_path):
@@ -293,13 +294,27 @@ def test_cli_inject_check_revert_on_a_checkout(tmp_path):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize(
+    ("git", "kind"), [(True, "checkout"), (False, "package folder")], ids=["git", "copy"]
+)
+def test_the_target_is_named_for_what_it_is_and_its_lines_come_in_order_on_one_stream(tmp_path, git, kind):
+    make_package(tmp_path)
+    if git:
+        (tmp_path / ".git").mkdir()
+    result = run_cli("inject", str(tmp_path), "--op", "se")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{tmp_path / 'ultralytics'}: ultralytics 8.9.0 ({kind});")
+    assert lines[1].strip().startswith("nn/modules/yolopatch.py: created")
+
+
 def test_cli_inject_installed_patches_what_python_imports(tmp_path):
     site = tmp_path / "site"
     package = make_package(site)
     env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     result = run_cli("inject", "--installed", "--python", sys.executable, "--op", "se", env=env)
     assert result.returncode == 0, result.stderr
-    assert f"{package.root}: ultralytics 8.9.0 (installed package)" in result.stderr
+    assert f"{package.root}: ultralytics 8.9.0 (installed package)" in result.stdout
     assert package.module.is_file()
     result = run_cli("inject", "--installed", "--op", "se", "--check", env=env)
     assert result.returncode == 0 and "already injected" in result.stderr
@@ -365,6 +380,39 @@ def test_cli_check_after_an_upgrade_says_what_to_run_and_inject_restores_the_sam
     assert "yolopatch inject --installed --op eca,se" in result.stderr
     assert run_cli("inject", "--installed", env=env).returncode == 0  # no --op: the ones injected before
     assert snapshot(package.root) == injected
+
+
+def _trained_checkpoint(path: Path, pickled: bytes) -> Path:
+    """What torch.save writes for a trained model: a zip whose data.pkl names each class it pickles."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("best/data.pkl", b"\x80\x02c" + pickled + b"\nq\x00.")
+    return path
+
+
+def test_revert_and_a_check_after_an_upgrade_name_the_checkpoints_that_will_not_load(tmp_path):
+    package, env = site_environment(tmp_path)
+    work = tmp_path / "work"
+    best = _trained_checkpoint(
+        work / "runs" / "detect" / "train" / "weights" / "best.pt", b"ultralytics.nn.modules.yolopatch\nSE"
+    )
+    _trained_checkpoint(
+        work / "runs" / "detect" / "plain" / "weights" / "best.pt", b"ultralytics.nn.modules.conv\nConv"
+    )
+    _trained_checkpoint(
+        work / "deep" / "other" / "old.pt", b"ultralytics.nn.modules.yolopatch\nSE"
+    )  # not where runs go
+    assert run_cli("inject", "--installed", "--op", "se,eca", env=env, cwd=work).returncode == 0
+    package.tasks.write_text(tasks_text())  # pip install -U ultralytics
+    package.init.write_text(INIT)
+    checked = run_cli("inject", "--installed", "--check", env=env, cwd=work)
+    assert checked.returncode == 1
+    assert f"1 checkpoint(s) hold ECA, SE layers ({best.resolve()}) and will not load until" in checked.stderr
+    assert run_cli("inject", "--installed", env=env, cwd=work).returncode == 0
+    reverted = run_cli("inject", "--installed", "--revert", env=env, cwd=work)
+    assert reverted.returncode == 0
+    assert f"1 checkpoint(s) hold SE, ECA layers ({best.resolve()})" in reverted.stderr
+    assert "Run `yolopatch inject` again to load them" in reverted.stderr
 
 
 def test_cli_next_step_after_apply_skips_inject_once_ultralytics_has_the_operator(tmp_path):

@@ -153,10 +153,8 @@ def test_inject_build_check_revert(ultralytics_packages, tmp_path, version, mode
 
     result = environment.yolopatch("inject", "--for", yamls[0], cwd=work)
     assert result.returncode == 0, result.stderr
-    assert (
-        f"{environment.package}: ultralytics {version} ({mode.replace('installed', 'installed package')})"
-        in result.stderr
-    )
+    kind = {"checkout": "package folder", "installed": "installed package"}[mode]  # no .git: a copy
+    assert f"{environment.package}: ultralytics {version} ({kind})" in result.stdout
     assert environment.yolopatch("inject", "--for", yamls[0], "--check", cwd=work).returncode == 0
 
     own_builds = environment.own_builds(yamls, work)
@@ -168,6 +166,9 @@ def test_inject_build_check_revert(ultralytics_packages, tmp_path, version, mode
         report = checked(environment.yolopatch("check", name, "--img", "128", "--json", cwd=work))
         assert report["params"] == own["params"] == in_memory[name]["params"]
         assert f"{own['params']:,}" in report["reference"] or f" {own['params']} " in report["reference"]
+        # one layers figure: the release's own count (leaf modules from about 8.3.100, every module before)
+        layers = report["modules"]
+        assert f"{layers:,} layers" in report["reference"] or f"{layers} layers" in report["reference"]
         assert report["builder"].startswith(f"ultralytics {version} at ")
         # ultralytics' GFLOPs (thop's count, one decimal) plus the operators' work thop cannot see
         theirs = float(re.search(r"([\d.]+) GFLOPs", report["reference"]).group(1))  # type: ignore[union-attr]

@@ -14,9 +14,13 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yolopatch.errors import YolopatchError
 from yolopatch.report import LayerReport, ModelReport
+
+if TYPE_CHECKING:
+    from yolopatch.export import ExportReport
 from yolopatch.targets import ultralytics, yolov5
 
 
@@ -30,6 +34,24 @@ def check_builtin(text: str, name: str, img: int, batch: int) -> ModelReport:
     parsed = parse_model_yaml(text, name)
     simulation = simulate(parsed.logical_rows(), geometry(parsed.values), name)
     return measure(build_model(parsed, simulation), parsed, simulation, img, batch)
+
+
+def export_builtin(text: str, name: str, img: int, batch: int, fmt: str) -> ExportReport:
+    """Build with the built-in builder and export it as a deployment would (see yolopatch.export)."""
+    from yolopatch.builder import build_model
+    from yolopatch.channels import geometry, simulate
+    from yolopatch.export import export_model
+    from yolopatch.modelyaml import parse_model_yaml
+
+    parsed = parse_model_yaml(text, name)
+    simulation = simulate(parsed.logical_rows(), geometry(parsed.values), name)
+    model = build_model(parsed, simulation)
+    multiple = int(model.stride.max()) if model.stride.numel() else 32
+    names = [layer.module for layer in parsed.layers]
+    try:
+        return export_model(model, fmt, (batch, 3, img, img), multiple, names)
+    except YolopatchError as exc:
+        raise YolopatchError(f"{name}: --export {fmt}: {exc}") from None
 
 
 def check_with_repo(repo: Path, yaml_path: Path, img: int, batch: int) -> ModelReport:

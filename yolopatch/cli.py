@@ -29,6 +29,11 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
 class Rewire(str, Enum):
     all = "all"
     next = "next"
@@ -314,7 +319,7 @@ def inject(
         plan, target, operators = _inject_plan(
             repo, installed, python or sys.executable, chosen, revert, force
         )
-        err.print(f"{target}: {plan.flavour}", markup=False)
+        out.print(f"{target}: {plan.flavour}", markup=False)  # with the per-file lines below: one stream
         for warning in plan.warnings:
             err.print(f"warning: {warning}", markup=False)
         done = "nothing to revert" if revert else "already injected"
@@ -446,20 +451,35 @@ def check(
         Path | None, typer.Option("--baseline", metavar="BASE.yaml", help="Another yaml to compare against.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the data as JSON on stdout.")] = False,
+    export: Annotated[
+        ExportFormat | None,
+        typer.Option(
+            "--export",
+            help="Also export the model (ONNX: torch's default exporter, dynamic batch and size; TorchScript: "
+            "trace), run the file at this size and at another batch and size, and compare with eager.",
+        ),
+    ] = None,
 ) -> None:
     """Build a model yaml, run it forward and backward, and print per-layer parameters and GFLOPs."""
     import dataclasses
     import json
 
-    from yolopatch.render import operator_note, report_table, summary_line
+    from yolopatch.render import export_line, operator_note, report_table, summary_line
 
     with _errors(), err.status("building and running the model...", spinner="dots"):
+        if export:
+            _exportable(model, repo)
         reports = [
             _check_one(path, repo, scale, img, batch) for path in [model, *([baseline] if baseline else [])]
         ]
+        exported = _export_one(model, img, batch, export.value) if export else None
     report, base = reports[0], (reports[1] if baseline else None)
     if as_json:
-        data = {"model": dataclasses.asdict(report), "baseline": dataclasses.asdict(base) if base else None}
+        data = {
+            "model": dataclasses.asdict(report),
+            "baseline": dataclasses.asdict(base) if base else None,
+            "export": dataclasses.asdict(exported) if exported else None,
+        }
         sys.stdout.write(json.dumps(data, indent=1) + "\n")
         return
     for warning in report.warnings:
@@ -476,6 +496,31 @@ def check(
         f"forward and backward at {img}x{img}: ok; every parameter got a gradient; outputs finite.",
         markup=False,
     )
+    if exported:
+        out.print(export_line(exported), markup=False)
+
+
+def _exportable(path: Path, repo: Path | None) -> None:
+    """--export builds with the built-in builder: refuse, before any build, what it does not build."""
+    from yolopatch.channels import rules_for
+    from yolopatch.files import read_text
+    from yolopatch.modelyaml import parse_model_yaml
+
+    if (
+        repo is not None
+        or rules_for(parse_model_yaml(read_text(path), str(path)).values).family == "ultralytics"
+    ):
+        raise YolopatchError(
+            f"{path}: --export builds with yolopatch's own builder, which takes YOLOv5 yamls without --repo; "
+            "for ultralytics, export with ultralytics itself (yolo export format=onnx dynamic=True)."
+        )
+
+
+def _export_one(path: Path, img: int, batch: int, fmt: str) -> Any:
+    from yolopatch.check import export_builtin
+    from yolopatch.files import read_text
+
+    return export_builtin(read_text(path), str(path), img, batch, fmt)
 
 
 def _check_one(path: Path, repo: Path | None, scale: str | None, img: int, batch: int) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from rich.table import Table
 from rich.text import Text
@@ -13,6 +13,9 @@ from yolopatch.apply import Change
 from yolopatch.channels import Shape
 from yolopatch.modelyaml import Layer
 from yolopatch.operators import OPERATORS, get_operator
+
+if TYPE_CHECKING:
+    from yolopatch.export import ExportReport
 from yolopatch.operators.spec import Operator
 from yolopatch.report import ModelReport
 
@@ -129,7 +132,8 @@ def summary_line(report: ModelReport, baseline: ModelReport | None = None) -> st
             relative = f", {delta / base:+.1%}" if base else ""
             text += f" ({'+' if delta >= 0 else '-'}{fmt.format(abs(delta))}{relative})"
         parts.append(text)
-    return f"{report.name} summary: " + ", ".join(parts)
+    line = f"{report.name} summary: " + ", ".join(parts)
+    return f"{line} (layers: {report.layers_note})" if report.layers_note else line
 
 
 def operator_note(report: ModelReport) -> str:
@@ -191,3 +195,16 @@ def _replaces(op: Operator) -> str:
     if op.keeps_channels:
         return "layers that keep channels and size (else --insert)"
     return "single-input conv-like layers, strided too"
+
+
+def export_line(report: ExportReport) -> str:
+    """One line on what the export proves: format and tools, size of the graph and the file, parity."""
+    opset = f", opset {report.opset}" if report.opset else ""
+    runs = "; ".join(
+        f"{'x'.join(map(str, p.shape))}: max abs {p.max_abs:.1e}, relative {p.max_rel:.1e}"
+        for p in report.parity
+    )
+    return (
+        f"{report.format} export ({report.exporter}{opset}): {report.nodes} nodes, "
+        f"{report.size_bytes / 1e6:.1f} MB; against eager: {runs}; ok."
+    )

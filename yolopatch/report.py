@@ -35,3 +35,5 @@ class ModelReport:
     warnings: list[str] = field(default_factory=list)
     reference: str = ""  # the summary line the code that built it printed (YOLOv5 with --repo, ultralytics)
     builder: str = ""  # what built it, when not yolopatch's own builder: "ultralytics 8.3.0 at PATH"
+    # how `modules` counts when the target's own convention is not YOLOv5's (every module)
+    layers_note: str = ""

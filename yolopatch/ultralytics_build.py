@@ -17,6 +17,7 @@ import ast
 import dataclasses
 import json
 import logging
+import re
 import sys
 import types
 from pathlib import Path
@@ -125,9 +126,23 @@ def build_and_measure(root: str, yaml_path: Path, name: str, scale: str, img: in
     import ultralytics
 
     builder = f"ultralytics {ultralytics.__version__} at {Path(str(ultralytics.__file__)).parent}"
-    return dataclasses.asdict(
-        dataclasses.replace(report, warnings=[*notes, *report.warnings], reference=reference, builder=builder)
+    report = dataclasses.replace(
+        report, warnings=[*notes, *report.warnings], reference=reference, builder=builder
     )
+    return dataclasses.asdict(_in_its_own_layer_count(report, model, ultralytics.__version__))
+
+
+def _in_its_own_layer_count(report: Any, model: Any, version: str) -> Any:
+    """The layers figure as this release's own summary counts it (newer releases count leaf modules, older
+    ones every module, as YOLOv5 does), with the other count named, so the two summary lines agree."""
+    match = re.search(r"([\d,]+) layers", report.reference)
+    theirs = int(match.group(1).replace(",", "")) if match else report.modules
+    if theirs == report.modules:
+        return report
+    leaves = sum(1 for m in model.modules() if next(m.children(), None) is None)
+    how = "leaf modules" if theirs == leaves else "layers"
+    note = f"{how}, as ultralytics {version} counts them; {report.modules} modules in all, as YOLOv5 counts"
+    return dataclasses.replace(report, modules=theirs, layers_note=note)
 
 
 def counts_at_full_size() -> bool:

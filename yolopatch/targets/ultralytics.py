@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from yolopatch import __version__
+from yolopatch.checkpoints import checkpoints_needing, listing
 from yolopatch.errors import YolopatchError
 from yolopatch.files import FileChange, read_text
 from yolopatch.inject import (
@@ -209,6 +210,16 @@ class Package:
     installed: bool = False
 
     @property
+    def kind(self) -> str:
+        """What the user pointed at, in their words: an installed package, a git checkout, or a folder that
+        holds the package (an unpacked wheel or a copy) and is neither."""
+        if self.installed:
+            return "installed package"
+        if any((folder / ".git").exists() for folder in (self.root.parent, *self.root.parent.parents[:2])):
+            return "checkout"
+        return "package folder"
+
+    @property
     def tasks(self) -> Path:
         return self.root / "nn" / "tasks.py"
 
@@ -313,7 +324,7 @@ class _Sites:
 
     def flavour(self) -> str:
         version = self.version
-        where = "installed package" if self.package.installed else "checkout"
+        where = self.package.kind
         imports = "a star import" if self.star else "an explicit parenthesised import"
         all_kind = (
             "absent"
@@ -579,14 +590,18 @@ def _block_edit(sites: _Sites, op: Operator, added_now: set[str], force: bool) -
     return []
 
 
-def _upgrade_warnings(sites: _Sites) -> tuple[str, ...]:
-    """Blocks whose recorded registration is gone: pip replaced ultralytics' files and left ours."""
+def _lost(sites: _Sites) -> list[str]:
+    """Operators whose recorded registration is gone: pip replaced ultralytics' files and left ours."""
     missing = _missing(sites, list(sites.blocks))
-    lost = sorted(
+    return sorted(
         name
         for name, block in sites.blocks.items()
         if any(name in missing.get(site, ()) for site in block.added)
     )
+
+
+def _upgrade_warnings(sites: _Sites) -> tuple[str, ...]:
+    lost = _lost(sites)
     if not lost:
         return ()
     target = "--installed" if sites.package.installed else str(sites.package.root.parent)
@@ -749,14 +764,51 @@ def injected_names(package: Package) -> list[str]:
     return list(find_blocks(read_text(package.module), package.module))
 
 
-def inject(package: Package, operators: Sequence[Operator], force: bool = False) -> InjectPlan:
-    """Read the package and plan the injection of `operators`."""
-    return plan_inject(package, read_package(package), operators, force)
+def inject(
+    package: Package, operators: Sequence[Operator], force: bool = False, workdir: Path | None = None
+) -> InjectPlan:
+    """Read the package and plan the injection of `operators`; after an upgrade that dropped the
+    registration, also name the checkpoints (under `workdir` and the checkout) that cannot load until then."""
+    texts = read_package(package)
+    plan = plan_inject(package, texts, operators, force)
+    lost = _lost(_sites(package, texts))
+    found = _checkpoints_needing(package, workdir, lost) if lost else []
+    if not found:
+        return plan
+    warning = (
+        f"{len(found)} checkpoint(s) hold {', '.join(lost)} layers ({listing(found)}) and will not load until "
+        "`yolopatch inject` runs again: they pickle the classes as ultralytics.nn.modules.yolopatch."
+    )
+    return replace(plan, warnings=(*plan.warnings, warning))
 
 
-def revert(package: Package, names: Sequence[str] | None = None, force: bool = False) -> InjectPlan:
-    """Read the package and plan the revert."""
-    return plan_revert(package, read_package(package), names, force)
+def revert(
+    package: Package, names: Sequence[str] | None = None, force: bool = False, workdir: Path | None = None
+) -> InjectPlan:
+    """Read the package and plan the revert, naming the checkpoints (under `workdir`, its runs/ and the
+    checkout) that pickle the classes it removes: they stop loading."""
+    texts = read_package(package)
+    plan = plan_revert(package, texts, names, force)
+    removed = list(names) if names is not None else injected_names(package)
+    found = _checkpoints_needing(package, workdir, removed) if plan.changed else []
+    if not found:
+        return plan
+    listed = ", ".join(removed)
+    warning = (
+        f"{len(found)} checkpoint(s) hold {listed} layers ({listing(found)}); ultralytics pickles them as "
+        f"{MODULE}.{removed[0]}, so they load only where {listed} is injected (ultralytics' own error instead "
+        "asks for a new training run). Run `yolopatch inject` again to load them."
+    )
+    return replace(plan, warnings=(warning,))
+
+
+def _checkpoints_needing(package: Package, workdir: Path | None, names: Sequence[str]) -> list[Path]:
+    """Checkpoints that pickle our `names`, where trained weights land: runs/ of the folder training runs
+    from (ultralytics writes there) and a checkout's own folder, searched through; the folder itself, only
+    its own files (it may be a home folder)."""
+    here = workdir or Path.cwd()
+    roots = [here / "runs"] + ([] if package.kind == "installed package" else [package.root.parent])
+    return checkpoints_needing(roots, MODULE, names, shallow=[here])
 
 
 def with_location_warnings(plan: InjectPlan, package: Package, python: str) -> InjectPlan:

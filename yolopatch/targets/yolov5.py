@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import ast
 import re
-import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from yolopatch import __version__
+from yolopatch.checkpoints import checkpoints_needing, listing
 from yolopatch.errors import YolopatchError
 from yolopatch.files import FileChange, read_text
 from yolopatch.inject import (
@@ -422,32 +422,15 @@ def _explicit_import(tree: ast.Module, checkout: Checkout) -> ast.ImportFrom | N
 
 def checkpoint_warnings(checkout: Checkout, names: Sequence[str]) -> tuple[str, ...]:
     """Checkpoints in the checkout that pickle one of the classes by name: they stop loading without it."""
-    found = [path for path in _checkpoints(checkout.models.parent) if _pickles_any(path, names)]
+    found = checkpoints_needing([checkout.models.parent], None, names)
     if not found:
         return ()
-    shown = ", ".join(str(p) for p in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
     listed = ", ".join(names)
     return (
-        f"{len(found)} checkpoint(s) in this checkout hold {listed} layers ({shown}); YOLOv5 pickles the class "
-        f"by name, so they load only while {listed} is injected. Run `yolopatch inject` again to load them.",
+        f"{len(found)} checkpoint(s) in this checkout hold {listed} layers ({listing(found)}); YOLOv5 pickles "
+        f"the class by name, so they load only while {listed} is injected. Run `yolopatch inject` again to "
+        "load them.",
     )
-
-
-def _checkpoints(root: Path) -> Iterator[Path]:
-    for path in root.rglob("*.pt"):
-        parts = path.parts[len(root.parts) :]
-        if not any(part.startswith(".") or part in ("site-packages", "node_modules") for part in parts):
-            yield path
-
-
-def _pickles_any(path: Path, names: Sequence[str]) -> bool:
-    """torch.save writes a zip whose data.pkl names every class it pickles."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            pickles = [archive.read(e) for e in archive.namelist() if e.endswith("data.pkl")]
-    except (OSError, zipfile.BadZipFile):
-        return False
-    return any(name.encode() in data for data in pickles for name in names)
 
 
 def child_environment(environ: Mapping[str, str], home: Path, system: str, scratch: Path) -> dict[str, str]:

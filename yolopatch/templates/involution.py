@@ -86,19 +86,43 @@ class InvolutionAggregate(torch.autograd.Function):
                         yield (batch, groups), (batch, channels, rows, cols), (batch, groups, u * k + v)
 
     @staticmethod
-    def shift_sum(x, w, k, s):
-        """The same sum as plain tensor ops (Pad, Slice, Mul, Add): what tracing and ONNX export record."""
-        acc = torch.promote_types(torch.result_type(x, w), torch.float32)
-        p = (k - 1) // 2
-        b, c = x.shape[:2]
+    def unfold_sum(x, w, k: int, s: int):
+        """The same sum for graphs (ONNX export, torch.export, torch.jit.script/trace, torch.compile): one
+        convolution of every channel with a fixed one-hot k x k -> k*k kernel gives the k*k shifted copies,
+        which are weighted and summed. A fixed handful of nodes whatever k is, any batch and size, and no
+        dtype casts (an fp16 conversion of the graph stays consistent). It does build the k*k*C*H*W tensor
+        that the eager path avoids: graphs run inference or compiled code, where that is the price of one
+        graph for every shape.
+        """
+        b, c, h, wd = x.shape
         g, ho, wo = w.shape[1], w.shape[3], w.shape[4]
-        xp = nn.functional.pad(x.to(acc), (p, p, p, p))
-        out = torch.zeros((b, g, c // g, ho, wo), dtype=acc, device=x.device)
-        for u in range(k):
-            for v in range(k):
-                shifted = xp[:, :, u : u + s * (ho - 1) + 1 : s, v : v + s * (wo - 1) + 1 : s]
-                out = out + shifted.reshape(b, g, c // g, ho, wo) * w[:, :, u * k + v].unsqueeze(2).to(acc)
-        return out.flatten(1, 2).to(torch.result_type(x, w))
+        one_hot = torch.eye(k * k, dtype=x.dtype, device=x.device).view(k * k, 1, k, k)
+        shifted = nn.functional.conv2d(x.reshape(b * c, 1, h, wd), one_hot, None, s, (k - 1) // 2)
+        shifted = shifted.view(b, g, c // g, k * k, ho, wo)
+        return (shifted * w.unsqueeze(2)).sum(3).view(b, c, ho, wo)
+
+    @staticmethod
+    def window_mean(x, s: int):
+        """AvgPool2d(s, s, ceil_mode=True) for graphs: the mean of each s x s window (of the values inside
+        the image, at the bottom and right edges). Written as two convolutions whose output size has the
+        same formula as unfold_sum's, (H - 1) // s + 1, so torch.export proves the sizes equal for every H
+        instead of requiring even sizes (ceil mode's own size rule is another formula)."""
+        b, c, h, wd = x.shape
+        window = torch.zeros(2 * s - 1, 2 * s - 1, dtype=x.dtype, device=x.device)
+        window[s - 1 :, s - 1 :] = 1.0
+        window = window.view(1, 1, 2 * s - 1, 2 * s - 1)
+        total = nn.functional.conv2d(x.reshape(b * c, 1, h, wd), window, None, s, s - 1)[:, 0]
+        count = nn.functional.conv2d(torch.ones_like(x[:1, :1]), window, None, s, s - 1)[:, 0]
+        return (total / count).view(b, c, total.shape[1], total.shape[2])
+
+    @staticmethod
+    def capturing() -> bool:
+        """True while a graph is recorded: torch.jit.trace (and the legacy ONNX exporter), torch.compile,
+        torch.export (and the dynamo ONNX exporter). Older torch has no torch.compiler."""
+        if torch.jit.is_tracing():
+            return True
+        is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+        return bool(is_compiling is not None and is_compiling())
 
 
 class Involution(nn.Module):
@@ -134,13 +158,27 @@ class Involution(nn.Module):
         self.proj = Conv(c1, c2, 1) if c2 != c1 else nn.Identity()
 
     def forward(self, x):
-        w = self.conv2(self.conv1(self.pool(x)))
-        b, _, ho, wo = w.shape
-        w = w.view(b, -1, self.k * self.k, ho, wo)
-        if torch.jit.is_tracing():
-            y = InvolutionAggregate.shift_sum(x, w, self.k, self.s)
-        elif torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
+        if torch.jit.is_scripting():  # TorchScript compiles this branch only
+            return self.graph_forward(x)
+        return self.eager_forward(x)
+
+    @torch.jit.unused
+    def eager_forward(self, x):
+        if InvolutionAggregate.capturing():
+            return self.graph_forward(x)
+        w = self.kernels(self.pool(x))
+        if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
             y = InvolutionAggregate.apply(x, w, self.k, self.s)
         else:
             y = InvolutionAggregate.aggregate(x, w, self.k, self.s)
         return self.proj(y)
+
+    def graph_forward(self, x):
+        """The same function as one graph for every batch and size (export, script, trace, compile)."""
+        pooled = InvolutionAggregate.window_mean(x, self.s) if self.s > 1 else x
+        return self.proj(InvolutionAggregate.unfold_sum(x, self.kernels(pooled), self.k, self.s))
+
+    def kernels(self, x):
+        """(B, C // gc, k*k, H', W'): a k x k kernel per pixel and group."""
+        w = self.conv2(self.conv1(x))
+        return w.view(w.shape[0], -1, self.k * self.k, w.shape[2], w.shape[3])

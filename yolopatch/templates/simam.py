@@ -14,9 +14,10 @@ class SimAM(nn.Module):
 
     Per channel, with mean mu and n = H * W - 1: d = (x - mu)^2, y = d / (4 * (sum(d) / n + lambda)) + 0.5
     (the inverse of the minimal energy), out = x * sigmoid(y). Values far from their channel's mean get
-    larger weights. On a 1x1 map n would be 0; n is then taken as 1 (the same as max(n, 1), written so that
-    traced and ONNX graphs keep it for any input size): d is 0 there, so the gate is sigmoid(0.5) either
-    way and no inf or NaN appears. Under fp16/bf16 the statistics are computed in fp32. Channels and
+    larger weights. On a 1x1 map n would be 0; n is then taken as 1 (computed from the input's own size, so
+    that traced and ONNX graphs keep it for any input size, with no dtype casts in an fp32 graph): d is 0
+    there, so the gate is sigmoid(0.5) either way and no inf or NaN appears. Under fp16/bf16 the statistics
+    are computed in fp32. Channels and
     resolution are kept. Paper: https://proceedings.mlr.press/v139/yang21o.html
 
     Args:
@@ -39,9 +40,11 @@ class SimAM(nn.Module):
         return f"e_lambda={self.e_lambda}"
 
     def forward(self, x):
-        n = x.shape[2] * x.shape[3] - 1
-        n = n + (n == 0)  # max(n, 1)
-        t = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # fp16 sums of squares overflow
+        low = x.dtype in (torch.float16, torch.bfloat16)
+        t = x.float() if low else x  # fp16 sums of squares overflow
         d = (t - t.mean(dim=(2, 3), keepdim=True)).pow(2)
+        # n = H * W - 1, at least 1, as a tensor of t's dtype: graphs keep it for every size without casts
+        n = (torch.ones_like(t[:1, :1]).sum(dim=(2, 3), keepdim=True) - 1).clamp(min=1)
         y = d / (4 * (d.sum(dim=(2, 3), keepdim=True) / n + self.e_lambda)) + 0.5
-        return x * y.sigmoid().to(x.dtype)
+        gate = y.sigmoid()
+        return x * (gate.to(x.dtype) if low else gate)
