@@ -157,17 +157,20 @@ def test_replaced_yolov5s_numbers_against_the_original():
     )
 
 
-def test_every_v7_yaml_matches_yolov5s_own_model_and_summary(yolov5_packages, monkeypatch, tmp_path):
-    """Our builder against YOLOv5 v7.0's own Model and model_info, for every model yaml the wheel ships
-    (one child process builds them all with the checkout's Model)."""
+@pytest.mark.parametrize("part", range(3))
+def test_every_v7_yaml_matches_yolov5s_own_model_and_summary(yolov5_packages, monkeypatch, tmp_path, part):
+    """Our builder against YOLOv5 v7.0's own Model and model_info, for every model yaml the wheel ships (a
+    third of them per test, so parallel workers share them; one child builds a third with the Model)."""
     monkeypatch.setenv("PYTHONPATH", str(STUBS))
     package = tmp_path / "yolov5"
     shutil.copytree(yolov5_packages["7.0.14"], package)
-    files = sorted(p for p in (package / "models").rglob("*.yaml") if p.name != "anchors.yaml")
+    files = sorted(p for p in (package / "models").rglob("*.yaml") if p.name != "anchors.yaml")[part::3]
     # batch 1 needs at least 2x2 at stride 128 for BatchNorm
     sizes = {img: [p for p in files if ("p7" in p.name) == (img == 256)] for img in (128, 256)}
     for img, paths in sizes.items():
-        for path, theirs in zip(paths, check_many_with_repo(package, paths, img, 1), strict=True):
+        for path, theirs in zip(
+            paths, check_many_with_repo(package, paths, img, 1) if paths else [], strict=True
+        ):
             assert not isinstance(theirs, YolopatchError), theirs
             ours = check_builtin(path.read_text(encoding="utf-8"), str(path), img, 1)
             assert (ours.params, ours.modules) == (theirs.params, theirs.modules), path
