@@ -32,7 +32,7 @@ def _patched(tmp_path):
 def test_a_patched_model_exports_and_matches_eager_at_another_batch_and_size(tmp_path, fmt):
     result = run_cli("check", str(_patched(tmp_path)), "--img", "64", "--export", fmt, "--json")
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)["export"]
+    report = json.loads(result.stdout)["model"]["export"]
     assert report["format"] == fmt and report["nodes"] > 0 and report["size_bytes"] > 1e6
     assert [p["shape"] for p in report["parity"]] == [[1, 3, 64, 64], [2, 3, 32, 32]]
     assert all(p["max_rel"] <= 1e-4 for p in report["parity"])
@@ -100,13 +100,11 @@ def test_onnx_without_the_export_extra_says_what_to_install(monkeypatch):
         export_model(_Layers(nn.Conv2d(3, 8, 1)), "onnx", (1, 3, 32, 32), 32, ["Conv"])
 
 
-def test_export_refuses_what_the_built_in_builder_does_not_build(tmp_path):
-    path = tmp_path / "yolo11n.yaml"
-    path.write_text(
-        (ROOT / "tests" / "fixtures" / "ultralytics" / "scales.yaml").read_text(), encoding="utf-8"
-    )
-    result = run_cli("check", str(path), "--export", "onnx")
-    assert result.returncode == 1 and "yolo export format=onnx" in result.stderr
+def test_export_with_a_yolov5_checkout_is_refused_before_any_build(tmp_path):
+    path = tmp_path / "yolov5s.yaml"
+    path.write_text(EXAMPLE, encoding="utf-8")
+    result = run_cli("check", str(path), "--repo", str(tmp_path), "--export", "onnx")
+    assert result.returncode == 1 and "leave out --repo" in result.stderr
 
 
 def test_the_trace_of_a_whole_model_runs_at_other_sizes():

@@ -239,6 +239,23 @@ def test_torch_jit_script_matches_eager(op):
 
 
 @pytest.mark.parametrize("op", OPS)
+def test_openvino_runs_the_dynamic_onnx_model_like_eager(op):
+    """OpenVINO from the ONNX file, as Intel deployments do, at fp32 (its CPU default may be bf16)."""
+    ov = pytest.importorskip("openvino")
+    module, x = _example(op)
+    dynamic = {"x": {axis: name for axis, (name, _) in DYNAMIC.items()}}
+    model = ov.Core().read_model(
+        io.BytesIO(_onnx(module, x, opset_version=17, dynamic_axes=dynamic)).getvalue(), b""
+    )
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    for inp in _other_shapes(x.shape[1]):
+        with torch.no_grad():
+            expected = module(inp).numpy()
+        got = compiled(inp.numpy())[0]
+        assert abs(got - expected).max() < 1e-4 * max(1.0, abs(expected).max()), inp.shape
+
+
+@pytest.mark.parametrize("op", OPS)
 def test_fp16_onnx_from_the_standard_converter_loads_and_matches(op):
     """onnxconverter-common's float16 conversion, the usual road to an fp16 ONNX or TensorRT model: the file
     must load (no fp32 casts left behind) and give eager's fp32 outputs to fp16 precision."""

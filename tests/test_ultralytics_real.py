@@ -188,3 +188,32 @@ def test_inject_build_check_revert(ultralytics_packages, tmp_path, version, mode
     result = environment.yolopatch("inject", "--revert", cwd=work)
     assert result.returncode == 0, result.stderr
     assert snapshot(environment.package) == before
+
+
+@pytest.mark.parametrize("version", ["8.1.0", "8.4.190"])
+def test_check_export_onnx_as_ultralytics_exports(ultralytics_packages, tmp_path, version):
+    """A yaml with every operator, exported by check --export onnx the way ultralytics' exporter does
+    (fused, heads in export mode, legacy exporter, dynamic axes), matches eager at another batch and size."""
+    environment = Environment(tmp_path, ultralytics_packages[version], "checkout")
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(environment.package / YAMLS["yolov8n-ops.yaml"], work / "yolov8n-ops.yaml")
+    for layers, op, insert in [*EDITS, ("2", "simam", True)]:
+        args = [
+            "apply",
+            "yolov8n-ops.yaml",
+            "-l",
+            layers,
+            "--op",
+            op,
+            "--in-place",
+            *(["--insert"] if insert else []),
+        ]
+        assert run_cli(*args, cwd=work).returncode == 0
+    result = environment.yolopatch(
+        "check", "yolov8n-ops.yaml", "--img", "128", "--export", "onnx", "--json", cwd=work
+    )
+    exported = checked(result)["export"]
+    assert exported["exporter"].startswith("torch.onnx.export (legacy, dynamo=False)")
+    assert [p["shape"] for p in exported["parity"]] == [[1, 3, 128, 128], [2, 3, 64, 64]]
+    assert all(p["max_rel"] <= 1e-4 for p in exported["parity"])

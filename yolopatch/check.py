@@ -75,10 +75,11 @@ def check_many_with_repo(
 
 
 def check_ultralytics(
-    repo: Path | None, yaml_path: Path, scale: str | None, img: int, batch: int
+    repo: Path | None, yaml_path: Path, scale: str | None, img: int, batch: int, export: str | None = None
 ) -> ModelReport:
     """Build with ultralytics' own model classes (the installed package, or a checkout's) in a child
-    process, with yolopatch's operators registered in memory where the package lacks them, and measure."""
+    process, with yolopatch's operators registered in memory where the package lacks them, and measure;
+    with `export`, also export the model as ultralytics' exporter does (yolopatch.export)."""
     root = "-"
     if repo is not None:
         package = ultralytics.find_package(repo)
@@ -88,7 +89,15 @@ def check_ultralytics(
                 "root folder, or leave out --repo to use the installed ultralytics."
             )
         root = str(package.root.parent.resolve())
-    arguments = [root, str(yaml_path.resolve()), str(yaml_path), scale or "-", str(img), str(batch)]
+    arguments = [
+        root,
+        str(yaml_path.resolve()),
+        str(yaml_path),
+        scale or "-",
+        str(img),
+        str(batch),
+        export or "-",
+    ]
     (result,) = _run_child("yolopatch.ultralytics_build", arguments, "building with ultralytics")
     if isinstance(result, YolopatchError):
         raise result
@@ -114,4 +123,17 @@ def _read_result(result: dict) -> ModelReport | YolopatchError:
     if "error" in result:
         return YolopatchError(result["error"])
     report = result["report"]
-    return ModelReport(**{**report, "layers": [LayerReport(**layer) for layer in report["layers"]]})
+    exported = report.get("export")
+    return ModelReport(
+        **{
+            **report,
+            "layers": [LayerReport(**layer) for layer in report["layers"]],
+            "export": _export_report(exported) if exported else None,
+        }
+    )
+
+
+def _export_report(data: dict) -> ExportReport:
+    from yolopatch.export import report_from_dict
+
+    return report_from_dict(data)

@@ -466,19 +466,20 @@ def check(
 
     from yolopatch.render import export_line, operator_note, report_table, summary_line
 
+    fmt = export.value if export else None
     with _errors(), err.status("building and running the model...", spinner="dots"):
-        if export:
+        if fmt:
             _exportable(model, repo)
         reports = [
-            _check_one(path, repo, scale, img, batch) for path in [model, *([baseline] if baseline else [])]
+            _check_one(path, repo, scale, img, batch, fmt if path == model else None)
+            for path in [model, *([baseline] if baseline else [])]
         ]
-        exported = _export_one(model, img, batch, export.value) if export else None
+        exported = reports[0].export if fmt else None
     report, base = reports[0], (reports[1] if baseline else None)
     if as_json:
         data = {
             "model": dataclasses.asdict(report),
             "baseline": dataclasses.asdict(base) if base else None,
-            "export": dataclasses.asdict(exported) if exported else None,
         }
         sys.stdout.write(json.dumps(data, indent=1) + "\n")
         return
@@ -501,42 +502,40 @@ def check(
 
 
 def _exportable(path: Path, repo: Path | None) -> None:
-    """--export builds with the built-in builder: refuse, before any build, what it does not build."""
+    """Refuse, before any build, what --export does not cover: a YOLOv5 checkout's own Model."""
     from yolopatch.channels import rules_for
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
 
-    if (
-        repo is not None
-        or rules_for(parse_model_yaml(read_text(path), str(path)).values).family == "ultralytics"
-    ):
+    family = rules_for(parse_model_yaml(read_text(path), str(path)).values).family
+    if repo is not None and family != "ultralytics":
         raise YolopatchError(
-            f"{path}: --export builds with yolopatch's own builder, which takes YOLOv5 yamls without --repo; "
-            "for ultralytics, export with ultralytics itself (yolo export format=onnx dynamic=True)."
+            f"{path}: --export builds YOLOv5 yamls with yolopatch's own builder; leave out --repo (the same "
+            "layers as the checkout's Model), or use the checkout's own export.py."
         )
 
 
-def _export_one(path: Path, img: int, batch: int, fmt: str) -> Any:
-    from yolopatch.check import export_builtin
-    from yolopatch.files import read_text
+def _check_one(
+    path: Path, repo: Path | None, scale: str | None, img: int, batch: int, export: str | None = None
+) -> Any:
+    import dataclasses
 
-    return export_builtin(read_text(path), str(path), img, batch, fmt)
-
-
-def _check_one(path: Path, repo: Path | None, scale: str | None, img: int, batch: int) -> Any:
     from yolopatch.channels import rules_for
-    from yolopatch.check import check_builtin, check_ultralytics, check_with_repo
+    from yolopatch.check import check_builtin, check_ultralytics, check_with_repo, export_builtin
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
 
     text = read_text(path)
     if rules_for(parse_model_yaml(text, str(path)).values).family == "ultralytics":
-        return check_ultralytics(repo, path, scale, img, batch)
+        return check_ultralytics(repo, path, scale, img, batch, export)
     if scale is not None:
         raise OptionError("--scale", f"--scale {scale}: {path} is a YOLOv5 yaml; it has one size.")
     if repo is not None:
         return check_with_repo(repo, path, img, batch)
-    return check_builtin(text, str(path), img, batch)
+    report = check_builtin(text, str(path), img, batch)
+    if export:
+        report = dataclasses.replace(report, export=export_builtin(text, str(path), img, batch, export))
+    return report
 
 
 @app.command("layers")

@@ -1,8 +1,9 @@
 """`check --export`: export a built model as a deployment would, run the file, compare it with eager.
 
-ONNX goes through `torch.onnx.export` with torch's default exporter (dynamo, the one YOLOv5's export.py
-reaches in torch 2.x) and a dynamic batch, height and width; onnxruntime then runs the file at the export
-shape and at another batch and size. TorchScript is `torch.jit.trace`, as YOLOv5's export.py does, run at
+ONNX goes through `torch.onnx.export` the way the target's own exporter calls it, with a dynamic batch,
+height and width: torch's default exporter (dynamo), which YOLOv5's export.py reaches in torch 2.x, or the
+legacy TorchScript-based one, which ultralytics' exporter asks for (`dynamo=False`); onnxruntime then runs
+the file at the export shape and at another batch and size. TorchScript is `torch.jit.trace`, as YOLOv5's export.py does, run at
 the same two shapes. When the model does not export, or differs, each layer is exported alone with the
 input it receives, and the first that fails is named.
 
@@ -68,18 +69,24 @@ def other_shape(shape: tuple[int, int, int, int], multiple: int) -> tuple[int, i
 
 
 def export_model(
-    model: nn.Module, fmt: str, shape: tuple[int, int, int, int], multiple: int, layer_names: Sequence[str]
+    model: nn.Module,
+    fmt: str,
+    shape: tuple[int, int, int, int],
+    multiple: int,
+    layer_names: Sequence[str],
+    legacy_onnx: bool = False,
 ) -> ExportReport:
     """Export `model` (eval mode) to `fmt` at `shape`, dynamic in batch and size (sizes a multiple of
     `multiple`), and compare it with eager at `shape` and another one. Raises YolopatchError naming the
-    first layer that does not export or differs (`layer_names`: one per layer of `model.model`)."""
+    first layer that does not export or differs (`layer_names`: one per layer of `model.model`).
+    `legacy_onnx`: the TorchScript-based ONNX exporter instead of dynamo."""
     if fmt not in FORMATS:
         raise YolopatchError(f"--export {fmt}: use one of {', '.join(FORMATS)}.")
     if fmt == "onnx":
-        _require("onnx", "onnxruntime", "onnxscript")
+        _require("onnx", "onnxruntime", *([] if legacy_onnx else ["onnxscript"]))
     model = model.eval()
     inputs = [torch.randn(*shape), torch.randn(*other_shape(shape, multiple))]
-    exporter = _EXPORTERS[fmt]
+    exporter = _legacy_onnx if fmt == "onnx" and legacy_onnx else _EXPORTERS[fmt]
     try:
         report = exporter(model, inputs, multiple)
     except Exception as exc:  # whatever the exporter raised: find the layer it comes from
@@ -129,6 +136,33 @@ def _onnx(model: nn.Module, inputs: list[torch.Tensor], multiple: int) -> Export
     runtime = f"onnxruntime {onnxruntime.__version__}"
     return ExportReport(
         "onnx", f"torch.onnx.export (dynamo), {runtime}", opset, len(graph.graph.node), len(data), parity
+    )
+
+
+def _legacy_onnx(model: nn.Module, inputs: list[torch.Tensor], multiple: int) -> ExportReport:
+    import onnx
+    import onnxruntime
+
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with torch.no_grad(), warnings.catch_warnings(), tempfile.TemporaryDirectory() as scratch:
+        warnings.simplefilter("ignore")
+        path = Path(scratch) / "model.onnx"
+        torch.onnx.export(
+            model,
+            (inputs[0],),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["images"],
+            dynamic_axes={"images": axes},
+        )
+        data = path.read_bytes()
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    parity = tuple(_parity(model, x, lambda x: session.run(None, {"images": x.numpy()})) for x in inputs)
+    runtime = f"onnxruntime {onnxruntime.__version__}"
+    nodes = len(onnx.load_from_string(data).graph.node)
+    return ExportReport(
+        "onnx", f"torch.onnx.export (legacy, dynamo=False), {runtime}", 17, nodes, len(data), parity
     )
 
 
@@ -248,3 +282,9 @@ def _brief(exc: Exception) -> str:
 
 def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
+
+
+def report_from_dict(data: dict[str, Any]) -> ExportReport:
+    """An ExportReport back from its JSON form (a build child's)."""
+    parity = tuple(Parity(tuple(p["shape"]), p["max_abs"], p["max_rel"]) for p in data["parity"])
+    return ExportReport(**{**data, "parity": parity})

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from yolopatch.export import ExportReport
 
 
 @dataclass(frozen=True)
@@ -37,3 +40,4 @@ class ModelReport:
     builder: str = ""  # what built it, when not yolopatch's own builder: "ultralytics 8.3.0 at PATH"
     # how `modules` counts when the target's own convention is not YOLOv5's (every module)
     layers_note: str = ""
+    export: ExportReport | None = None  # check --export: what the exported file gave

@@ -95,7 +95,9 @@ def model_config(tasks: types.ModuleType, text: str, path: Path, scale: str) -> 
     return {**config, "scale": str(chosen), "yaml_file": str(path)}
 
 
-def build_and_measure(root: str, yaml_path: Path, name: str, scale: str, img: int, batch: int) -> dict:
+def build_and_measure(
+    root: str, yaml_path: Path, name: str, scale: str, img: int, batch: int, export: str = "-"
+) -> dict:
     from yolopatch.channels import geometry, simulate
     from yolopatch.files import read_text
     from yolopatch.measure import measure
@@ -115,8 +117,7 @@ def build_and_measure(root: str, yaml_path: Path, name: str, scale: str, img: in
         raise YolopatchError(
             f"{name}: ultralytics' own model class failed to build it: {type(exc).__name__}: {exc}"
         ) from None
-    reference = _own_summary(model)
-    own_gflops = _own_gflops(model)
+    reference, own_gflops = _own_summary(model)
     report = measure(
         model,
         dataclasses.replace(parsed, name=f"{name} (scale {chosen})" if chosen else name),
@@ -133,7 +134,30 @@ def build_and_measure(root: str, yaml_path: Path, name: str, scale: str, img: in
     )
     if own_gflops:  # the model's total exactly as this release counts it, plus the work thop cannot see
         report = dataclasses.replace(report, gflops=own_gflops + report.uncounted_gflops)
-    return dataclasses.asdict(_in_its_own_layer_count(report, model, ultralytics.__version__))
+    result = dataclasses.asdict(_in_its_own_layer_count(report, model, ultralytics.__version__))
+    if export != "-":
+        result["export"] = dataclasses.asdict(_export(model, export, img, batch, parsed))
+    return result
+
+
+def _export(model: Any, fmt: str, img: int, batch: int, parsed: Any) -> Any:
+    """Export as ultralytics' own exporter prepares the model (eval, fused, heads in export mode with dynamic
+    shapes; ONNX through the legacy exporter, `dynamo=False`, as it calls torch.onnx.export)."""
+    import copy
+
+    from yolopatch.export import export_model
+
+    ready = copy.deepcopy(model).eval()
+    ready = ready.fuse(verbose=False) if hasattr(ready, "fuse") else ready
+    for m in ready.modules():
+        if hasattr(m, "export") and hasattr(m, "dynamic"):  # Detect and its subclasses, RTDETRDecoder
+            m.export, m.dynamic, m.format = True, True, fmt
+    multiple = int(max(ready.stride.tolist())) if hasattr(ready, "stride") else 32
+    names = [layer.module for layer in parsed.layers]
+    try:
+        return export_model(ready, fmt, (batch, 3, img, img), multiple, names, legacy_onnx=True)
+    except YolopatchError as exc:
+        raise YolopatchError(f"{parsed.name}: --export {fmt}: {exc}") from None
 
 
 def _in_its_own_layer_count(report: Any, model: Any, version: str) -> Any:
@@ -150,7 +174,8 @@ def _in_its_own_layer_count(report: Any, model: Any, version: str) -> Any:
 
 
 def _own_gflops(model: Any) -> float:
-    """This release's own get_flops at 640 (what its summary line rounds): 8.1 to 8.3 count at the largest
+    """This release's own get_flops at 640 (what its summary line rounds; model.info() computes it, and this
+    is for when info() did not): 8.1 to 8.3 count at the largest
     stride and scale up, 8.4 extrapolates from stride-sized proxies. Its per-layer counts are not exposed, so
     the table's rows stay thop's count of each layer; operators whose work does not grow with the area
     (CoordAtt's pooled rows) are where a row sum and the total differ. 0.0 when the release cannot count."""
@@ -178,28 +203,43 @@ def counts_at_full_size() -> bool:
     )
 
 
-def _own_summary(model: Any) -> str:
-    """The summary line ultralytics' own model.info() logs (its GFLOPs from thop, without the operators')."""
+def _own_summary(model: Any) -> tuple[str, float]:
+    """The summary line ultralytics' own model.info() logs (its GFLOPs from thop, without the operators'),
+    and the GFLOPs its get_flops computed for it at 640, unrounded (0.0 when it could not count)."""
+    from ultralytics.utils import torch_utils
+
     lines: list[str] = []
+    counted: list[float] = []
     handler = logging.Handler()
     handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
     logger = logging.getLogger("ultralytics")
     level = logger.level
+    own_get_flops = torch_utils.get_flops
+
+    def recording(*args: Any, **kwargs: Any) -> Any:  # model.info() counts once; keep its figure
+        value = own_get_flops(*args, **kwargs)
+        counted.append(value)
+        return value
+
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    torch_utils.get_flops = recording
     try:
         model.info(verbose=True)
     finally:
+        torch_utils.get_flops = own_get_flops
         logger.removeHandler(handler)
         logger.setLevel(level)
-    return next((line.strip() for line in lines if " summary" in line), "")
+    summary = next((line.strip() for line in lines if " summary" in line), "")
+    return summary, float(counted[0]) if counted else _own_gflops(model)
 
 
 def main(argv: list[str]) -> None:
-    root, yaml_path, name, scale, img, batch, out = argv
+    root, yaml_path, name, scale, img, batch, export, out = argv
     result: dict[str, Any]
     try:
-        result = {"report": build_and_measure(root, Path(yaml_path), name, scale, int(img), int(batch))}
+        report = build_and_measure(root, Path(yaml_path), name, scale, int(img), int(batch), export)
+        result = {"report": report}
     except YolopatchError as exc:
         result = {"error": str(exc)}
     Path(out).write_text(json.dumps([result]), encoding="utf-8")
