@@ -70,10 +70,30 @@ class ApplyResult:
     changes: tuple[Change, ...]
     notes: tuple[str, ...]
     family: str = "YOLOv5"  # whose parse_model the file is for: "YOLOv5" or "ultralytics"
+    selected: tuple[int, ...] = ()  # the input's layers that were edited (replaced, or inserted after)
 
     @property
     def changed(self) -> bool:
         return self.text != self.original
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One file of `apply --each`: the operator at one position of the input."""
+
+    layer: int  # the input's layer it replaces or follows
+    result: ApplyResult
+
+
+def apply_each(
+    text: str, layers: str, options: ApplyOptions, name: str = "<yaml>"
+) -> tuple[ApplyResult, tuple[Variant, ...]]:
+    """One variant per layer the selection edits, for ablations, with the edit of them all in one file:
+    the same checks, refusals and notes, so a variant exists exactly where the combined edit changes a
+    layer."""
+    combined = apply_operator(text, layers, options, name)
+    variants = tuple(Variant(i, apply_operator(text, str(i), options, name)) for i in combined.selected)
+    return combined, variants
 
 
 def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<yaml>") -> ApplyResult:
@@ -113,7 +133,12 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
     new_text = splice(text, edits)
     notes += _non_ascii_warning(_verify(new_text, rows, geos, name))
     return ApplyResult(
-        original=text, text=new_text, changes=tuple(changes), notes=tuple(notes), family=first.rules.family
+        original=text,
+        text=new_text,
+        changes=tuple(changes),
+        notes=tuple(notes),
+        family=first.rules.family,
+        selected=tuple(sorted(targets)),
     )
 
 

@@ -29,6 +29,12 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+class TableFormat(str, Enum):
+    markdown = "markdown"
+    csv = "csv"
+    latex = "latex"
+
+
 class ExportFormat(str, Enum):
     onnx = "onnx"
     torchscript = "torchscript"
@@ -141,6 +147,13 @@ def apply(
         typer.Option("-o", "--output", metavar="PATH", help="Where to write (default: STEM-OP.yaml)."),
     ] = None,
     in_place: Annotated[bool, typer.Option("--in-place", help="Rewrite MODEL.yaml itself.")] = False,
+    each: Annotated[
+        bool,
+        typer.Option(
+            "--each",
+            help="One file per selected layer (STEM-OP-LN.yaml: the operator at layer N only), for ablations.",
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff and write nothing.")] = False,
     check: Annotated[
@@ -170,11 +183,16 @@ def apply(
         _FLAG_PARAMETERS[name]: value for name, value in operator_options.items() if value is not None
     }
     values.update(_settings(settings or []))
+    _exclusive(("--each", each), ("--in-place", in_place))
+    _exclusive(("--each", each), ("-o/--output", output is not None))
     with _errors():
         operator = _operator(op)
         hints = parse_channel_hints(channels or [])
         options = ApplyOptions(operator, values, insert, (rewire or Rewire.all).value, hints, scale)
         _option_values(options)
+        if each:
+            _apply_each(model, layers, options, force, diff, check)
+            return
         suffix = model.suffix or ".yaml"
         target = (
             model if in_place else output or model.with_name(f"{model.stem}-{operator.name.lower()}{suffix}")
@@ -197,6 +215,44 @@ def apply(
     out.print(changes_table(result.changes))
     out.print(f"Wrote {target}", markup=False)
     out.print(_next_after_apply(target, operator.name, result.family), markup=False)
+
+
+def _apply_each(model: Path, layers: str, options: Any, force: bool, diff: bool, check: bool) -> None:
+    """apply --each: one variant file per edited layer, all written or none; then the check that compares
+    them."""
+    from yolopatch.apply import apply_each
+    from yolopatch.files import read_text
+
+    combined, variants = apply_each(read_text(model), layers, options, name=str(model))
+    for note in combined.notes:
+        err.print(f"note: {note}", markup=False)
+    stem, suffix = model.stem, model.suffix or ".yaml"
+    targets = [model.with_name(f"{stem}-{options.op.name.lower()}-L{v.layer}{suffix}") for v in variants]
+    changes = [
+        FileChange(target, v.result.original, v.result.text, model)
+        for target, v in zip(targets, variants, strict=True)
+        if not (target.exists() and read_text(target) == v.result.text)
+    ]
+    clashes = [str(c.path) for c in changes if c.path.exists()]
+    if clashes and not force and not diff and not check:
+        raise YolopatchError(
+            f"{', '.join(clashes)}: already exist(s) with other contents. Pass --force to overwrite them."
+        )
+    if not changes:
+        err.print(f"{model}: every variant is already up to date; nothing written.")
+        return
+    _finish(changes, diff, check, f"{model}: would write {len(changes)} variant(s)")
+    for target, variant in zip(targets, variants, strict=True):
+        (change,) = variant.result.changes
+        out.print(f"{target}  layer {variant.layer}: {change.old} -> {change.row}", markup=False)
+    out.print(
+        f"Wrote {len(changes)} variant(s), one per layer: {stem}-{options.op.name.lower()}-L<layer>{suffix}."
+    )
+    pattern = model.with_name(f"{stem}-{options.op.name.lower()}-L*{suffix}")
+    out.print(
+        f"Next: yolopatch check {model} {pattern}   (one table, the first file as the reference)",
+        markup=False,
+    )
 
 
 def _next_after_apply(target: Path, name: str, family: str) -> str:
@@ -423,7 +479,14 @@ def _finish(changes: Sequence[FileChange], diff: bool, check: bool, pending: str
 
 @app.command()
 def check(
-    model: ModelArg,
+    models: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="MODEL.yaml...",
+            help="The model yaml; several give one comparison table, the first (or --baseline) as the reference.",
+            dir_okay=False,
+        ),
+    ],
     repo: Annotated[
         Path | None,
         typer.Option(
@@ -459,13 +522,27 @@ def check(
             "trace), run the file at this size and at another batch and size, and compare with eager.",
         ),
     ] = None,
+    table_format: Annotated[
+        TableFormat | None,
+        typer.Option(
+            "--format",
+            help="Print the comparison of the models (and --baseline) as a table to paste: markdown, csv, latex.",
+        ),
+    ] = None,
 ) -> None:
-    """Build a model yaml, run it forward and backward, and print per-layer parameters and GFLOPs."""
+    """Build model yamls, run them forward and backward, and print per-layer parameters and GFLOPs (several
+    models: one comparison table)."""
     import dataclasses
     import json
 
     from yolopatch.render import export_line, operator_note, report_table, summary_line
 
+    if len(models) > 1 or table_format:
+        if export:
+            raise typer.BadParameter("checks one model at a time", param_hint="--export")
+        _compare(models, repo, scale, img, batch, baseline, as_json, table_format)
+        return
+    (model,) = models
     fmt = export.value if export else None
     with _errors(), err.status("building and running the model...", spinner="dots"):
         if fmt:
@@ -499,6 +576,43 @@ def check(
     )
     if exported:
         out.print(export_line(exported), markup=False)
+
+
+def _compare(
+    models: Sequence[Path],
+    repo: Path | None,
+    scale: str | None,
+    img: int,
+    batch: int,
+    baseline: Path | None,
+    as_json: bool,
+    table_format: TableFormat | None,
+) -> None:
+    """check A.yaml B.yaml ...: one row per model against the reference (--baseline, else the first)."""
+    import dataclasses
+    import json
+
+    from yolopatch.render import comparison_rows, comparison_table, comparison_text
+
+    paths = [*([baseline] if baseline else []), *models]
+    with _errors(), err.status(f"building and running {len(paths)} models...", spinner="dots"):
+        reports = [_check_one(path, repo, scale, img, batch) for path in paths]
+    rows = comparison_rows(reports)
+    if as_json:
+        data = {"models": [dataclasses.asdict(r) for r in reports], "comparison": rows}
+        sys.stdout.write(json.dumps(data, indent=1) + "\n")
+        return
+    for report in reports:
+        for warning in report.warnings:
+            err.print(f"note: {report.name}: {warning}", markup=False)
+    if table_format:
+        sys.stdout.write(comparison_text(rows, table_format.value))
+        return
+    out.print(comparison_table(rows, out.width))
+    out.print(
+        f"forward and backward at {img}x{img}, batch {batch}: ok for every model; every parameter got a gradient.",
+        markup=False,
+    )
 
 
 def _exportable(path: Path, repo: Path | None) -> None:

@@ -208,3 +208,129 @@ def export_line(report: ExportReport) -> str:
         f"{report.format} export ({report.exporter}{opset}): {report.nodes} nodes, "
         f"{report.size_bytes / 1e6:.1f} MB; against eager: {runs}; ok."
     )
+
+
+# --- several models in one table (ablations) ----------------------------------------------------------------
+
+COMPARISON_CAPTION = (
+    "Parameters as built (unfused); GFLOPs at 640 in the target's convention (thop's count) plus operators' "
+    "work thop cannot see; differences against the reference row."
+)
+
+
+def comparison_rows(reports: Sequence[ModelReport], reference: int = 0) -> list[dict[str, object]]:
+    """One row per model: its figures and their change against `reports[reference]` (None on that row)."""
+    base = reports[reference]
+    rows: list[dict[str, object]] = []
+    for i, report in enumerate(reports):
+        own = i == reference
+        rows.append(
+            {
+                "model": report.name,
+                "reference": own,
+                "layers": report.modules,
+                "params": report.params,
+                "params_change": None if own else report.params - base.params,
+                "params_change_pct": None
+                if own or not base.params
+                else 100 * (report.params - base.params) / base.params,
+                "gflops": report.gflops,
+                "gflops_change": None if own else report.gflops - base.gflops,
+                "gflops_change_pct": None
+                if own or not base.gflops
+                else 100 * (report.gflops - base.gflops) / base.gflops,
+            }
+        )
+    return rows
+
+
+_COMPARISON_COLUMNS = ("model", "layers", "params", "Δ params", "GFLOPs", "Δ GFLOPs")
+
+
+def _comparison_cells(
+    row: Mapping[str, object], percent: bool = True, mark_reference: bool = True
+) -> list[str]:
+    def change(value: object, pct: object, fmt: str) -> str:
+        if value is None:
+            return "—"
+        text = f"{value:+{fmt}}"
+        return f"{text} ({pct:+.2f}%)" if percent and isinstance(pct, float) else text
+
+    name = f"{row['model']} (reference)" if row["reference"] and mark_reference else str(row["model"])
+    return [
+        name,
+        str(row["layers"]),
+        f"{row['params']:,}",
+        change(row["params_change"], row["params_change_pct"], ",d"),
+        f"{row['gflops']:.2f}",
+        change(row["gflops_change"], row["gflops_change_pct"], ".2f"),
+    ]
+
+
+def comparison_table(rows: Sequence[Mapping[str, object]], width: int = 100) -> Table:
+    """The terminal table, fitted to `width` columns without wrapping a name or a number: the change
+    percentages go first, then the layers column, when the full table would not fit."""
+    keep = list(range(len(_COMPARISON_COLUMNS)))
+    percent = True
+    for step in ("full", "no-percent", "no-layers"):
+        percent = step == "full"
+        keep = [i for i in range(len(_COMPARISON_COLUMNS)) if not (step == "no-layers" and i == 1)]
+        cells = [[_comparison_cells(r, percent, False)[i] for i in keep] for r in rows]
+        widths = [
+            max(len(_COMPARISON_COLUMNS[i]), *(len(line[j]) for line in cells)) for j, i in enumerate(keep)
+        ]
+        if sum(widths) + 3 * len(keep) + 1 <= width:
+            break
+    caption = f"{COMPARISON_CAPTION} The first row (bold) is the reference."
+    table = Table(caption=caption, caption_justify="left")
+    for i in keep:
+        table.add_column(_COMPARISON_COLUMNS[i], justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        cells_row = _comparison_cells(row, percent, False)
+        table.add_row(*(cells_row[i] for i in keep), style="bold" if row["reference"] else None)
+    return table
+
+
+def comparison_text(rows: Sequence[Mapping[str, object]], fmt: str) -> str:
+    """The table as text to paste: markdown, csv (raw numbers) or latex (booktabs)."""
+    if fmt == "csv":
+        keys = list(rows[0])
+        lines = [",".join(keys)] + [",".join(_csv_cell(row[k]) for k in keys) for row in rows]
+        return "\n".join(lines) + "\n"
+    cells = [_comparison_cells(row) for row in rows]
+    if fmt == "markdown":
+        head = "| " + " | ".join(_COMPARISON_COLUMNS) + " |"
+        rule = "|" + "|".join([":---"] + ["---:"] * (len(_COMPARISON_COLUMNS) - 1)) + "|"
+        body = ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in cells]
+        return "\n".join([head, rule, *body, "", COMPARISON_CAPTION]) + "\n"
+    head = " & ".join(c.replace("Δ", r"$\Delta$") for c in _COMPARISON_COLUMNS) + r" \\"
+    body = [" & ".join(_latex(c) for c in line) + r" \\" for line in cells]
+    spec = "l" + "r" * (len(_COMPARISON_COLUMNS) - 1)
+    return (
+        "\n".join(
+            [
+                rf"\begin{{tabular}}{{{spec}}}",
+                r"\toprule",
+                head,
+                r"\midrule",
+                *body,
+                r"\bottomrule",
+                r"\end{tabular}",
+                f"% {COMPARISON_CAPTION}",
+            ]
+        )
+        + "\n"
+    )
+
+
+def _csv_cell(value: object) -> str:
+    if value is None:
+        return ""
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return f'"{text}"' if "," in text or '"' in text else text
+
+
+def _latex(cell: str) -> str:
+    for raw, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+        cell = cell.replace(raw, escaped)
+    return cell.replace("—", "--")
