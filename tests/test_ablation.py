@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from helpers import ROOT, contract_inserted, graph, run_cli
 from rich.console import Console
 
+from yolopatch.bench import Conditions, Latency, bench_on_device, time_models
 from yolopatch.check import check_builtin
 from yolopatch.render import comparison_rows, comparison_table, comparison_text
 from yolopatch.report import ModelReport
@@ -182,3 +184,85 @@ def test_check_compares_several_models_with_the_numbers_of_each(tmp_path):
         assert row["params"] == check_builtin(path.read_text(), str(path), 64, 1).params
     assert [row["reference"] for row in data["comparison"]] == [True, False, False]
     assert data["comparison"][1]["params_change"] == data["comparison"][1]["params"] - 7235389
+
+
+class _FakeClock:
+    """Each call returns the next of the given times: a timing's length is what the test says."""
+
+    def __init__(self, ticks):
+        self.ticks = iter(ticks)
+
+    def __call__(self):
+        return next(self.ticks)
+
+
+class _Recorder(torch.nn.Module):
+    def __init__(self, name, calls):
+        super().__init__()
+        self.name, self.calls = name, calls
+
+    def forward(self, x):
+        self.calls.append(self.name)
+        return x
+
+
+def test_every_model_is_warmed_up_then_timed_in_turns_with_a_median_and_quartiles():
+    calls: list[str] = []
+    models = {"a": _Recorder("a", calls), "b": _Recorder("b", calls)}
+    # per run: a then b; durations a = 10, 20, 30 ms and b = 1, 2, 3 ms
+    durations = [0.010, 0.001, 0.020, 0.002, 0.030, 0.003]
+    ticks = [t for d in durations for t in (0.0, d)]
+    synced: list[int] = []
+    result = time_models(
+        models,
+        torch.zeros(1),
+        warmup=2,
+        runs=3,
+        clock=_FakeClock(ticks),
+        synchronize=lambda: synced.append(1),
+    )
+    assert calls == ["a", "b", "a", "b"] + ["a", "b"] * 3  # warm-up of both first, then turns
+    assert len(synced) == 1 + 6  # once after the warm-up, after every timed forward
+    assert result["a"] == Latency(20.0, 15.0, 25.0) and result["b"] == Latency(2.0, 1.5, 2.5)
+    assert result["a"].fps == pytest.approx(50.0)
+
+
+def test_the_conditions_label_says_what_was_measured_and_what_was_not():
+    label = Conditions("cpu", "float32", 2, 1, 640, True, 10, 50).label()
+    assert label == (
+        "model forward only (no pre-processing, no NMS), cpu, 2 thread(s), float32, batch 1, 640x640, fused; "
+        "median of 50 runs after 10 warm-up, models timed in turns"
+    )
+
+
+def test_fp16_timing_on_a_cpu_is_refused():
+    with pytest.raises(ValueError, match="fp16 timing needs CUDA"):
+        bench_on_device({"m": torch.nn.Identity()}, 32, 1, "cpu", True, False, 5)
+
+
+def test_check_bench_and_fused_in_one_table(tmp_path):
+    model = _model(tmp_path)
+    assert run_cli("apply", str(model), "-l", "8", "--insert", "--op", "se", "--each").returncode == 0
+    variant = tmp_path / "yolov5s-se-L8.yaml"
+    result = run_cli(
+        "check", str(model), str(variant), "--img", "64", "--fused", "--bench", "--runs", "5", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    conditions = data["latency_conditions"]
+    assert (
+        conditions["device"],
+        conditions["batch"],
+        conditions["img"],
+        conditions["fused"],
+        conditions["runs"],
+    ) == ("cpu", 1, 64, True, 5)
+    base, se = data["comparison"]
+    assert (base["fused_layers"], base["fused_params"]) == (157, 7225885)  # YOLOv5 v7.0's fused yolov5s
+    assert se["fused_params"] - base["fused_params"] == se["params"] - base["params"]  # SE has no BatchNorm
+    assert all(row["latency_q1_ms"] <= row["latency_ms"] <= row["latency_q3_ms"] for row in (base, se))
+
+
+def test_fused_and_bench_refuse_what_the_built_in_builder_does_not_build(tmp_path):
+    result = run_cli("check", str(_model(tmp_path)), "--repo", str(tmp_path), "--bench")
+    assert result.returncode == 1 and "--bench works with yolopatch's own builder" in result.stderr

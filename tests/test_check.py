@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -262,3 +263,38 @@ def test_v6_0_offline_without_a_cached_font_says_what_to_do(yolov5_packages, tmp
     assert (
         result.returncode == 1 and "downloads Arial.ttf" in result.stderr and "Traceback" not in result.stderr
     )
+
+
+FUSED_COUNT = """
+import json, sys
+from pathlib import Path
+from yolopatch.repo_build import import_yolo
+model = import_yolo(Path(sys.argv[1])).Model(sys.argv[2]).fuse()
+print(json.dumps([len(list(model.modules())), sum(p.numel() for p in model.parameters())]))
+"""
+
+
+@pytest.mark.parametrize("name", ["yolov5s.yaml", "segment/yolov5s-seg.yaml"])
+def test_fused_figures_equal_yolov5s_own_fused_model(yolov5_packages, tmp_path, name):
+    import subprocess
+    import sys
+
+    package = tmp_path / "yolov5"
+    shutil.copytree(yolov5_packages["7.0.14"], package)
+    path = package / "models" / name
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(STUBS), str(ROOT)]),
+        "YOLOV5_CONFIG_DIR": str(tmp_path),
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", FUSED_COUNT, str(package / "models"), str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    modules, params = json.loads(run.stdout.strip().splitlines()[-1])
+    ours = check_builtin(path.read_text(encoding="utf-8"), name, 128, 1, fused=True)
+    assert (ours.fused_modules, ours.fused_params) == (modules, params)

@@ -89,6 +89,13 @@ class BuiltModel(nn.Module):
         self.model, self.save = layers, save
         self.stride = torch.zeros(0)  # set from Detect's inputs; stays empty for a model without a head
 
+    def fuse(self):
+        """Conv + BatchNorm folded in every Conv (and DWConv), as YOLOv5's Model.fuse() does."""
+        for module in self.modules():
+            if isinstance(module, modules.Conv):
+                module.fuse()
+        return self
+
     def forward(self, x):
         outputs: list[Any] = []
         for layer in self.model:

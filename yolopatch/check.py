@@ -20,20 +20,51 @@ from yolopatch.errors import YolopatchError
 from yolopatch.report import LayerReport, ModelReport
 
 if TYPE_CHECKING:
+    from yolopatch.bench import Conditions, Latency
     from yolopatch.export import ExportReport
 from yolopatch.targets import ultralytics, yolov5
 
 
-def check_builtin(text: str, name: str, img: int, batch: int) -> ModelReport:
-    """Build with yolopatch's own YOLOv5 v7.0 blocks (no checkout, no eval) and measure."""
+def check_builtin(text: str, name: str, img: int, batch: int, fused: bool = False) -> ModelReport:
+    """Build with yolopatch's own YOLOv5 v7.0 blocks (no checkout, no eval) and measure; with `fused`, also
+    the figures after YOLOv5's fuse()."""
+    import dataclasses
+
     from yolopatch.builder import build_model
     from yolopatch.channels import geometry, simulate
-    from yolopatch.measure import measure
+    from yolopatch.measure import fused_figures, measure
     from yolopatch.modelyaml import parse_model_yaml
 
     parsed = parse_model_yaml(text, name)
     simulation = simulate(parsed.logical_rows(), geometry(parsed.values), name)
-    return measure(build_model(parsed, simulation), parsed, simulation, img, batch)
+    model = build_model(parsed, simulation)
+    report = measure(model, parsed, simulation, img, batch)
+    if not fused:
+        return report
+    figures = fused_figures(model, report.uncounted_gflops)
+    return dataclasses.replace(
+        report, fused_modules=figures.modules, fused_params=figures.params, fused_gflops=figures.gflops
+    )
+
+
+def bench_builtin(
+    models: Sequence[tuple[str, str]], img: int, batch: int, device: str, half: bool, fused: bool, runs: int
+) -> tuple[Conditions, dict[str, Latency]]:
+    """Build each (yaml text, name) with the built-in builder (fused where asked) and time them in turns."""
+    from yolopatch.bench import bench_on_device
+    from yolopatch.builder import build_model
+    from yolopatch.channels import geometry, simulate
+    from yolopatch.modelyaml import parse_model_yaml
+
+    built = {}
+    for text, name in models:
+        parsed = parse_model_yaml(text, name)
+        model = build_model(parsed, simulate(parsed.logical_rows(), geometry(parsed.values), name)).eval()
+        built[name] = model.fuse() if fused else model
+    try:
+        return bench_on_device(built, img, batch, device, half, fused, runs)
+    except (ValueError, RuntimeError) as exc:  # no such device, fp16 on a CPU
+        raise YolopatchError(f"--bench on {device}: {exc}") from None
 
 
 def export_builtin(text: str, name: str, img: int, batch: int, fmt: str) -> ExportReport:

@@ -529,6 +529,25 @@ def check(
             help="Print the comparison of the models (and --baseline) as a table to paste: markdown, csv, latex.",
         ),
     ] = None,
+    fused: Annotated[
+        bool,
+        typer.Option(
+            "--fused", help="Also the figures after fusing (Conv + BatchNorm folded, as YOLOv5's fuse())."
+        ),
+    ] = False,
+    bench: Annotated[
+        bool,
+        typer.Option(
+            "--bench",
+            help="Time the model forward (after warm-up, models in turns; median, quartiles, FPS), labelled with "
+            "its conditions.",
+        ),
+    ] = False,
+    device: Annotated[
+        str, typer.Option("--device", metavar="DEV", help="--bench on this device: cpu, cuda, cuda:1.")
+    ] = "cpu",
+    half: Annotated[bool, typer.Option("--half", help="--bench in fp16 (CUDA).")] = False,
+    runs: Annotated[int, typer.Option("--runs", help="--bench: timed runs per model.", min=5)] = 50,
 ) -> None:
     """Build model yamls, run them forward and backward, and print per-layer parameters and GFLOPs (several
     models: one comparison table)."""
@@ -537,10 +556,16 @@ def check(
 
     from yolopatch.render import export_line, operator_note, report_table, summary_line
 
-    if len(models) > 1 or table_format:
+    if fused or bench:
+        with _errors():
+            _builtin_only(
+                [*models, *([baseline] if baseline else [])], repo, "--fused" if fused else "--bench"
+            )
+    if len(models) > 1 or table_format or bench:
         if export:
             raise typer.BadParameter("checks one model at a time", param_hint="--export")
-        _compare(models, repo, scale, img, batch, baseline, as_json, table_format)
+        timing = (device, half, runs) if bench else None
+        _compare(models, repo, scale, img, batch, baseline, as_json, table_format, fused, timing)
         return
     (model,) = models
     fmt = export.value if export else None
@@ -548,7 +573,7 @@ def check(
         if fmt:
             _exportable(model, repo)
         reports = [
-            _check_one(path, repo, scale, img, batch, fmt if path == model else None)
+            _check_one(path, repo, scale, img, batch, fmt if path == model else None, fused)
             for path in [model, *([baseline] if baseline else [])]
         ]
         exported = reports[0].export if fmt else None
@@ -570,12 +595,33 @@ def check(
     note = operator_note(report)
     if note:
         out.print(note, markup=False)
+    if report.fused_params is not None:
+        out.print(
+            f"fused (Conv + BatchNorm folded, as YOLOv5's fuse()): {report.fused_modules} layers, "
+            f"{report.fused_params} parameters, {report.fused_gflops:.1f} GFLOPs",
+            markup=False,
+        )
     out.print(
         f"forward and backward at {img}x{img}: ok; every parameter got a gradient; outputs finite.",
         markup=False,
     )
     if exported:
         out.print(export_line(exported), markup=False)
+
+
+def _builtin_only(paths: Sequence[Path], repo: Path | None, option: str) -> None:
+    """--fused and --bench build with yolopatch's own builder for now: refuse the rest before any build."""
+    from yolopatch.channels import rules_for
+    from yolopatch.files import read_text
+    from yolopatch.modelyaml import parse_model_yaml
+
+    for path in paths:
+        family = rules_for(parse_model_yaml(read_text(path), str(path)).values).family
+        if repo is not None or family == "ultralytics":
+            raise YolopatchError(
+                f"{path}: {option} works with yolopatch's own builder (YOLOv5 yamls, without --repo) so far; "
+                "for ultralytics, model.fuse() then model.info() gives the fused figures."
+            )
 
 
 def _compare(
@@ -587,28 +633,42 @@ def _compare(
     baseline: Path | None,
     as_json: bool,
     table_format: TableFormat | None,
+    fused: bool = False,
+    timing: tuple[str, bool, int] | None = None,
 ) -> None:
     """check A.yaml B.yaml ...: one row per model against the reference (--baseline, else the first)."""
     import dataclasses
     import json
 
+    from yolopatch.check import bench_builtin
+    from yolopatch.files import read_text
     from yolopatch.render import comparison_rows, comparison_table, comparison_text
 
     paths = [*([baseline] if baseline else []), *models]
     with _errors(), err.status(f"building and running {len(paths)} models...", spinner="dots"):
-        reports = [_check_one(path, repo, scale, img, batch) for path in paths]
-    rows = comparison_rows(reports)
+        reports = [_check_one(path, repo, scale, img, batch, None, fused) for path in paths]
+        conditions, latencies = None, None
+        if timing:
+            device, half, runs = timing
+            texts = [(read_text(path), report.name) for path, report in zip(paths, reports, strict=True)]
+            conditions, latencies = bench_builtin(texts, img, batch, device, half, fused, runs)
+    rows = comparison_rows(reports, latencies=latencies)
+    caption = conditions.label() if conditions else ""
     if as_json:
-        data = {"models": [dataclasses.asdict(r) for r in reports], "comparison": rows}
+        data = {
+            "models": [dataclasses.asdict(r) for r in reports],
+            "comparison": rows,
+            "latency_conditions": dataclasses.asdict(conditions) if conditions else None,
+        }
         sys.stdout.write(json.dumps(data, indent=1) + "\n")
         return
     for report in reports:
         for warning in report.warnings:
             err.print(f"note: {report.name}: {warning}", markup=False)
     if table_format:
-        sys.stdout.write(comparison_text(rows, table_format.value))
+        sys.stdout.write(comparison_text(rows, table_format.value, caption))
         return
-    out.print(comparison_table(rows, out.width))
+    out.print(comparison_table(rows, out.width, caption))
     out.print(
         f"forward and backward at {img}x{img}, batch {batch}: ok for every model; every parameter got a gradient.",
         markup=False,
@@ -630,7 +690,13 @@ def _exportable(path: Path, repo: Path | None) -> None:
 
 
 def _check_one(
-    path: Path, repo: Path | None, scale: str | None, img: int, batch: int, export: str | None = None
+    path: Path,
+    repo: Path | None,
+    scale: str | None,
+    img: int,
+    batch: int,
+    export: str | None = None,
+    fused: bool = False,
 ) -> Any:
     import dataclasses
 
@@ -646,7 +712,7 @@ def _check_one(
         raise OptionError("--scale", f"--scale {scale}: {path} is a YOLOv5 yaml; it has one size.")
     if repo is not None:
         return check_with_repo(repo, path, img, batch)
-    report = check_builtin(text, str(path), img, batch)
+    report = check_builtin(text, str(path), img, batch, fused)
     if export:
         report = dataclasses.replace(report, export=export_builtin(text, str(path), img, batch, export))
     return report

@@ -9,6 +9,7 @@ cannot see because they are tensor arithmetic, not nn.Modules (Involution's aggr
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, cast
 
@@ -85,6 +86,32 @@ def measure(
         if hasattr(model, "stride")
         else [],
         warnings=warnings,
+    )
+
+
+@dataclass(frozen=True)
+class Fused:
+    """The figures of the model after its target's fuse(): what YOLOv5's val and ultralytics' docs quote."""
+
+    modules: int
+    params: int
+    gflops: float  # thop's count after fusing, plus the operators' work (fusing does not change it)
+
+
+def fused_figures(model: nn.Module, uncounted_gflops: float, count_at_full_size: bool = False) -> Fused:
+    """Fuse a copy of `model` with its own fuse() (YOLOv5's Model, ultralytics' models, yolopatch's builder:
+    Conv + BatchNorm folded, and re-parameterisable blocks where the target does it) and count it."""
+    fused = copy.deepcopy(model).eval()
+    fuse: Any = fused.fuse
+    try:
+        fused = fuse(verbose=False) or fused  # ultralytics
+    except TypeError:
+        fused = fuse() or fused  # YOLOv5, yolopatch's builder
+    macs, _ = _layer_macs(fused, count_at_full_size)
+    return Fused(
+        modules=len(list(fused.modules())),
+        params=sum(p.numel() for p in fused.parameters()),
+        gflops=2 * sum(macs) / 1e9 + uncounted_gflops,
     )
 
 

@@ -34,6 +34,37 @@ class Conv(nn.Module):
     def forward(self, x):
         return self.act(self.bn(self.conv(x)))
 
+    def forward_fuse(self, x):
+        return self.act(self.conv(x))
+
+    def fuse(self):
+        """Fold the BatchNorm into the convolution and drop it, as YOLOv5's Model.fuse() does."""
+        if hasattr(self, "bn"):
+            self.conv = fuse_conv_and_bn(self.conv, self.bn)
+            del self.bn
+            self.forward = self.forward_fuse
+        return self
+
+
+def fuse_conv_and_bn(conv, bn):
+    """The convolution that computes bn(conv(x)) in inference: scaled weights and a bias."""
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
+    ).requires_grad_(False)
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return fused
+
 
 # One activation instance shared by every Conv, as in YOLOv5 v7.0 (it counts once in model.modules()).
 # The builder pushes the yaml's `activation:` for one build only; YOLOv5 sets a class attribute that leaks.

@@ -41,3 +41,7 @@ class ModelReport:
     # how `modules` counts when the target's own convention is not YOLOv5's (every module)
     layers_note: str = ""
     export: ExportReport | None = None  # check --export: what the exported file gave
+    # check --fused: after the target's fuse() (None when not asked for)
+    fused_modules: int | None = None
+    fused_params: int | None = None
+    fused_gflops: float | None = None
