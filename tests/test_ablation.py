@@ -263,6 +263,17 @@ def test_check_bench_and_fused_in_one_table(tmp_path):
     assert all(row["latency_q1_ms"] <= row["latency_ms"] <= row["latency_q3_ms"] for row in (base, se))
 
 
-def test_fused_and_bench_refuse_what_the_built_in_builder_does_not_build(tmp_path):
+def test_bench_with_a_yolov5_checkout_is_refused_before_any_build(tmp_path):
     result = run_cli("check", str(_model(tmp_path)), "--repo", str(tmp_path), "--bench")
-    assert result.returncode == 1 and "--bench works with yolopatch's own builder" in result.stderr
+    assert (
+        result.returncode == 1 and "--bench builds YOLOv5 yamls with yolopatch's own builder" in result.stderr
+    )
+
+
+def test_fused_and_bench_compare_one_family_at_a_time(tmp_path):
+    other = tmp_path / "yolov8n.yaml"
+    other.write_text(
+        (ROOT / "tests" / "fixtures" / "ultralytics" / "scales.yaml").read_text(), encoding="utf-8"
+    )
+    result = run_cli("check", str(_model(tmp_path)), str(other), "--fused")
+    assert result.returncode == 1 and "mix YOLOv5 and ultralytics yamls" in result.stderr

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
+import pytest
+from helpers import FIXTURES
 from rich.console import Console
 
 from yolopatch.operators import get_operator
@@ -95,3 +98,51 @@ def test_operator_detail_shows_options_and_an_example_row():
     assert "│ example row     │ [-1, 1, CBAM, [256]]" in text
     assert "--reduction / r=16" in text and "--kernel / k=7" in text
     assert "2·C·(C//r) + C//r + C + 2·k·k + 2" in text
+
+
+def _real_report():
+    """yolov5s as check measures it, its Detect row with three outputs: the widest rows yolopatch prints."""
+    from yolopatch.check import check_builtin
+
+    text = (Path(__file__).parent.parent / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
+    return check_builtin(text, "examples/yolov5s.yaml", 64, 1)
+
+
+def _layers_table(name):
+    from yolopatch.channels import geometries, simulate
+    from yolopatch.modelyaml import parse_model_yaml
+    from yolopatch.render import layers_table
+
+    parsed = parse_model_yaml((FIXTURES / name).read_text(encoding="utf-8"))
+    return lambda width: layers_table(
+        parsed.layers,
+        {s: simulate(parsed.logical_rows(), g, name).shapes for s, g in geometries(parsed.values).items()},
+        width,
+    )
+
+
+TABLES = {
+    "check": lambda width: report_table(_real_report(), width),
+    "layers-yolov5": _layers_table("p6.yaml"),
+    "layers-scales": _layers_table("ultralytics/scales.yaml"),
+    "ops": operators_table,
+}
+
+
+@pytest.mark.parametrize("width", [80, 100])
+@pytest.mark.parametrize("name", list(TABLES))
+def test_every_table_fits_the_width_without_cutting_a_name_or_a_number(name, width):
+    text = render(TABLES[name](width), width)
+    lines = text.splitlines()
+    assert all(len(line) <= width for line in lines), max(lines, key=len)
+    assert "…" not in text  # nothing cut short
+    for line in lines:  # no number split across a cell's lines: a cell never ends in a digit-comma
+        assert not any(
+            cell.strip().endswith(",") and cell.strip()[:-1].replace(",", "").isdigit()
+            for cell in line.split("│")
+        )
+    if name == "check":
+        detect = next(line for line in text.splitlines() if "Detect" in line)
+        assert "229,245" in detect and "GFLOPs@640" in text
+    if name == "ops":
+        assert all(op in text for op in ("Involution", "CoordAtt", "SimAM"))

@@ -217,3 +217,50 @@ def test_check_export_onnx_as_ultralytics_exports(ultralytics_packages, tmp_path
     assert exported["exporter"].startswith("torch.onnx.export (legacy, dynamo=False)")
     assert [p["shape"] for p in exported["parity"]] == [[1, 3, 128, 128], [2, 3, 64, 64]]
     assert all(p["max_rel"] <= 1e-4 for p in exported["parity"])
+
+
+OWN_FUSED = """
+import json, sys, logging
+from ultralytics.nn.tasks import DetectionModel
+from ultralytics.utils.torch_utils import model_info
+
+logging.getLogger("ultralytics").setLevel(logging.WARNING)
+out = {}
+for path in sys.argv[1:]:
+    model = DetectionModel(path, verbose=False).eval().fuse(verbose=False)
+    layers, params, _, gflops = model_info(model, verbose=True)
+    out[path] = [layers, params, gflops]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("version", ["8.1.0", "8.4.190"])
+def test_fused_figures_and_bench_as_ultralytics_counts_them(ultralytics_packages, tmp_path, version):
+    """check --fused gives the figures of ultralytics' own fused model (its layers convention, its GFLOPs);
+    --bench times every model in one table, labelled."""
+    environment = Environment(tmp_path, ultralytics_packages[version], "checkout")
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(environment.package / YAMLS["yolov8n-ops.yaml"], work / "yolov8n.yaml")
+    assert (
+        run_cli(
+            "apply", "yolov8n.yaml", "-l", "4,6", "--insert", "--op", "cbam", "--each", cwd=work
+        ).returncode
+        == 0
+    )
+    yamls = ["yolov8n.yaml", "yolov8n-cbam-L4.yaml", "yolov8n-cbam-L6.yaml"]
+    result = environment.yolopatch(
+        "check", *yamls, "--img", "64", "--fused", "--bench", "--runs", "5", "--json", cwd=work
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout)
+    assert environment.yolopatch("inject", "--for", yamls[1], cwd=work).returncode == 0  # for its own build
+    process = environment.run("-c", OWN_FUSED, *yamls, cwd=work)
+    assert process.returncode == 0, process.stderr[-2000:]
+    own = json.loads(process.stdout.strip().splitlines()[-1])
+    for name, row in zip(yamls, data["comparison"], strict=True):
+        layers, params, gflops = own[name]
+        assert (row["fused_layers"], row["fused_params"]) == (layers, params), name
+        assert row["fused_gflops"] == pytest.approx(gflops, abs=1e-9), name  # no operator with uncounted work
+        assert row["latency_q1_ms"] <= row["latency_ms"] <= row["latency_q3_ms"]
+    assert data["latency_conditions"]["fused"] is True and data["latency_conditions"]["img"] == 64

@@ -106,38 +106,69 @@ def check_many_with_repo(
 
 
 def check_ultralytics(
-    repo: Path | None, yaml_path: Path, scale: str | None, img: int, batch: int, export: str | None = None
+    repo: Path | None,
+    yaml_path: Path,
+    scale: str | None,
+    img: int,
+    batch: int,
+    export: str | None = None,
+    fused: bool = False,
 ) -> ModelReport:
     """Build with ultralytics' own model classes (the installed package, or a checkout's) in a child
     process, with yolopatch's operators registered in memory where the package lacks them, and measure;
-    with `export`, also export the model as ultralytics' exporter does (yolopatch.export)."""
-    root = "-"
-    if repo is not None:
-        package = ultralytics.find_package(repo)
-        if package is None:
-            raise YolopatchError(
-                f"{repo}: not an ultralytics checkout: found no ultralytics/nn/tasks.py. Pass the checkout's "
-                "root folder, or leave out --repo to use the installed ultralytics."
-            )
-        root = str(package.root.parent.resolve())
-    arguments = [
-        root,
-        str(yaml_path.resolve()),
-        str(yaml_path),
-        scale or "-",
-        str(img),
-        str(batch),
-        export or "-",
-    ]
+    with `export`, also export the model as ultralytics' exporter does (yolopatch.export); with `fused`,
+    the figures after ultralytics' fuse()."""
+    arguments = [_ultralytics_root(repo), str(yaml_path.resolve()), str(yaml_path), scale or "-", str(img)]
+    arguments += [str(batch), export or "-", "1" if fused else "0"]
     (result,) = _run_child("yolopatch.ultralytics_build", arguments, "building with ultralytics")
     if isinstance(result, YolopatchError):
         raise result
     return result
 
 
+def bench_ultralytics(
+    repo: Path | None,
+    yaml_paths: Sequence[Path],
+    scale: str | None,
+    img: int,
+    batch: int,
+    timing: tuple[str, bool, int],
+    fused: bool,
+) -> tuple[Conditions, dict[str, Latency]]:
+    """Time the yamls with ultralytics' own model classes, all built in one child so they run in turns."""
+    from yolopatch.bench import Conditions, Latency
+
+    device, half, runs = timing
+    pairs = [str(p) for path in yaml_paths for p in (path.resolve(), path)]
+    arguments = ["--bench", _ultralytics_root(repo), scale or "-", str(img), str(batch), device]
+    arguments += ["1" if half else "0", "1" if fused else "0", str(runs), *pairs]
+    (result,) = _child_results("yolopatch.ultralytics_build", arguments, "timing with ultralytics")
+    if "error" in result:
+        raise YolopatchError(result["error"])
+    latencies = {name: Latency(**value) for name, value in result["latencies"].items()}
+    return Conditions(**result["conditions"]), latencies
+
+
+def _ultralytics_root(repo: Path | None) -> str:
+    """The folder holding the ultralytics to build with ("-": the installed one)."""
+    if repo is None:
+        return "-"
+    package = ultralytics.find_package(repo)
+    if package is None:
+        raise YolopatchError(
+            f"{repo}: not an ultralytics checkout: found no ultralytics/nn/tasks.py. Pass the checkout's "
+            "root folder, or leave out --repo to use the installed ultralytics."
+        )
+    return str(package.root.parent.resolve())
+
+
 def _run_child(module: str, arguments: list[str], what: str) -> list[ModelReport | YolopatchError]:
-    """Run a build child (its last argument: where it writes a list with a report or an error per model)
-    and read what it wrote."""
+    """Run a build child and read its report, or its error, per model."""
+    return [_read_result(result) for result in _child_results(module, arguments, what)]
+
+
+def _child_results(module: str, arguments: list[str], what: str) -> list[dict]:
+    """Run a child (its last argument: where it writes a JSON list) in a scratch folder and read the list."""
     with tempfile.TemporaryDirectory(prefix="yolopatch-") as scratch:
         out = Path(scratch) / "report.json"
         env = yolov5.child_environment(os.environ, Path.home(), platform.system(), Path(scratch))
@@ -146,8 +177,7 @@ def _run_child(module: str, arguments: list[str], what: str) -> list[ModelReport
         if not out.exists():
             tail = (process.stderr or process.stdout).strip().splitlines()[-3:]
             raise YolopatchError(f"{what} crashed: {' | '.join(tail)}")
-        results = json.loads(out.read_text(encoding="utf-8"))
-    return [_read_result(result) for result in results]
+        return json.loads(out.read_text(encoding="utf-8"))
 
 
 def _read_result(result: dict) -> ModelReport | YolopatchError:

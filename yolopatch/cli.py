@@ -558,9 +558,7 @@ def check(
 
     if fused or bench:
         with _errors():
-            _builtin_only(
-                [*models, *([baseline] if baseline else [])], repo, "--fused" if fused else "--bench"
-            )
+            _family_of([*models, *([baseline] if baseline else [])], repo, "--fused" if fused else "--bench")
     if len(models) > 1 or table_format or bench:
         if export:
             raise typer.BadParameter("checks one model at a time", param_hint="--export")
@@ -587,7 +585,7 @@ def check(
         return
     for warning in report.warnings:
         err.print(f"note: {warning}", markup=False)
-    out.print(report_table(report))
+    out.print(report_table(report, out.width))
     out.print(summary_line(report, base), markup=False)
     if report.reference:
         owner = report.builder.split(" at ")[0] if report.builder else "the checkout"
@@ -609,19 +607,24 @@ def check(
         out.print(export_line(exported), markup=False)
 
 
-def _builtin_only(paths: Sequence[Path], repo: Path | None, option: str) -> None:
-    """--fused and --bench build with yolopatch's own builder for now: refuse the rest before any build."""
+def _family_of(paths: Sequence[Path], repo: Path | None, option: str) -> str:
+    """The one family the models belong to, for --fused and --bench (which time or fuse them together)."""
     from yolopatch.channels import rules_for
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
 
-    for path in paths:
-        family = rules_for(parse_model_yaml(read_text(path), str(path)).values).family
-        if repo is not None or family == "ultralytics":
-            raise YolopatchError(
-                f"{path}: {option} works with yolopatch's own builder (YOLOv5 yamls, without --repo) so far; "
-                "for ultralytics, model.fuse() then model.info() gives the fused figures."
-            )
+    families = {rules_for(parse_model_yaml(read_text(p), str(p)).values).family for p in paths}
+    if len(families) > 1:
+        raise YolopatchError(
+            f"{option}: the models mix YOLOv5 and ultralytics yamls; compare one family at a time."
+        )
+    (family,) = families
+    if repo is not None and family != "ultralytics":
+        raise YolopatchError(
+            f"{paths[0]}: {option} builds YOLOv5 yamls with yolopatch's own builder (the checkout's layers); "
+            "leave out --repo."
+        )
+    return family
 
 
 def _compare(
@@ -640,7 +643,7 @@ def _compare(
     import dataclasses
     import json
 
-    from yolopatch.check import bench_builtin
+    from yolopatch.check import bench_builtin, bench_ultralytics
     from yolopatch.files import read_text
     from yolopatch.render import comparison_rows, comparison_table, comparison_text
 
@@ -648,7 +651,9 @@ def _compare(
     with _errors(), err.status(f"building and running {len(paths)} models...", spinner="dots"):
         reports = [_check_one(path, repo, scale, img, batch, None, fused) for path in paths]
         conditions, latencies = None, None
-        if timing:
+        if timing and _family_of(paths, repo, "--bench") == "ultralytics":
+            conditions, latencies = bench_ultralytics(repo, paths, scale, img, batch, timing, fused)
+        elif timing:
             device, half, runs = timing
             texts = [(read_text(path), report.name) for path, report in zip(paths, reports, strict=True)]
             conditions, latencies = bench_builtin(texts, img, batch, device, half, fused, runs)
@@ -707,7 +712,7 @@ def _check_one(
 
     text = read_text(path)
     if rules_for(parse_model_yaml(text, str(path)).values).family == "ultralytics":
-        return check_ultralytics(repo, path, scale, img, batch, export)
+        return check_ultralytics(repo, path, scale, img, batch, export, fused)
     if scale is not None:
         raise OptionError("--scale", f"--scale {scale}: {path} is a YOLOv5 yaml; it has one size.")
     if repo is not None:
@@ -736,7 +741,7 @@ def layers_command(model: ModelArg, channels: ChannelsOption = None, scale: Scal
         }
     for warning in next(iter(sims.values())).warnings:
         err.print(f"note: {warning}", markup=False)
-    out.print(layers_table(parsed.layers, {name: sim.shapes for name, sim in sims.items()}))
+    out.print(layers_table(parsed.layers, {name: sim.shapes for name, sim in sims.items()}, out.width))
 
 
 @app.command("ops")
@@ -749,7 +754,7 @@ def ops_command(
     from yolopatch.render import operator_detail, operators_table
 
     with _errors():
-        out.print(operator_detail(_operator(name)) if name else operators_table())
+        out.print(operator_detail(_operator(name)) if name else operators_table(out.width))
 
 
 def _operator(name: str) -> Any:

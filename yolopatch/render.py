@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Literal
 
@@ -29,6 +30,53 @@ def _with_columns(table: Table, columns: Sequence[tuple[str, Justify]]) -> Table
     return table
 
 
+@dataclass(frozen=True)
+class _Col:
+    """A column of a table fitted to the terminal: `drop` says when it gives way (1 first; None never),
+    `wrap` that its text is prose that may break between words (names and numbers never break)."""
+
+    name: str
+    justify: Justify = "left"
+    drop: int | None = None
+    wrap: bool = False
+
+
+def _fitted(
+    columns: Sequence[_Col], rows: Sequence[tuple[Sequence[str], str | None]], width: int, **options
+) -> Table:
+    """A table that fits `width`: columns give way in their `drop` order until the cells fit unbroken."""
+
+    def lines(text: str) -> list[str]:
+        return text.split("\n")
+
+    def need(i: int) -> int:
+        """The column's least width: its longest line, or for prose its longest word; at least its header's
+        longest line (a header may hold a line break)."""
+        cells = [row[i] for row, _ in rows]
+        header = max(len(line) for line in lines(columns[i].name))
+        if columns[i].wrap:
+            return max(max((len(w) for c in cells for w in c.split()), default=1), header)
+        return max(max((len(line) for c in cells for line in lines(c)), default=1), header)
+
+    keep = list(range(len(columns)))
+    order = sorted((c.drop, i) for i, c in enumerate(columns) if c.drop is not None)
+    while sum(need(i) for i in keep) + 3 * len(keep) + 1 > width and order:
+        keep.remove(order.pop(0)[1])
+    table = Table(**options)
+    for i in keep:
+        column = columns[i]
+        table.add_column(
+            column.name,
+            justify=column.justify,
+            no_wrap=not column.wrap,
+            overflow="fold" if column.wrap else "ellipsis",
+            min_width=need(i),
+        )
+    for row_cells, style in rows:
+        table.add_row(*(Text(row_cells[i]) for i in keep), style=style)
+    return table
+
+
 def changes_table(changes: Sequence[Change]) -> Table:
     table = Table(title="Changed layers", title_justify="left")
     table.add_column("#", justify="right")
@@ -39,39 +87,44 @@ def changes_table(changes: Sequence[Change]) -> Table:
     return table
 
 
-def layers_table(layers: Sequence[Layer], shapes: Mapping[str, Sequence[Shape]]) -> Table:
-    """One row per layer; output channels at each scale ("out ch" alone for a file without scales)."""
-    columns: list[tuple[str, Justify]] = [
-        ("#", "right"),
-        ("section", "left"),
-        ("from", "right"),
-        ("n", "right"),
-        ("module", "left"),
-        ("args", "left"),
-        *((f"out ch {scale}".rstrip(), "right") for scale in shapes),
-        ("stride", "right"),
+def layers_table(layers: Sequence[Layer], shapes: Mapping[str, Sequence[Shape]], width: int = 100) -> Table:
+    """One row per layer; output channels at each scale ("out ch" alone for a file without scales),
+    fitted to `width` (section, n, args and from give way, in that order)."""
+    columns = [
+        _Col("#", "right"),
+        _Col("section", drop=1),
+        _Col("from", "right", drop=4, wrap=True),
+        _Col("n", "right", drop=2),
+        _Col("module"),
+        _Col("args", drop=3, wrap=True),
+        *(_Col(f"out ch\n{scale}" if scale else "out ch", "right") for scale in shapes),
+        _Col("stride", "right"),
     ]
     first = next(iter(shapes.values()))
     assumed = any(shape.c2_assumed or shape.stride_assumed for shape in first)
     caption = (
         "? an assumption: it rests on a module yolopatch does not know (see the notes)" if assumed else None
     )
-    title = "Layers (use these indices with --layers)"
-    table = _with_columns(
-        Table(title=title, title_justify="left", caption=caption, caption_justify="left"), columns
-    )
-    for row, layer in enumerate(layers):
-        table.add_row(
-            str(layer.index),
-            layer.section,
-            _source(layer.source),
-            str(layer.number),
-            Text(layer.module),
-            Text(layer.args_text),
-            *(_channels(per_scale[row]) for per_scale in shapes.values()),
-            "?" if first[row].stride_assumed else _stride(first[row].stride),
+    rows = [
+        (
+            [
+                str(layer.index),
+                layer.section,
+                _source(layer.source),
+                str(layer.number),
+                layer.module,
+                layer.args_text,
+                *(_channels(per_scale[row]) for per_scale in shapes.values()),
+                "?" if first[row].stride_assumed else _stride(first[row].stride),
+            ],
+            None,
         )
-    return table
+        for row, layer in enumerate(layers)
+    ]
+    title = "Layers (use these indices with --layers)"
+    return _fitted(
+        columns, rows, width, title=title, title_justify="left", caption=caption, caption_justify="left"
+    )
 
 
 def _channels(shape: Shape) -> str:
@@ -88,33 +141,36 @@ def _stride(stride: Fraction | None) -> str:
     return str(stride.numerator) if stride.denominator == 1 else f"1/{stride.denominator}"
 
 
-def report_table(report: ModelReport) -> Table:
-    columns: list[tuple[str, Justify]] = [
-        ("#", "right"),
-        ("from", "right"),
-        ("n", "right"),
-        ("module", "left"),
-        ("arguments", "left"),
-        ("output", "left"),
-        ("params", "right"),
-        ("GFLOPs@640", "right"),
+def report_table(report: ModelReport, width: int = 100) -> Table:
+    """The per-layer table of `check`, fitted to `width` (n, arguments, output and from give way)."""
+    columns = [
+        _Col("#", "right"),
+        _Col("from", "right", drop=4, wrap=True),
+        _Col("n", "right", drop=1),
+        _Col("module"),
+        _Col("arguments", drop=2, wrap=True),
+        _Col("output", drop=3),
+        _Col("params", "right"),
+        _Col("GFLOPs@640", "right"),
+    ]
+    rows = [
+        (
+            [
+                str(layer.index),
+                _source(layer.source),
+                str(layer.number),
+                f"{layer.module} *" if layer.operator else layer.module,
+                layer.args,
+                layer.output.replace("], [", "],\n["),  # one tensor a line (Detect's outputs)
+                f"{layer.params:,}",
+                f"{layer.gflops:.2f}",
+            ],
+            "bold" if layer.operator else None,
+        )
+        for layer in report.layers
     ]
     title = f"{report.name} at --img {report.img}, batch {report.batch}"
-    table = _with_columns(Table(title=title, title_justify="left"), columns)
-    for layer in report.layers:
-        module = f"{layer.module} *" if layer.operator else layer.module
-        table.add_row(
-            str(layer.index),
-            _source(layer.source),
-            str(layer.number),
-            Text(module),
-            Text(layer.args),
-            layer.output,
-            f"{layer.params:,}",
-            f"{layer.gflops:.2f}",
-            style="bold" if layer.operator else None,
-        )
-    return table
+    return _fitted(columns, rows, width, title=title, title_justify="left")
 
 
 def summary_line(report: ModelReport, baseline: ModelReport | None = None) -> str:
@@ -151,15 +207,23 @@ def operator_note(report: ModelReport) -> str:
     )
 
 
-def operators_table() -> Table:
-    table = Table(title="Operators (yolopatch apply MODEL.yaml --layers SEL --op NAME)", title_justify="left")
-    for name in ("name", "paper", "yaml args", "channels", "replaces", "parameters at C"):
-        table.add_column(name)
-    for op in OPERATORS.values():
-        table.add_row(
-            op.name, Text(op.paper), _yaml_args(op), _channel_rule(op), _replaces(op), Text(op.params_formula)
-        )
-    return table
+def operators_table(width: int = 100) -> Table:
+    """Every operator, fitted to `width` (the formula, then the channel rule, what it replaces and the
+    paper give way: `yolopatch ops NAME` shows them all)."""
+    columns = [
+        _Col("name"),
+        _Col("paper", drop=4, wrap=True),
+        _Col("yaml args", wrap=True),
+        _Col("channels", drop=2, wrap=True),
+        _Col("replaces", drop=3, wrap=True),
+        _Col("parameters at C", drop=1, wrap=True),
+    ]
+    rows = [
+        ([op.name, op.paper, _yaml_args(op), _channel_rule(op), _replaces(op), op.params_formula], None)
+        for op in OPERATORS.values()
+    ]
+    title = "Operators (yolopatch apply MODEL.yaml --layers SEL --op NAME)"
+    return _fitted(columns, rows, width, title=title, title_justify="left")
 
 
 def operator_detail(op: Operator) -> Table:

@@ -95,12 +95,19 @@ def model_config(tasks: types.ModuleType, text: str, path: Path, scale: str) -> 
     return {**config, "scale": str(chosen), "yaml_file": str(path)}
 
 
-def build_and_measure(
-    root: str, yaml_path: Path, name: str, scale: str, img: int, batch: int, export: str = "-"
-) -> dict:
+@dataclasses.dataclass(frozen=True)
+class _Built:
+    model: Any
+    parsed: Any
+    simulation: Any
+    notes: list[str]
+    scale: str
+
+
+def _build(root: str, yaml_path: Path, name: str, scale: str) -> _Built:
+    """The yaml built by this ultralytics' own model class, operators it lacks registered in memory."""
     from yolopatch.channels import geometry, simulate
     from yolopatch.files import read_text
-    from yolopatch.measure import measure
     from yolopatch.modelyaml import parse_model_yaml
 
     text = read_text(yaml_path)
@@ -117,6 +124,29 @@ def build_and_measure(
         raise YolopatchError(
             f"{name}: ultralytics' own model class failed to build it: {type(exc).__name__}: {exc}"
         ) from None
+    return _Built(model, parsed, simulation, notes, chosen)
+
+
+def build_and_measure(
+    root: str,
+    yaml_path: Path,
+    name: str,
+    scale: str,
+    img: int,
+    batch: int,
+    export: str = "-",
+    fused: bool = False,
+) -> dict:
+    from yolopatch.measure import measure
+
+    built = _build(root, yaml_path, name, scale)
+    model, parsed, simulation, notes, chosen = (
+        built.model,
+        built.parsed,
+        built.simulation,
+        built.notes,
+        built.scale,
+    )
     reference, own_gflops = _own_summary(model)
     report = measure(
         model,
@@ -134,7 +164,10 @@ def build_and_measure(
     )
     if own_gflops:  # the model's total exactly as this release counts it, plus the work thop cannot see
         report = dataclasses.replace(report, gflops=own_gflops + report.uncounted_gflops)
-    result = dataclasses.asdict(_in_its_own_layer_count(report, model, ultralytics.__version__))
+    report = _in_its_own_layer_count(report, model, ultralytics.__version__)
+    if fused:
+        report = _with_fused_figures(report, model)
+    result = dataclasses.asdict(report)
     if export != "-":
         result["export"] = dataclasses.asdict(_export(model, export, img, batch, parsed))
     return result
@@ -143,12 +176,10 @@ def build_and_measure(
 def _export(model: Any, fmt: str, img: int, batch: int, parsed: Any) -> Any:
     """Export as ultralytics' own exporter prepares the model (eval, fused, heads in export mode with dynamic
     shapes; ONNX through the legacy exporter, `dynamo=False`, as it calls torch.onnx.export)."""
-    import copy
 
     from yolopatch.export import export_model
 
-    ready = copy.deepcopy(model).eval()
-    ready = ready.fuse(verbose=False) if hasattr(ready, "fuse") else ready
+    ready = _fused(model)
     for m in ready.modules():
         if hasattr(m, "export") and hasattr(m, "dynamic"):  # Detect and its subclasses, RTDETRDecoder
             m.export, m.dynamic, m.format = True, True, fmt
@@ -158,6 +189,31 @@ def _export(model: Any, fmt: str, img: int, batch: int, parsed: Any) -> Any:
         return export_model(ready, fmt, (batch, 3, img, img), multiple, names, legacy_onnx=True)
     except YolopatchError as exc:
         raise YolopatchError(f"{parsed.name}: --export {fmt}: {exc}") from None
+
+
+def _fused(model: Any) -> Any:
+    """A fused copy, as ultralytics fuses for val and export (Conv + BN, RepConv and the like)."""
+    import copy
+
+    ready = copy.deepcopy(model).eval()
+    return ready.fuse(verbose=False) if hasattr(ready, "fuse") else ready
+
+
+def _with_fused_figures(report: Any, model: Any) -> Any:
+    """The fused figures as this release's own model_info counts them (its layers convention, its GFLOPs),
+    plus the operators' work thop cannot see."""
+    from ultralytics.utils import torch_utils
+
+    logger = logging.getLogger("ultralytics")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # its summary line is not needed, only the figures it returns
+    try:
+        layers, params, _gradients, gflops = torch_utils.model_info(_fused(model), verbose=True)
+    finally:
+        logger.setLevel(level)
+    return dataclasses.replace(
+        report, fused_modules=layers, fused_params=params, fused_gflops=gflops + report.uncounted_gflops
+    )
 
 
 def _in_its_own_layer_count(report: Any, model: Any, version: str) -> Any:
@@ -234,11 +290,43 @@ def _own_summary(model: Any) -> tuple[str, float]:
     return summary, float(counted[0]) if counted else _own_gflops(model)
 
 
-def main(argv: list[str]) -> None:
-    root, yaml_path, name, scale, img, batch, export, out = argv
-    result: dict[str, Any]
+def bench(argv: list[str]) -> dict[str, Any]:
+    """--bench: every yaml built here, in one process, so that the models are timed in turns."""
+    from yolopatch.bench import bench_on_device
+
+    root, scale, img, batch, device, half, fused, runs, *pairs = argv
+    models = {}
+    for yaml_path, name in zip(pairs[::2], pairs[1::2], strict=True):
+        built = _build(root, Path(yaml_path), name, scale)
+        label = f"{name} (scale {built.scale})" if built.scale else name
+        models[label] = _fused(built.model) if fused == "1" else built.model.eval()
     try:
-        report = build_and_measure(root, Path(yaml_path), name, scale, int(img), int(batch), export)
+        conditions, latencies = bench_on_device(
+            models, int(img), int(batch), device, half == "1", fused == "1", int(runs)
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise YolopatchError(f"--bench on {device}: {exc}") from None
+    return {
+        "conditions": dataclasses.asdict(conditions),
+        "latencies": {k: dataclasses.asdict(v) for k, v in latencies.items()},
+    }
+
+
+def main(argv: list[str]) -> None:
+    result: dict[str, Any]
+    if argv[0] == "--bench":
+        *arguments, out = argv[1:]
+        try:
+            result = bench(arguments)
+        except YolopatchError as exc:
+            result = {"error": str(exc)}
+        Path(out).write_text(json.dumps([result]), encoding="utf-8")
+        return
+    root, yaml_path, name, scale, img, batch, export, fused, out = argv
+    try:
+        report = build_and_measure(
+            root, Path(yaml_path), name, scale, int(img), int(batch), export, fused == "1"
+        )
         result = {"report": report}
     except YolopatchError as exc:
         result = {"error": str(exc)}
