@@ -298,3 +298,15 @@ def test_fused_figures_equal_yolov5s_own_fused_model(yolov5_packages, tmp_path, 
     modules, params = json.loads(run.stdout.strip().splitlines()[-1])
     ours = check_builtin(path.read_text(encoding="utf-8"), name, 128, 1, fused=True)
     assert (ours.fused_modules, ours.fused_params) == (modules, params)
+
+
+def test_check_several_yamls_with_the_checkouts_own_model_in_one_table(yolov5_packages, tmp_path):
+    package = tmp_path / "yolov5"
+    shutil.copytree(yolov5_packages["7.0.14"], package)
+    paths = [package / "models" / name for name in ("yolov5n.yaml", "yolov5s.yaml")]
+    env = {"PYTHONPATH": str(STUBS), "YOLOV5_CONFIG_DIR": str(tmp_path)}
+    result = run_cli("check", *map(str, paths), "--repo", str(package), "--img", "128", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["comparison"]
+    assert [row["params"] for row in rows] == [1872157, 7235389]  # YOLOv5 v7.0's own counts
+    assert rows[1]["params_change"] == 7235389 - 1872157

@@ -649,7 +649,7 @@ def _compare(
 
     paths = [*([baseline] if baseline else []), *models]
     with _errors(), err.status(f"building and running {len(paths)} models...", spinner="dots"):
-        reports = [_check_one(path, repo, scale, img, batch, None, fused) for path in paths]
+        reports = _check_all(paths, repo, scale, img, batch, fused)
         conditions, latencies = None, None
         if timing and _family_of(paths, repo, "--bench") == "ultralytics":
             conditions, latencies = bench_ultralytics(repo, paths, scale, img, batch, timing, fused)
@@ -678,6 +678,27 @@ def _compare(
         f"forward and backward at {img}x{img}, batch {batch}: ok for every model; every parameter got a gradient.",
         markup=False,
     )
+
+
+def _check_all(
+    paths: Sequence[Path], repo: Path | None, scale: str | None, img: int, batch: int, fused: bool
+) -> list[Any]:
+    """Each model's report; YOLOv5 yamls with a checkout are built in one child (imported once)."""
+    from yolopatch.channels import rules_for
+    from yolopatch.check import check_many_with_repo
+    from yolopatch.files import read_text
+    from yolopatch.modelyaml import parse_model_yaml
+
+    families = {rules_for(parse_model_yaml(read_text(p), str(p)).values).family for p in paths}
+    if repo is None or families != {"YOLOv5"}:
+        return [_check_one(path, repo, scale, img, batch, None, fused) for path in paths]
+    if scale is not None:
+        raise OptionError("--scale", f"--scale {scale}: YOLOv5 yamls have one size.")
+    reports = check_many_with_repo(repo, paths, img, batch)
+    failed = next((r for r in reports if isinstance(r, YolopatchError)), None)
+    if failed is not None:
+        raise failed
+    return reports
 
 
 def _exportable(path: Path, repo: Path | None) -> None:

@@ -24,12 +24,6 @@ from yolopatch.report import ModelReport
 Justify = Literal["left", "right"]
 
 
-def _with_columns(table: Table, columns: Sequence[tuple[str, Justify]]) -> Table:
-    for name, justify in columns:
-        table.add_column(name, justify=justify)
-    return table
-
-
 @dataclass(frozen=True)
 class _Col:
     """A column of a table fitted to the terminal: `drop` says when it gives way (1 first; None never),
