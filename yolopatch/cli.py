@@ -607,13 +607,18 @@ def check(
         out.print(export_line(exported), markup=False)
 
 
-def _family_of(paths: Sequence[Path], repo: Path | None, option: str) -> str:
-    """The one family the models belong to, for --fused and --bench (which time or fuse them together)."""
+def _family(path: Path) -> str:
+    """Whose parse_model a yaml is for ("YOLOv5" or "ultralytics"), from its content; the parse is cached."""
     from yolopatch.channels import rules_for
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
 
-    families = {rules_for(parse_model_yaml(read_text(p), str(p)).values).family for p in paths}
+    return rules_for(parse_model_yaml(read_text(path), str(path)).values).family
+
+
+def _family_of(paths: Sequence[Path], repo: Path | None, option: str) -> str:
+    """The one family the models belong to, for --fused and --bench (which time or fuse them together)."""
+    families = {_family(p) for p in paths}
     if len(families) > 1:
         raise YolopatchError(
             f"{option}: the models mix YOLOv5 and ultralytics yamls; compare one family at a time."
@@ -684,12 +689,9 @@ def _check_all(
     paths: Sequence[Path], repo: Path | None, scale: str | None, img: int, batch: int, fused: bool
 ) -> list[Any]:
     """Each model's report; YOLOv5 yamls with a checkout are built in one child (imported once)."""
-    from yolopatch.channels import rules_for
     from yolopatch.check import check_many_with_repo
-    from yolopatch.files import read_text
-    from yolopatch.modelyaml import parse_model_yaml
 
-    families = {rules_for(parse_model_yaml(read_text(p), str(p)).values).family for p in paths}
+    families = {_family(p) for p in paths}
     if repo is None or families != {"YOLOv5"}:
         return [_check_one(path, repo, scale, img, batch, None, fused) for path in paths]
     if scale is not None:
@@ -703,12 +705,7 @@ def _check_all(
 
 def _exportable(path: Path, repo: Path | None) -> None:
     """Refuse, before any build, what --export does not cover: a YOLOv5 checkout's own Model."""
-    from yolopatch.channels import rules_for
-    from yolopatch.files import read_text
-    from yolopatch.modelyaml import parse_model_yaml
-
-    family = rules_for(parse_model_yaml(read_text(path), str(path)).values).family
-    if repo is not None and family != "ultralytics":
+    if repo is not None and _family(path) != "ultralytics":
         raise YolopatchError(
             f"{path}: --export builds YOLOv5 yamls with yolopatch's own builder; leave out --repo (the same "
             "layers as the checkout's Model), or use the checkout's own export.py."
