@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from typing import Any, Literal
 
 from yolopatch.channels import (
@@ -47,10 +48,16 @@ class ApplyOptions:
     rewire: Literal["all", "next"] = "all"
     hints: ChannelHints = field(default_factory=ChannelHints)  # --channels: what the user states
     scale: str | None = None  # --scale: write for this scale of a `scales:` file only
+    users: tuple[Operator, ...] = ()  # the user's own operators (yolopatch.toml), known like the built-ins
 
     @property
     def resolved(self) -> dict[str, Any]:
         return resolve_values(self.op, self.values)
+
+    @property
+    def registered(self) -> tuple[Operator, ...]:
+        """The user's operators the simulation must know: those recorded, and the one being written."""
+        return (*self.users, *([self.op] if self.op.user is not None and self.op not in self.users else []))
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,7 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
     if options.rewire not in ("all", "next"):
         raise YolopatchError(f"--rewire {options.rewire}: use 'all' or 'next'.")
     model = parse_model_yaml(text, name)
-    geos = geometries(model.values, options.scale)
+    geos = geometries(model.values, options.scale, options.registered)
     logical = model.logical_rows()
     sims = {scale: simulate(logical, geo, name, options.hints) for scale, geo in geos.items()}
     first = next(iter(geos.values()))
@@ -129,7 +136,7 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
     if options.insert:
         rows, edits, changes = _plan_insert(model, targets, options, values)
     else:
-        rows, edits, changes = _plan_replace(model, list(targets), options.op, values, first.rules)
+        rows, edits, changes = _plan_replace(model, targets, options.op, values, first.rules)
     new_text = splice(text, edits)
     notes += _non_ascii_warning(_verify(new_text, rows, geos, name))
     return ApplyResult(
@@ -193,9 +200,12 @@ def _decide(
             f"at scale {', '.join(failing)}: {reason} (--scale {others.split(', ')[0]} writes for one of {others})",
             None,
         )
-    if not context.options.insert:
+    resampled = _replaces_upsample(context.options, layer)
+    if not context.options.insert and not resampled:
         return None, None
-    channels = {scale: shape.c2 for scale, shape in shapes.items() if shape.c2 is not None}
+    # an inserted operator gets the layer's output channels; one in place of nn.Upsample its input's
+    counts = {scale: s.c1 if resampled else s.c2 for scale, s in shapes.items()}
+    channels = {scale: c for scale, c in counts.items() if c is not None}
     argument = common_argument(channels, geos)
     if argument is None:
         per_scale = ", ".join(f"{scale} {c}" for scale, c in channels.items())
@@ -214,12 +224,16 @@ def _why_not(context: _Context, layer: Layer, shape: Shape) -> str | None:
     op, module, one, values = context.options.op, normalize_module(layer.module), context.one, context.values
     rules = context.geo.rules
     if module == op.name:
-        wanted = op.yaml_args(layer.args[0], _stride(layer, rules) or 1, values) if layer.args else []
+        wanted = op.yaml_args(layer.args[0], _row_stride(layer, rules), values) if layer.args else []
         return (
             f"already {one}" if list(layer.args) == wanted else _existing(op.name, list(layer.args), wanted)
         )
     if not isinstance(layer.source, int):
         return f"it takes several inputs ({list(layer.source)}); {one} takes one"
+    if _replaces_upsample(context.options, layer):
+        return _why_not_resample(context, layer, shape)
+    if op.upsamples:
+        return f"{op.name} upsamples: it replaces an nn.Upsample row, not a layer of stride {_stride(layer, rules)}"
     if module in rules.not_replaceable:
         return rules.not_replaceable[module].format(op=one)
     if module not in rules.channel_modules:
@@ -232,9 +246,30 @@ def _why_not(context: _Context, layer: Layer, shape: Shape) -> str | None:
     unsure = _unsure("input", shape.c1, shape.c1_assumed)
     if unsure or shape.c1 is None:
         return unsure
-    if op.keeps_channels and (shape.c1 != shape.c2 or stride != 1):
+    if op.keeps_channels and op.own_stride == 1 and (shape.c1 != shape.c2 or stride != 1):
         return f"{op.name} keeps channels and size; {_change_of(shape, stride)}: use --insert"
+    if op.own_stride is not None and stride != op.own_stride:
+        return f"{op.name} has stride {op.own_stride} and this layer {stride}: it replaces layers of stride {op.own_stride}"
+    if op.keeps_channels and shape.c1 != shape.c2:
+        return f"{op.name} keeps channels; {_change_of(shape, 1)}"
     return op.channel_problem(shape.c1, values)
+
+
+def _replaces_upsample(options: ApplyOptions, layer: Layer) -> bool:
+    return not options.insert and options.op.upsamples and normalize_module(layer.module) == "nn.Upsample"
+
+
+def _why_not_resample(context: _Context, layer: Layer, shape: Shape) -> str | None:
+    """An upsampling operator in place of nn.Upsample: the factor must be one it can have."""
+    op, step = context.options.op, layer_stride(layer.module, layer.args, context.geo.rules)
+    if step is None or step >= 1 or (1 / step).denominator != 1:
+        return f"its scale factor {list(layer.args[1:2])} is not a whole number"
+    if op.own_stride is not None and step != op.own_stride:
+        return f"{op.name} upsamples by {1 / op.own_stride} and this layer by {1 / step}"
+    unsure = _unsure("input", shape.c1, shape.c1_assumed)
+    if unsure or shape.c1 is None:
+        return unsure
+    return op.channel_problem(shape.c1, context.values)
 
 
 def _why_not_insert(context: _Context, layer: Layer, shape: Shape) -> str | None:
@@ -245,6 +280,12 @@ def _why_not_insert(context: _Context, layer: Layer, shape: Shape) -> str | None
         return f"already {one}"
     if module in geo.rules.heads:
         return f"{module} is the model's output; nothing can follow it"
+    if op.upsamples or (op.own_stride is not None and op.own_stride != 1):
+        how = "upsamples" if op.upsamples else f"has stride {op.own_stride}"
+        return (
+            f"{op.name} {how}: inserted, it would change the size of every later layer; replace a layer of "
+            "that stride instead (an nn.Upsample row for an upsampler)"
+        )
     unsure = _unsure("output", shape.c2, shape.c2_assumed)
     if unsure or shape.c2 is None:
         return unsure
@@ -301,23 +342,40 @@ def _change_of(shape: Shape, stride: int) -> str:
     return "this layer " + " and ".join(parts)
 
 
+def _row_stride(layer: Layer, rules: Rules) -> int | Fraction:
+    """The row's stride as a yaml writes it: a whole number, or the fraction of an upsampling row (1 when
+    unknown)."""
+    step = layer_stride(layer.module, layer.args, rules) or Fraction(1)
+    return int(step) if step.denominator == 1 else step
+
+
 def _stride(layer: Layer, rules: Rules) -> int | None:
     step = layer_stride(layer.module, layer.args, rules)
     return int(step) if step is not None and step.denominator == 1 else None
 
 
 def _plan_replace(
-    model: ModelYaml, targets: Sequence[int], op: Operator, values: Mapping[str, Any], rules: Rules
+    model: ModelYaml,
+    targets: Mapping[int, int | None],
+    op: Operator,
+    values: Mapping[str, Any],
+    rules: Rules,
 ) -> tuple[list[Row], list[Edit], list[Change]]:
+    """Each target row becomes the operator: its channels from the row's first argument (or `targets`' for
+    a row whose first argument is not a channel count, nn.Upsample), its stride the row's; a block that
+    repeats keeps the row's number."""
     rows = model.logical_rows()
     edits, changes = [], []
-    for index in targets:
+    for index, argument in targets.items():
         layer = model.layers[index]
-        args = op.yaml_args(layer.args[0], _stride(layer, rules) or 1, values)
-        rows[index] = (layer.source, 1, op.name, tuple(args))
+        args = op.yaml_args(
+            layer.args[0] if argument is None else argument, _row_stride(layer, rules), values
+        )
+        number = layer.number if op.repeats else 1
+        rows[index] = (layer.source, number, op.name, tuple(args))
         args_text = _flow(args, model.text[layer.args_span.start : layer.args_span.end])
         row_edits = [
-            Edit(layer.number_span.start, layer.number_span.end, "1"),
+            *([] if op.repeats else [Edit(layer.number_span.start, layer.number_span.end, "1")]),
             Edit(layer.module_span.start, layer.module_span.end, op.name),
             Edit(layer.args_span.start, layer.args_span.end, args_text),
         ]

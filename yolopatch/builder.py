@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -110,8 +110,15 @@ class BuiltModel(nn.Module):
         return x
 
 
-def build_model(model: ModelYaml, simulation: Simulation) -> BuiltModel:
-    """Build the model a yaml describes, as YOLOv5 v7.0's parse_model would, then compute its strides."""
+def build_model(
+    model: ModelYaml,
+    simulation: Simulation,
+    users: Mapping[str, type[nn.Module]] | None = None,
+    repeats: frozenset[str] = frozenset(),
+) -> BuiltModel:
+    """Build the model a yaml describes, as YOLOv5 v7.0's parse_model would, then compute its strides.
+    `users`: the adapter classes of the user's own operators, registered in the (c1, c2) collection (and,
+    for those in `repeats`, in the repeat collection), as `inject` registers them."""
     geo = geometry(model.values)
     rows = model.logical_rows()
     shapes = simulation.shapes
@@ -121,7 +128,9 @@ def build_model(model: ModelYaml, simulation: Simulation) -> BuiltModel:
         layers: list[nn.Module] = []
         save: list[int] = []
         for index, (source, number, name, raw_args) in enumerate(rows):
-            layer = _build_layer(model, index, source, number, name, raw_args, shapes, geo)
+            layer = _build_layer(
+                model, index, source, number, name, raw_args, shapes, geo, users or {}, repeats
+            )
             save.extend(x % index for x in ([source] if isinstance(source, int) else source) if x != -1)
             layers.append(layer)
     finally:
@@ -159,20 +168,24 @@ def parse_activation(text: Any, name: str) -> nn.Module | None:
     return getattr(nn, cls)(*args, **kwargs)
 
 
-def _build_layer(model: ModelYaml, index, source, number, name, raw_args, shapes, geo) -> nn.Module:
+def _build_layer(
+    model: ModelYaml, index, source, number, name, raw_args, shapes, geo, users, repeats
+) -> nn.Module:
     module_name = normalize_module(name)
     where = f"{model.name}: layer {index} ({name})"
-    if module_name not in MODULES:
+    table = {**MODULES, **users}
+    if module_name not in table:
         raise YolopatchError(
             f"{where}: unknown module; the built-in builder knows {', '.join(sorted(MODULES))}. "
-            "For your own modules, build with your checkout: yolopatch check MODEL.yaml --repo PATH/TO/yolov5"
+            "Add your own module with `yolopatch ops add FILE.py:CLASS`, or build with your checkout: "
+            "yolopatch check MODEL.yaml --repo PATH/TO/yolov5"
         )
     args = [_literal(a, model.values, where) for a in raw_args]
     n = max(round(number * geo.depth), 1) if number > 1 else number
     shape = shapes[index]
-    if module_name in CHANNEL_MODULES:
+    if module_name in CHANNEL_MODULES or module_name in users:
         args = [shape.c1, shape.c2, *args[1:]]
-        if module_name in REPEAT_INSIDE:
+        if module_name in REPEAT_INSIDE or module_name in repeats:
             args.insert(2, n)
             n = 1
     elif module_name == "nn.BatchNorm2d":
@@ -183,7 +196,7 @@ def _build_layer(model: ModelYaml, index, source, number, name, raw_args, shapes
             args[1] = [list(range(args[1] * 2))] * len(source)
         if module_name == "Segment":
             args[3] = make_divisible(args[3] * geo.width, geo.divisor)
-    cls = MODULES[module_name]
+    cls = table[module_name]
     try:
         layer = nn.Sequential(*(cls(*args) for _ in range(n))) if n > 1 else cls(*args)
     except (TypeError, ValueError) as exc:

@@ -4,28 +4,35 @@ building anything, at every scale a file defines."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Literal
 
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.modelyaml import From
-from yolopatch.operators import OPERATORS, operator_names
+from yolopatch.operators import OPERATORS
+from yolopatch.operators.spec import Operator
 from yolopatch.rules import Rules
 from yolopatch.targets import ultralytics, yolov5
 
 
-def _with_operators(rules: Rules) -> Rules:
-    """Operators register in parse_model's (c1, c2) collection like Conv does."""
-    strided = frozenset(op.name for op in OPERATORS.values() if op.strided)
+def with_operators(rules: Rules, operators: Iterable[Operator]) -> Rules:
+    """Operators register in parse_model's (c1, c2) collection like Conv does; their strides are the third
+    argument (`strided`), fixed, or read by their own rule (users' modules)."""
+    operators = list(operators)
+    strided = frozenset(op.name for op in operators if op.strided)
+    stride_rules = {op.name: op.stride_rule for op in operators if op.stride_rule is not None}
     return replace(
-        rules, channel_modules=rules.channel_modules | operator_names(), strided=rules.strided | strided
+        rules,
+        channel_modules=rules.channel_modules | {op.name for op in operators},
+        strided=rules.strided | strided,
+        stride_rules={**rules.stride_rules, **stride_rules},
     )
 
 
-YOLOV5 = _with_operators(yolov5.RULES)
-ULTRALYTICS = _with_operators(ultralytics.RULES)
+YOLOV5 = with_operators(yolov5.RULES, OPERATORS.values())
+ULTRALYTICS = with_operators(ultralytics.RULES, OPERATORS.values())
 # The built-in builder and measurement build YOLOv5 models.
 CHANNEL_MODULES = YOLOV5.channel_modules
 
@@ -99,27 +106,35 @@ def make_divisible(x: float, divisor: int) -> int:
     return math.ceil(x / divisor) * divisor
 
 
-def rules_for(values: Mapping[str, Any]) -> Rules:
-    """YOLOv5's family writes `anchors:`; ultralytics' (YOLOv8 and later) is anchor-free."""
-    return YOLOV5 if "anchors" in values else ULTRALYTICS
+def rules_for(values: Mapping[str, Any], operators: Sequence[Operator] = ()) -> Rules:
+    """YOLOv5's family writes `anchors:`; ultralytics' (YOLOv8 and later) is anchor-free. `operators`: the
+    user's own, registered like the built-ins."""
+    rules = YOLOV5 if "anchors" in values else ULTRALYTICS
+    return with_operators(rules, operators) if operators else rules
 
 
-def geometries(values: Mapping[str, Any], scale: str | None = None) -> dict[str, Geometry]:
+def geometries(
+    values: Mapping[str, Any], scale: str | None = None, operators: Sequence[Operator] = ()
+) -> dict[str, Geometry]:
     """The file's geometry at each scale of its `scales:` (or at `scale` alone); one ("") without scales."""
     scales = values.get("scales")
     if not isinstance(scales, dict) or not scales:
         if scale:
             raise OptionError("--scale", f"--scale {scale}: this file defines no scales: (it has one size).")
-        return {"": geometry(values)}
+        return {"": geometry(values, "", operators)}
     if scale is not None and scale not in scales:
         raise OptionError(
             "--scale", f"--scale {scale}: this file defines scales {', '.join(map(str, scales))}."
         )
-    return {str(name): geometry(values, str(name)) for name in scales if scale is None or str(name) == scale}
+    return {
+        str(name): geometry(values, str(name), operators)
+        for name in scales
+        if scale is None or str(name) == scale
+    }
 
 
-def geometry(values: Mapping[str, Any], scale: str = "") -> Geometry:
-    rules = rules_for(values)
+def geometry(values: Mapping[str, Any], scale: str = "", operators: Sequence[Operator] = ()) -> Geometry:
+    rules = rules_for(values, operators)
     nc = values.get("nc", 80)
     if rules.exempt == "no":  # YOLOv5: outputs per anchor level, na * (nc + 5)
         anchors = values.get("anchors", 3)

@@ -12,7 +12,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,12 +22,22 @@ from yolopatch.report import LayerReport, ModelReport
 if TYPE_CHECKING:
     from yolopatch.bench import Conditions, Latency
     from yolopatch.export import ExportReport
+    from yolopatch.operators.spec import Operator
 from yolopatch.targets import ultralytics, yolov5
 
 
-def check_builtin(text: str, name: str, img: int, batch: int, fused: bool = False) -> ModelReport:
+def check_builtin(
+    text: str,
+    name: str,
+    img: int,
+    batch: int,
+    fused: bool = False,
+    operators: Sequence[Operator] = (),
+    classes: Mapping[str, type] | None = None,
+) -> ModelReport:
     """Build with yolopatch's own YOLOv5 v7.0 blocks (no checkout, no eval) and measure; with `fused`, also
-    the figures after YOLOv5's fuse()."""
+    the figures after YOLOv5's fuse(). `operators` and `classes`: the user's own operators and their adapter
+    classes (only in the child of `check_with_users`)."""
     import dataclasses
 
     from yolopatch.builder import build_model
@@ -36,15 +46,37 @@ def check_builtin(text: str, name: str, img: int, batch: int, fused: bool = Fals
     from yolopatch.modelyaml import parse_model_yaml
 
     parsed = parse_model_yaml(text, name)
-    simulation = simulate(parsed.logical_rows(), geometry(parsed.values), name)
-    model = build_model(parsed, simulation)
-    report = measure(model, parsed, simulation, img, batch)
+    simulation = simulate(parsed.logical_rows(), geometry(parsed.values, "", operators), name)
+    repeats = frozenset(op.name for op in operators if op.repeats)
+    model = build_model(parsed, simulation, classes, repeats)
+    report = measure(model, parsed, simulation, img, batch, operators=operators)
     if not fused:
         return report
     figures = fused_figures(model, report.uncounted_gflops)
     return dataclasses.replace(
         report, fused_modules=figures.modules, fused_params=figures.params, fused_gflops=figures.gflops
     )
+
+
+def users_in(text: str, name: str, operators: Sequence[Operator]) -> list[Operator]:
+    """The user's operators a yaml uses."""
+    from yolopatch.modelyaml import parse_model_yaml
+
+    used = {layer.module for layer in parse_model_yaml(text, name).layers}
+    return [op for op in operators if op.name in used]
+
+
+def check_with_users(
+    models: Sequence[tuple[str, str]], img: int, batch: int, fused: bool, operators: Sequence[Operator]
+) -> list[ModelReport | YolopatchError]:
+    """check_builtin on each (text, name) in a child that imports the user's files (never this process)."""
+    config = next(op.user.config for op in operators if op.user is not None)
+    used = sorted({op.name for text, name in models for op in users_in(text, name, operators)})
+    with tempfile.TemporaryDirectory(prefix="yolopatch-") as folder:
+        request = Path(folder) / "request.json"
+        data = {"config": str(Path(config).resolve()), "models": list(models), "used": used}
+        request.write_text(json.dumps({**data, "img": img, "batch": batch, "fused": fused}), encoding="utf-8")
+        return _run_child("yolopatch.userop.build", [str(request)], "building with your operators")
 
 
 def bench_builtin(

@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from yolopatch import __version__
 from yolopatch.errors import OptionError, YolopatchError
@@ -25,8 +26,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 class TableFormat(str, Enum):
@@ -188,7 +189,8 @@ def apply(
     with _errors():
         operator = _operator(op)
         hints = parse_channel_hints(channels or [])
-        options = ApplyOptions(operator, values, insert, (rewire or Rewire.all).value, hints, scale)
+        users = tuple(_user_operators().values())
+        options = ApplyOptions(operator, values, insert, (rewire or Rewire.all).value, hints, scale, users)
         _option_values(options)
         if each:
             _apply_each(model, layers, options, force, diff, check)
@@ -724,7 +726,14 @@ def _check_one(
     import dataclasses
 
     from yolopatch.channels import rules_for
-    from yolopatch.check import check_builtin, check_ultralytics, check_with_repo, export_builtin
+    from yolopatch.check import (
+        check_builtin,
+        check_ultralytics,
+        check_with_repo,
+        check_with_users,
+        export_builtin,
+        users_in,
+    )
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
 
@@ -735,6 +744,18 @@ def _check_one(
         raise OptionError("--scale", f"--scale {scale}: {path} is a YOLOv5 yaml; it has one size.")
     if repo is not None:
         return check_with_repo(repo, path, img, batch)
+    users = users_in(text, str(path), list(_user_operators().values()))
+    if users:
+        _refuse_changed(users)
+        if export:
+            raise YolopatchError(
+                f"{path}: --export of a model with your own operators ({', '.join(op.name for op in users)}) "
+                "is not supported yet: export it with your target's own exporter after `inject`."
+            )
+        (result,) = check_with_users([(text, str(path))], img, batch, fused, users)
+        if isinstance(result, YolopatchError):
+            raise result
+        return result
     report = check_builtin(text, str(path), img, batch, fused)
     if export:
         report = dataclasses.replace(report, export=export_builtin(text, str(path), img, batch, export))
@@ -755,33 +776,140 @@ def layers_command(model: ModelArg, channels: ChannelsOption = None, scale: Scal
         rows = parsed.logical_rows()
         sims = {
             name: simulate(rows, geo, str(model), hints)
-            for name, geo in geometries(parsed.values, scale).items()
+            for name, geo in geometries(parsed.values, scale, tuple(_user_operators().values())).items()
         }
     for warning in next(iter(sims.values())).warnings:
         err.print(f"note: {warning}", markup=False)
     out.print(layers_table(parsed.layers, {name: sim.shapes for name, sim in sims.items()}, out.width))
 
 
-@app.command("ops")
-def ops_command(
-    name: Annotated[
-        str | None, typer.Argument(metavar="NAME", help="One operator, with an example row.")
-    ] = None,
-) -> None:
+class _OpsGroup(TyperGroup):
+    """`yolopatch ops NAME` shows one operator: a word that is not a subcommand is a NAME."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[Any, Any, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "show", self.commands["show"], args
+        return super().resolve_command(ctx, args)
+
+
+ops_app = typer.Typer(
+    cls=_OpsGroup,
+    invoke_without_command=True,
+    help="List the operators (built-in and your own); `ops NAME` shows one; `ops add FILE.py:CLASS` learns "
+    "your own module; `ops remove NAME` forgets it.",
+)
+app.add_typer(ops_app, name="ops")
+
+
+@ops_app.callback(invoke_without_command=True)
+def ops_command(ctx: typer.Context) -> None:
     """List the operators yolopatch can add: paper, yaml arguments, channel rule, parameters."""
-    from yolopatch.render import operator_detail, operators_table
+    from yolopatch.render import operators_table
+
+    if ctx.invoked_subcommand is None:
+        with _errors():
+            users = _user_operators()
+        out.print(operators_table(out.width, list(users.values())))
+
+
+@ops_app.command("show", hidden=True)
+def ops_show(name: Annotated[str, typer.Argument(metavar="NAME", help="One operator.")]) -> None:
+    """One operator with its options and an example row (yours: with what `ops add` learned)."""
+    from yolopatch.render import operator_detail
 
     with _errors():
-        out.print(operator_detail(_operator(name)) if name else operators_table(out.width))
+        out.print(operator_detail(_operator(name, check_file=False)))
 
 
-def _operator(name: str) -> Any:
+@ops_app.command("add")
+def ops_add(
+    spec: Annotated[str, typer.Argument(metavar="FILE.py:CLASS", help="Your module's file and class.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="The yaml name (default: the class name).")
+    ] = None,
+    rule: Annotated[
+        str | None,
+        typer.Option(
+            "--rule",
+            metavar="RULE",
+            help="Declare the rule: keep|conv|csp[:1|2|1/2|arg:PARAM|up:PARAM] (the probe confirms it).",
+        ),
+    ] = None,
+    maps: Annotated[
+        list[str] | None,
+        typer.Option("--map", metavar="PARAM=ROLE", help="A parameter's role: c1, c2, n, stride, up or -."),
+    ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", metavar="PARAM=VALUE", help="A constructor value (needed where there is no default)."
+        ),
+    ] = None,
+    repo: Annotated[
+        Path | None,
+        typer.Option("--repo", metavar="PATH", help="The YOLOv5 checkout the file's imports come from."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a record of the same name.")] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", metavar="SECONDS", help="The probe's time limit.", min=1)
+    ] = 120,
+) -> None:
+    """Learn your own module (read with ast, probed in a child process) and record it in yolopatch.toml."""
+    from yolopatch.files import write_changes
+    from yolopatch.render import learned_lines
+    from yolopatch.userop import add_operator, yolov5_target
+
+    with _errors():
+        target = yolov5_target(repo) if repo else None
+        result = add_operator(
+            spec, Path.cwd(), name, rule, maps or [], _settings(settings or []), force, target, timeout
+        )
+        write_changes([result.change])
+    for line in learned_lines(result):
+        out.print(line, markup=False)
+
+
+@ops_app.command("remove")
+def ops_remove(name: Annotated[str, typer.Argument(metavar="NAME", help="The operator to forget.")]) -> None:
+    """Remove an operator's record from yolopatch.toml (its file stays; injected copies stay until
+    `inject --revert --op NAME`)."""
+    from yolopatch.files import write_changes
+    from yolopatch.userop import remove_operator
+
+    with _errors():
+        change = remove_operator(name, Path.cwd())
+        write_changes([change])
+    out.print(f"{change.path}: removed [ops.{name}]", markup=False)
+
+
+def _user_operators() -> dict[str, Any]:
+    """The user's operators recorded in the nearest yolopatch.toml, as operators (no torch, no import)."""
+    from yolopatch.userop import user_ops
+    from yolopatch.userop.adapter import user_operators
+
+    return user_operators(user_ops(Path.cwd()))
+
+
+def _operator(name: str, check_file: bool = True) -> Any:
+    """A built-in or a recorded operator; a recorded one whose file changed since `ops add` is refused."""
     from yolopatch.operators import get_operator
 
+    users = _user_operators()
     try:
-        return get_operator(name)
+        op = get_operator(name, users)
     except YolopatchError as exc:
         raise typer.BadParameter(str(exc), param_hint="--op") from None
+    if check_file:
+        _refuse_changed([op])
+    return op
+
+
+def _refuse_changed(operators: Sequence[Any]) -> None:
+    """A user's operator whose file changed since `ops add` learned it is not used until learned again."""
+    for op in operators:
+        changed = op.user.changed() if op.user is not None else None
+        if changed:
+            raise YolopatchError(changed + ".")
 
 
 def _option_values(options: Any) -> None:

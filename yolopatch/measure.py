@@ -9,6 +9,7 @@ cannot see because they are tensor arithmetic, not nn.Modules (Involution's aggr
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, cast
@@ -20,6 +21,7 @@ from yolopatch.channels import Simulation, normalize_module, rules_for
 from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import ModelYaml
 from yolopatch.operators import OPERATORS
+from yolopatch.operators.spec import Operator
 from yolopatch.report import LayerReport, ModelReport
 
 _BY_CLASS = {op.name: op for op in OPERATORS.values()}
@@ -34,15 +36,19 @@ def measure(
     img: int,
     batch: int,
     count_at_full_size: bool = False,
+    operators: Sequence[Operator] = (),
 ) -> ModelReport:
     """Measure `model`, built from `parsed`; the yaml's own strides (`simulation`) say what size each output
     must have. FLOPs are counted at the largest stride and scaled to 640 (YOLOv5's and ultralytics' way up to
-    8.3), or counted at 640 itself (`count_at_full_size`: ultralytics 8.4's exact count)."""
+    8.3), or counted at 640 itself (`count_at_full_size`: ultralytics 8.4's exact count). `operators`: the
+    user's own in the model: their rows are marked, and the parameters `ops add` found unused are named in
+    a warning instead of failing the check."""
     name = parsed.name
     rows = [(r.source, r.number, r.module, r.args_text) for r in parsed.layers]
     shapes = simulation.shapes
     # Convolution-like modules promise ceil(size / stride); padding and pooling layers may not, on purpose.
-    channel_modules = rules_for(parsed.values).channel_modules
+    channel_modules = rules_for(parsed.values, operators).channel_modules
+    unused = {op.name: tuple(op.user.unused) for op in operators if op.user is not None}
     strides = [
         shape.stride if normalize_module(layer.module) in channel_modules else None
         for layer, shape in zip(parsed.layers, shapes, strict=True)
@@ -52,7 +58,7 @@ def measure(
     # sizes are exact only at multiples of the largest stride
     expected: list[Fraction | None] = strides if not warnings else [None] * len(strides)
     try:
-        outputs = _forward_backward(model, layers, img, batch, expected)
+        outputs, allowed = _forward_backward(model, layers, img, batch, expected, unused)
     except YolopatchError as exc:
         raise YolopatchError(f"{name}: {exc} {' '.join(warnings)}".strip()) from None
     macs, uncounted = _layer_macs(model, count_at_full_size)
@@ -68,9 +74,15 @@ def measure(
             params=params[i],
             gflops=2 * (macs[i] + uncounted[i]) / 1e9,
             uncounted_gflops=2 * uncounted[i] / 1e9,
-            operator=_operator_in(layers[i]),
+            operator=_operator_in(layers[i], unused),
         )
         for i, row in enumerate(rows)
+    ]
+    blind = [
+        f"layer {r.index} ({r.module}): thop counts no FLOPs for it, though it has {r.params:,} parameters; "
+        "its work is tensor arithmetic thop cannot see, so GFLOPs leave it out"
+        for r in reports
+        if r.module in unused and r.params and not macs[r.index]
     ]
     return ModelReport(
         name=name,
@@ -85,7 +97,7 @@ def measure(
         strides=[float(s) for s in getattr(model, "stride", torch.zeros(0)).tolist()]
         if hasattr(model, "stride")
         else [],
-        warnings=warnings,
+        warnings=[*warnings, *allowed, *blind],
     )
 
 
@@ -125,9 +137,9 @@ def _index(layer: nn.Module) -> int:
     return cast(int, layer.i)
 
 
-def _operator_in(layer: nn.Module) -> str:
-    """The yolopatch operator a layer is (or holds), by class name: "" for none."""
-    return next((type(m).__name__ for m in layer.modules() if type(m).__name__ in _BY_CLASS), "")
+def _operator_in(layer: nn.Module, users: Mapping[str, Any] = {}) -> str:  # noqa: B006 (read only)
+    """The yolopatch operator (or user's operator) a layer is or holds, by class name: "" for none."""
+    return next((type(m).__name__ for m in layer.modules() if type(m).__name__ in {**_BY_CLASS, **users}), "")
 
 
 def _check_strides(model: nn.Module, img: int, name: str) -> list[str]:
@@ -147,8 +159,15 @@ def _check_strides(model: nn.Module, img: int, name: str) -> list[str]:
 
 
 def _forward_backward(
-    model: nn.Module, layers: list[nn.Module], img: int, batch: int, strides: list[Fraction | None]
-) -> list[str]:
+    model: nn.Module,
+    layers: list[nn.Module],
+    img: int,
+    batch: int,
+    strides: list[Fraction | None],
+    unused: Mapping[str, tuple[str, ...]],
+) -> tuple[list[str], list[str]]:
+    """Each layer's output shape after a train-mode forward and backward, and warnings for the parameters
+    without a gradient that `ops add` recorded as unused (any other one fails the check)."""
     shapes: dict[int, str] = {}
     current: list[int] = []
 
@@ -182,15 +201,35 @@ def _forward_backward(
     model.zero_grad(set_to_none=True)
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    if missing:
+    allowed = _recorded_unused(layers, unused)
+    failing = [n for n in missing if n not in allowed]
+    if failing:
         raise YolopatchError(
-            f"{len(missing)} parameters get no gradient, e.g. {missing[0]}; part of the model is unused."
+            f"{len(failing)} parameters get no gradient, e.g. {failing[0]}; part of the model is unused."
         )
+    notes = [
+        f"{allowed[n]}: {n} gets no gradient (`ops add` recorded it); multi-GPU training (DDP) needs "
+        "unused parameters allowed for it"
+        for n in missing
+    ]
     bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
     if bad:
         raise YolopatchError(f"gradients of {bad[0]} hold NaN or inf.")
     model.zero_grad(set_to_none=True)
-    return [shapes.get(_index(layer), "-") for layer in layers]
+    return [shapes.get(_index(layer), "-") for layer in layers], notes
+
+
+def _recorded_unused(layers: list[nn.Module], unused: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    """Full parameter names that a user's operator has without a gradient, as its record lists them."""
+    allowed = {}
+    for layer in layers:
+        for name, module in layer.named_modules():
+            for relative in unused.get(type(module).__name__, ()):
+                prefix = f"{name}." if name else ""
+                allowed[f"model.{_index(layer)}.{prefix}{relative}"] = (
+                    f"layer {_index(layer)} ({type(module).__name__})"
+                )
+    return allowed
 
 
 def _check_size(layer: nn.Module, output: Any, img: int, stride: Fraction | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.table import Table
 from rich.text import Text
@@ -13,7 +13,7 @@ from rich.text import Text
 from yolopatch.apply import Change
 from yolopatch.channels import Shape
 from yolopatch.modelyaml import Layer
-from yolopatch.operators import OPERATORS, get_operator
+from yolopatch.operators import OPERATORS
 
 if TYPE_CHECKING:
     from yolopatch.bench import Latency
@@ -192,18 +192,24 @@ def operator_note(report: ModelReport) -> str:
     names = list(dict.fromkeys(layer.operator for layer in report.layers if layer.operator))
     if not names:
         return ""
-    uncounted = [get_operator(name).uncounted_note for name in names if get_operator(name).uncounted_note]
+    builtin = [OPERATORS[name.lower()] for name in names if name.lower() in OPERATORS]
+    uncounted = [op.uncounted_note for op in builtin if op.uncounted_note]
+    yours = [name for name in names if name.lower() not in OPERATORS]
+    listed = ", ".join(f"{name} (yours)" if name in yours else name for name in names)
     if not report.uncounted_gflops or not uncounted:
-        return f"* {', '.join(names)} layers."
+        return f"* {listed} layers." + (
+            " Yours are recorded in yolopatch.toml (`yolopatch ops`)." if yours else ""
+        )
     return (
-        f"* {', '.join(names)} layers. GFLOPs include {' and '.join(uncounted)} ({report.uncounted_gflops:.2f} "
+        f"* {listed} layers. GFLOPs include {' and '.join(uncounted)} ({report.uncounted_gflops:.2f} "
         "GFLOPs at 640), which thop, YOLOv5's own summary and torch's FlopCounterMode leave out."
     )
 
 
-def operators_table(width: int = 100) -> Table:
-    """Every operator, fitted to `width` (the formula, then the channel rule, what it replaces and the
-    paper give way: `yolopatch ops NAME` shows them all)."""
+def operators_table(width: int = 100, users: Sequence[Operator] = ()) -> Table:
+    """Every operator, the user's own after the built-ins (marked, with file and rule), fitted to `width`
+    (the formula, then the channel rule, what it replaces and the paper give way: `yolopatch ops NAME`
+    shows them all)."""
     columns = [
         _Col("name"),
         _Col("paper", drop=4, wrap=True),
@@ -213,24 +219,40 @@ def operators_table(width: int = 100) -> Table:
         _Col("parameters at C", drop=1, wrap=True),
     ]
     rows = [
-        ([op.name, op.paper, _yaml_args(op), _channel_rule(op), _replaces(op), op.params_formula], None)
-        for op in OPERATORS.values()
+        (
+            [_marked(op), _origin(op), _yaml_args(op), _channel_rule(op), _replaces(op), op.params_formula],
+            None,
+        )
+        for op in [*OPERATORS.values(), *users]
     ]
     title = "Operators (yolopatch apply MODEL.yaml --layers SEL --op NAME)"
+    if users:
+        title += "; + yours, from yolopatch.toml"
     return _fitted(columns, rows, width, title=title, title_justify="left")
+
+
+def _marked(op: Operator) -> str:
+    return f"{op.name} +" if op.user is not None else op.name
+
+
+def _origin(op: Operator) -> str:
+    if op.user is None:
+        return op.paper
+    return f"yours: {op.user.file.name}:{op.user.cls}"
 
 
 def operator_detail(op: Operator) -> Table:
     table = Table(title=f"{op.name}: {op.summary}", title_justify="left", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    example = [-1, 1, op.name, op.yaml_args(256, 1, op.defaults)]
+    example = [-1, 1, op.name, op.yaml_args(256, example_stride(op), op.defaults)]
     rows = [
-        ("paper", f"{op.title}. {op.paper}. {op.url}"),
+        ("paper", f"{op.title}. {op.paper}. {op.url}") if op.user is None else ("class", _user_class(op)),
         ("yaml args", _yaml_args(op)),
         ("options", "; ".join(f"{o.flag} / {o.name}={o.default}: {o.help}" for o in op.options) or "none"),
         ("channels", _channel_rule(op)),
         ("replaces", _replaces(op)),
+        *_user_rows(op),
         ("parameters at C", op.params_formula),
         ("FLOPs", f"thop's count plus {op.uncounted_note}" if op.uncounted_note else "thop's count"),
         ("example row", str(example).replace("'", "")),
@@ -240,20 +262,120 @@ def operator_detail(op: Operator) -> Table:
     return table
 
 
+def example_stride(op: Operator) -> Fraction:
+    """The stride of the row an example shows: the operator's own, 1/2 for an upsampler, else 1."""
+    if op.own_stride is not None:
+        return op.own_stride
+    return Fraction(1, 2) if op.upsamples else Fraction(1)
+
+
+def _user_class(op: Operator) -> str:
+    user = op.user
+    changed = user.changed()
+    return f"{user.cls} in {user.file}" + (f" (warning: {changed})" if changed else "")
+
+
+def _user_rows(op: Operator) -> list[tuple[str, str]]:
+    user = op.user
+    if user is None:
+        return []
+    mapping = ", ".join(f"{p}={r}" for p, r in user.roles.items()) or "none"
+    rows = [
+        ("rule", f"{user.rule} ({user.learned})"),
+        ("constructor", f"{user.cls}({mapping})" + (f"; --set {user.values}" if user.values else "")),
+        ("evidence", "; ".join(user.evidence) or "none recorded"),
+        ("inside a CSP block", _slot(op)),
+    ]
+    if user.unused:
+        rows.append(("warning", _unused_warning(user.name, user.unused)))
+    if user.target:
+        rows.append(("learned against", user.target))
+    rows.append(("recorded in", str(user.config)))
+    return rows
+
+
+def _slot(op: Operator) -> str:
+    user = op.user
+    if user.rule.stride != "1":
+        return "no: it changes the size"
+    if user.rule.channels == "keep":
+        return "keep slot: after a bottleneck's two convolutions, before the shortcut add"
+    if user.rule.channels == "conv":
+        return "conv slot: in place of a bottleneck's 3x3 convolution (c_ -> c_, stride 1)"
+    return "no: it is a CSP block itself"
+
+
+def _unused_warning(name: str, unused: Sequence[str]) -> str:
+    listed = ", ".join(unused[:4]) + (f" and {len(unused) - 4} more" if len(unused) > 4 else "")
+    return (
+        f"{name}'s parameters {listed} got no gradient in the probe; multi-GPU training (DDP) fails on "
+        "them unless unused parameters are allowed (YOLOv5/ultralytics do not allow them by default)"
+    )
+
+
+def learned_lines(result: Any) -> list[str]:
+    """What `ops add` says: the rule with its evidence, the constructor, constraints, the yaml row."""
+    op, user = result.operator, result.op
+    verb = "replaced" if result.replaced else "recorded"
+    lines = [
+        f"{user.cls} ({result.source.path.name}:{result.source.line}): {user.rule} ({user.learned})",
+        *(f"  {line}" for line in user.evidence),
+        f"  constructor {user.cls}{result.roles.describe(result.source, user.values)}",
+        f"  yaml row: [-1, 1, {op.name}, {op.yaml_args(256, example_stride(op), op.defaults)}]".replace(
+            "'", ""
+        ),
+    ]
+    if user.unused:
+        lines.append(f"warning: {_unused_warning(op.name, user.unused)}")
+    lines.append(f"{result.change.path}: {verb} [ops.{op.name}]")
+    lines.append(_next_after_add(op))
+    return lines
+
+
+def _next_after_add(op: Operator) -> str:
+    where = "--layers 9 --insert" if op.own_stride == 1 else "--layers N"
+    return f"Next: yolopatch apply MODEL.yaml {where} --op {op.name}   then: yolopatch inject REPO --op {op.name}"
+
+
 def _yaml_args(op: Operator) -> str:
     return "[" + ", ".join(["C", *(f"{o.name}={o.default}" for o in op.options)]) + "]"
 
 
 def _channel_rule(op: Operator) -> str:
+    if op.user is not None:
+        return {
+            "keep": "keeps channels",
+            "conv": "C in, C2 out",
+            "csp": "C in, C2 out, n repeats (a CSP block)",
+        }[op.user.rule.channels] + _stride_words(op)
     return (
         "keeps channels and size" if op.keeps_channels else "C in, C2 out (1x1 projection when they differ)"
     )
 
 
+def _stride_words(op: Operator) -> str:
+    stride = op.user.rule.stride
+    if stride == "1":
+        return ", size kept"
+    if stride.startswith("arg:"):
+        return f", stride from {stride[4:]}"
+    if stride.startswith("up:"):
+        return f", upsamples by {stride[3:]}"
+    return f", stride {stride}"
+
+
 def _replaces(op: Operator) -> str:
+    if op.upsamples:
+        return "nn.Upsample rows"
+    if op.own_stride is not None and op.own_stride != 1:
+        return f"layers of stride {op.own_stride}" + (" that keep channels" if op.keeps_channels else "")
+    if op.repeats:
+        return "CSP rows (keeps their n)"
     if op.keeps_channels:
         return "layers that keep channels and size (else --insert)"
-    return "single-input conv-like layers, strided too"
+    return (
+        "single-input conv-like layers, strided too" if op.own_stride is None else "stride-1 conv-like layers"
+    )
 
 
 def export_line(report: ExportReport) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from yolopatch.errors import YolopatchError
 from yolopatch.operators.cbam import CBAM
 from yolopatch.operators.coordatt import CoordAtt
@@ -15,15 +17,15 @@ OPERATORS: dict[str, Operator] = {op.name.lower(): op for op in (INVOLUTION, SE,
 DEFAULT = INVOLUTION
 
 
-def get_operator(name: str) -> Operator:
-    """The operator called `name` (case-insensitive); an unknown name lists the known ones."""
-    try:
-        return OPERATORS[name.strip().lower()]
-    except KeyError:
-        known = ", ".join(op.name for op in OPERATORS.values())
-        raise YolopatchError(f"--op {name}: unknown operator; yolopatch knows {known}.") from None
-
-
-def operator_names() -> frozenset[str]:
-    """Every operator's yaml and class name."""
-    return frozenset(op.name for op in OPERATORS.values())
+def get_operator(name: str, users: Mapping[str, Operator] | None = None) -> Operator:
+    """The operator called `name` (case-insensitive): a built-in, or one of the user's own (`users`, keyed
+    by lower-cased name); an unknown name lists the known ones."""
+    key = name.strip().lower()
+    found = OPERATORS.get(key) or (users or {}).get(key)
+    if found is None:
+        known = ", ".join(op.name for op in [*OPERATORS.values(), *(users or {}).values()])
+        raise YolopatchError(
+            f"--op {name}: unknown operator; yolopatch knows {known}. Add your own with "
+            "`yolopatch ops add FILE.py:CLASS`."
+        )
+    return found

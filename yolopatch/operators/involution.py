@@ -8,6 +8,7 @@ plus the aggregation, which is tensor arithmetic that no counter sees.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from yolopatch.operators.spec import Operator, Option, Values, kernel
@@ -70,7 +71,7 @@ def involution_macs(
     )
 
 
-def _yaml_args(channels: int, stride: int, values: Values) -> list[Any]:
+def _yaml_args(channels: int, stride: int | Fraction, values: Values) -> list[Any]:
     args = [channels, values["k"], stride]
     if (values["gc"], values["r"]) != (DEFAULT_GROUP_CHANNELS, DEFAULT_REDUCTION):
         args += [values["gc"], values["r"]]

@@ -6,8 +6,9 @@ No torch here: `apply`, `inject` and `ops` read specs without building anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from yolopatch.errors import OptionError
@@ -48,6 +49,10 @@ class Operator:
       (None when it has none); called from a forward hook on each instance.
     - `keeps_channels`: c2 must equal c1, so a replaced layer must keep its channels and resolution.
     - `strided`: its third yaml argument is a stride (it may replace a strided layer).
+    - `own_stride`: the stride it always has (None: set per row, as `strided` does, or by `stride_rule`);
+      below 1 it upsamples. `stride_rule` reads a row's stride from its args where that is not the third.
+    - `repeats`: parse_model gives it the row's repeat count (its class is in the repeat collection).
+    - `user`: the record of a user's own module (`yolopatch ops add`); None for the built-ins.
     """
 
     name: str
@@ -57,18 +62,25 @@ class Operator:
     url: str
     template: str
     options: tuple[Option, ...]
-    yaml_args: Callable[[int, int, Values], list[Any]]
+    yaml_args: Callable[[int, int | Fraction, Values], list[Any]]
     channel_problem: Callable[[int, Values], str | None]
     params: Callable[[int, int, Values], int]
     params_formula: str
     keeps_channels: bool
     strided: bool = False
+    own_stride: Fraction | None = Fraction(1)
+    stride_rule: Callable[[Sequence[Any]], Fraction | None] | None = None
+    upsamples: bool = False  # its stride is an upsampling factor (own_stride below 1, or set per row)
+    repeats: bool = False
+    user: Any = None
     uncounted_macs: Callable[[Any, tuple[Any, ...], Any], int] | None = None
     uncounted_note: str = ""
     defaults: Values = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defaults", {o.name: o.default for o in self.options})
+        if self.strided:
+            object.__setattr__(self, "own_stride", None)
 
     def option(self, key: str) -> Option | None:
         """The option named `key` by its constructor name or its flag (without dashes)."""
@@ -123,7 +135,7 @@ def kernel(default: int | None, what: str, **parsing: Any) -> Option:
     return Option("k", default, "--kernel", what, **{"check": odd, **parsing}, short="-k")
 
 
-def keep_channel_args(options: tuple[Option, ...]) -> Callable[[int, int, Values], list[Any]]:
+def keep_channel_args(options: tuple[Option, ...]) -> Callable[[int, int | Fraction, Values], list[Any]]:
     """yaml args of an operator that keeps its channels: C, then the options that differ from defaults."""
     return lambda channels, _stride, values: [channels, *trailing_non_defaults(options, values)]
 

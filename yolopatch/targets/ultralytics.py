@@ -188,6 +188,20 @@ RULES = Rules(
 
 # --- inject: a module file of our own, registered in nn/modules/__init__.py and nn/tasks.py ---------------
 
+# The classes ultralytics.nn.modules exports (8.4.190's __all__, a superset of 8.1's): a user's module must
+# not take one of these names (ultralytics has its own ADown, CBAM, Attention...).
+DEFINED = frozenset(
+    "A2C2f AConv ADown AIFI Attention BNContrastiveHead Bottleneck BottleneckCSP C1 C2 C2PSA C2f C2fAttn C2fCIB "
+    "C2fPSA C3 C3Ghost C3TR C3k2 C3x CBAM CBFuse CBLinear CIB ChannelAttention Classify Concat ContrastiveHead "
+    "Conv Conv2 ConvTranspose DFL DWConv DWConvTranspose2d DeformableTransformerDecoder "
+    "DeformableTransformerDecoderLayer Depth Detect ELAN1 Focus GhostBottleneck GhostConv HGBlock HGStem "
+    "ImagePoolingAttn Index LRPCHead LayerNorm2d LightConv MLP MLPBlock MSDeformAttn MaxSigmoidAttnBlock OBB "
+    "OBB26 PSA Pose Pose26 Proto RTDETRDecoder RepC3 RepConv RepNCSPELAN4 RepVGGDW ResNetLayer SCDown SPP "
+    "SPPELAN SPPF Segment Segment26 SemanticSegment SpatialAttention TorchVision TransformerBlock "
+    "TransformerEncoderLayer TransformerLayer WorldDetect YOLOEDetect YOLOESegment YOLOESegment26 v10Detect "
+    "C3k".split()
+)
+
 MODULE_FILE = "yolopatch.py"
 MODULE = "ultralytics.nn.modules.yolopatch"
 HEADER = (

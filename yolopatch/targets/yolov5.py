@@ -123,6 +123,14 @@ RULES = Rules(
 # YOLOv5's model_info line, e.g. "YOLOv5s summary: 214 layers, 7235389 parameters, 7235389 gradients, 16.6 GFLOPs";
 # master writes the counts with thousands separators ("6,320,733 parameters"), v4.0 to v6.0
 # "Model Summary: ... 17.0 GFLOPS".
+# Classes the family defines (models/common.py and experimental.py, v7.0): a user's module must not take
+# one of these names, or the yaml would build YOLOv5's class instead.
+DEFINED = frozenset(
+    "AutoShape Bottleneck BottleneckCSP C3 C3Ghost C3SPP C3TR C3x Classify Concat Contract Conv CrossConv DWConv "
+    "DWConvTranspose2d DetectMultiBackend Detections Expand Focus GhostBottleneck GhostConv Proto SPP SPPF "
+    "TransformerBlock TransformerLayer Ensemble MixConv2d Sum Detect Segment Model".split()
+)
+
 _COUNT = r"\d{1,3}(?:,\d{3})+|\d+"
 _SUMMARY = re.compile(
     rf"(?:\S+ summary|Model Summary): (?:{_COUNT}) layers, (?:{_COUNT}) parameters, (?:{_COUNT}) gradients"

@@ -1,0 +1,290 @@
+"""Your own module: `ops add` learns the rule a class really has or refuses saying what to declare; the
+record, the adapter, and `apply`/`check` with the user's operator.
+
+The classes are our own, in the shapes and spellings of real modules (tests/user_module_cases.py).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, run_cli
+from user_module_cases import CASES, USER_MODULES, Case
+
+from yolopatch.apply import ApplyOptions, apply_operator
+from yolopatch.errors import YolopatchError
+from yolopatch.userop import add_operator, remove_operator
+from yolopatch.userop.adapter import adapter_source, as_operator
+from yolopatch.userop.learn import Rule
+from yolopatch.userop.record import UserOp, load
+from yolopatch.userop.roles import role_map
+from yolopatch.userop.source import read_class
+
+EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
+LEARNED = [c for c in CASES if c.refusal is None and c.imports_target is None]
+REFUSED = [c for c in CASES if c.refusal is not None]
+
+# what each refusal's message must say (the user's next step is in it too)
+REFUSAL_WORDS = {
+    "multi-input": "several inputs",
+    "head": "detection head",
+    "several-tensors": "several tensors",
+    "outside-vocabulary": "follow no rule",
+    "backward-fails": "cannot be trained",
+    "not-a-module": "not a torch module",
+    "syntax": "does not parse",
+    "unknown-class": "defines no top-level class",
+    "not-4d": "4-D feature map",
+    "memory": "ran out of memory",
+    "time": "time limit",
+}
+
+
+def _settings(case: Case) -> dict[str, str]:
+    return {k: repr(v) for k, v in case.set_values.items()}
+
+
+def _true_role(case: Case, param: str) -> str:
+    """The cases name an upsampling factor's role "stride"; yolopatch calls it "up"."""
+    role = case.roles[param]
+    return "up" if role == "stride" and (case.stride or "").startswith("up:") else role
+
+
+@pytest.mark.parametrize("case", LEARNED, ids=[c.id for c in LEARNED])
+def test_ops_add_learns_the_rule_the_class_really_has(case, tmp_path):
+    result = add_operator(case.spec, tmp_path, settings=_settings(case), timeout=60)
+    op = result.op
+    assert op.rule == Rule(case.channels, case.stride)
+    assert dict(op.roles) == {p: _true_role(case, p) for p in case.roles}
+    divisor = int(case.constraint.split(":")[1]) if case.constraint else 1
+    assert op.divisor == divisor
+    assert bool(op.unused) == case.unused_params
+    assert op.sha256 and op.file == case.path.resolve()
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=[c.id for c in REFUSED])
+def test_ops_add_refuses_what_it_cannot_take_and_says_why(case, tmp_path):
+    with pytest.raises(YolopatchError) as info:
+        add_operator(case.spec, tmp_path, settings=_settings(case), timeout=8)
+    message = str(info.value)
+    assert REFUSAL_WORDS[case.refusal] in message
+    assert str(case.path) in message and "\n" not in message
+    assert not (tmp_path / "yolopatch.toml").exists()
+
+
+@pytest.mark.parametrize(
+    ("case_id", "missing"),
+    [("odconv", "kernel_size"), ("akconv", "num_param")],
+)
+def test_arguments_without_defaults_are_asked_for_by_name(case_id, missing, tmp_path):
+    case = next(c for c in CASES if c.id == case_id)
+    with pytest.raises(YolopatchError, match=f"--set {missing}=VALUE"):
+        add_operator(case.spec, tmp_path, timeout=60)
+
+
+# --- the role map, from names alone -------------------------------------------------------------------------
+
+ROLE_MAPS = [
+    pytest.param("channel=512, reduction=16", {"channel": "c1", "reduction": "-"}, id="se-channel-reduction"),
+    pytest.param(
+        "c1, n=1, reduction=16", {"c1": "c1", "n": "n", "reduction": "-"}, id="seam-n-is-a-candidate"
+    ),
+    pytest.param("no_spatial=False", {"no_spatial": "-"}, id="no-channel-parameter"),
+    pytest.param("inp, oup, stride=1", {"inp": "c1", "oup": "c2", "stride": "stride"}, id="inp-oup"),
+    pytest.param(
+        "in_planes, out_planes, kernel_size",
+        {"in_planes": "c1", "out_planes": "c2", "kernel_size": "-"},
+        id="planes",
+    ),
+    pytest.param("dim, dim_out=None", {"dim": "c1", "dim_out": "-"}, id="none-default-is-not-a-count"),
+    pytest.param("in_channels, scale=2", {"in_channels": "c1", "scale": "up"}, id="upsampler"),
+    pytest.param("c, ch=16", {"c": "c1", "ch": "-"}, id="one-input-role-only"),
+    pytest.param("channels, shortcut=True", {"channels": "c1", "shortcut": "-"}, id="flag-stays-an-option"),
+]
+
+
+@pytest.mark.parametrize(("signature", "expected"), ROLE_MAPS)
+def test_role_map_from_parameter_names(signature, expected, tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text(
+        f"import torch.nn as nn\n\n\nclass M(nn.Module):\n    def __init__(self, {signature}):\n        super().__init__()\n\n"
+        "    def forward(self, x):\n        return x\n",
+        encoding="utf-8",
+    )
+    assert dict(role_map(read_class(path, "M"), {}).roles) == expected
+
+
+def test_declared_roles_beat_the_names(tmp_path):
+    source = read_class(USER_MODULES / "attention.py", "SEAM")
+    roles = role_map(source, {"n": "-", "reduction": "-"})
+    assert roles.roles["n"] == "-" and roles.declared == {"n", "reduction"}
+
+
+# --- the adapter: channel counts only where the map says channels --------------------------------------------
+
+ADAPTER_CALLS = [
+    pytest.param(
+        "se-attention", "super().__init__(channel=c1, reduction=reduction)", id="se-reduction-untouched"
+    ),
+    pytest.param("seam", "super().__init__(c1=c1, n=n, reduction=reduction)", id="seam-depth-is-its-own"),
+    pytest.param("triplet-attention", "super().__init__(no_spatial=no_spatial)", id="flag-never-gets-c2"),
+    pytest.param("c2f-lite", "super().__init__(c1=c1, c2=c2, n=n, shortcut=shortcut, e=e)", id="csp-gets-n"),
+]
+
+
+def _record(case: Case, tmp_path: Path) -> UserOp:
+    return add_operator(case.spec, tmp_path, settings=_settings(case), timeout=60).op
+
+
+@pytest.mark.parametrize(("case_id", "call"), ADAPTER_CALLS)
+def test_adapter_passes_channel_counts_only_to_channel_parameters(case_id, call, tmp_path):
+    op = _record(next(c for c in CASES if c.id == case_id), tmp_path)
+    source = adapter_source(op, "Base")
+    ast.parse(source)
+    assert call in source
+    if op.rule.channels == "keep":
+        assert "if c2 != c1:" in source
+
+
+def test_seam_given_96_output_channels_keeps_its_own_depth(tmp_path):
+    import torch
+
+    from yolopatch.userop.build import adapter_classes
+
+    op = _record(next(c for c in CASES if c.id == "seam"), tmp_path)
+    (cls,) = adapter_classes([op]).values()
+    module = cls(64, 64)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in module.modules()) < 10
+    with pytest.raises(ValueError, match="keeps its channels"):
+        cls(64, 96)
+
+
+# --- the record ------------------------------------------------------------------------------------------------
+
+
+def test_the_record_keeps_the_users_comments_and_round_trips(tmp_path):
+    config = tmp_path / "yolopatch.toml"
+    config.write_text("# my notes: keep me\n[tool]\nx = 1  # and me\n", encoding="utf-8")
+    case = next(c for c in CASES if c.id == "ema")
+    result = add_operator(case.spec, tmp_path, timeout=60)
+    config.write_text(result.change.new, encoding="utf-8")
+    text = config.read_text(encoding="utf-8")
+    assert "# my notes: keep me" in text and "x = 1  # and me" in text
+    (op,) = load(config).values()
+    assert op == result.op
+    removed = remove_operator("EMA", tmp_path).new
+    assert "# my notes: keep me" in removed and "[ops.EMA]" not in removed
+
+
+def test_a_changed_file_is_named_and_apply_asks_for_ops_add_again(tmp_path):
+    source = tmp_path / "mine.py"
+    source.write_bytes((USER_MODULES / "se_attention.py").read_bytes())
+    model = tmp_path / "m.yaml"
+    model.write_text(EXAMPLE, encoding="utf-8")
+    added = run_cli("ops", "add", "mine.py:SEAttention", cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    source.write_text(source.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    result = run_cli("apply", "m.yaml", "--layers", "9", "--insert", "--op", "SEAttention", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "changed since `ops add` learned SEAttention" in result.stderr and "ops add" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "owner"),
+    [("CBAM", "built-in operator CBAM"), ("C3", "YOLOv5's class C3"), ("C2f", "ultralytics' class C2f")],
+)
+def test_a_name_a_target_or_builtin_has_is_refused(name, owner, tmp_path):
+    case = next(c for c in CASES if c.id == "se-attention")
+    with pytest.raises(YolopatchError, match=owner):
+        add_operator(case.spec, tmp_path, name=name, timeout=60)
+
+
+def test_a_declared_rule_the_probe_contradicts_is_refused(tmp_path):
+    case = next(c for c in CASES if c.id == "spdconv")
+    with pytest.raises(YolopatchError, match="does not hold: the probe shows conv:2"):
+        add_operator(case.spec, tmp_path, rule="conv", timeout=60)
+
+
+# --- apply with a recorded operator: no probe, no torch -------------------------------------------------------
+
+
+def _op(name: str, rule: Rule, params: tuple[str, ...], roles: dict, defaults: dict, **more) -> UserOp:
+    return UserOp(name, USER_MODULES / "x.py", name, rule, params, roles, defaults, **more)
+
+
+KEEP = _op("Gate", Rule("keep"), ("channels", "r"), {"channels": "c1", "r": "-"}, {"r": 16}, divisor=16)
+DOWN = _op("Down", Rule("conv", "2"), ("c1", "c2"), {"c1": "c1", "c2": "c2"}, {})
+STRIDED = _op(
+    "Dyn",
+    Rule("conv", "arg:stride"),
+    ("c1", "c2", "stride"),
+    {"c1": "c1", "c2": "c2", "stride": "stride"},
+    {"stride": 1},
+)
+UP = _op("Up", Rule("keep", "up:scale"), ("c", "scale"), {"c": "c1", "scale": "up"}, {"scale": 2})
+CSP = _op("Csp", Rule("csp"), ("c1", "c2", "n"), {"c1": "c1", "c2": "c2", "n": "n"}, {})
+
+APPLY = [
+    pytest.param(KEEP, "9", True, "[-1, 1, Gate, [1024]],  # 10", id="keep-insert-after-sppf"),
+    pytest.param(KEEP, "2", False, "[-1, 1, Gate, [128]],", id="keep-replaces-a-c3-that-keeps"),
+    pytest.param(DOWN, "1", False, "[-1, 1, Down, [128]],  # 1-P2/4", id="stride-2-replaces-stride-2"),
+    pytest.param(STRIDED, "3", False, "[-1, 1, Dyn, [256, 2]],  # 3-P3/8", id="stride-from-its-argument"),
+    pytest.param(UP, "11", False, "[-1, 1, Up, [512]],", id="upsampler-replaces-upsample"),
+    pytest.param(CSP, "2", False, "[-1, 3, Csp, [128]],", id="csp-keeps-n"),
+]
+
+
+@pytest.mark.parametrize(("op", "layers", "insert", "row"), APPLY)
+def test_apply_writes_a_recorded_operator_with_the_channels_parse_model_reproduces(op, layers, insert, row):
+    options = ApplyOptions(as_operator(op), insert=insert, users=(as_operator(op),))
+    result = apply_operator(EXAMPLE, layers, options)
+    assert row in result.text
+    assert (
+        apply_operator(result.text, layers if not insert else "9", options).text == result.text or not insert
+    )
+
+
+REFUSALS = [
+    pytest.param(DOWN, "4", False, "has stride 2 and this layer 1", id="stride-2-not-for-stride-1"),
+    pytest.param(DOWN, "4", True, "would change the size of every later layer", id="no-strided-insert"),
+    pytest.param(UP, "4", False, "replaces an nn.Upsample row", id="upsampler-only-for-upsample"),
+    pytest.param(KEEP, "3", False, "keeps channels and size", id="keep-not-for-a-strided-conv"),
+]
+
+
+@pytest.mark.parametrize(("op", "layers", "insert", "words"), REFUSALS)
+def test_apply_refuses_where_the_rule_does_not_fit(op, layers, insert, words):
+    options = ApplyOptions(as_operator(op), insert=insert, users=(as_operator(op),))
+    with pytest.raises(YolopatchError, match=words):
+        apply_operator(EXAMPLE, layers, options)
+
+
+def test_a_learned_divisor_is_checked_at_the_layers_width():
+    text = EXAMPLE.replace("width_multiple: 0.50", "width_multiple: 0.3")
+    options = ApplyOptions(as_operator(KEEP), insert=True, users=(as_operator(KEEP),))
+    with pytest.raises(YolopatchError, match="divisible by 16"):  # 64 * 0.3 -> 24 channels
+        apply_operator(text, "0", options)
+
+
+# --- end to end: ops add, apply, check (in a child: the user's code never runs in the CLI) --------------------
+
+
+def test_ops_add_apply_and_check_agree_on_parameters(tmp_path):
+    (tmp_path / "se.py").write_bytes((USER_MODULES / "se_attention.py").read_bytes())
+    (tmp_path / "yolov5s.yaml").write_text(EXAMPLE, encoding="utf-8")
+    assert run_cli("ops", "add", "se.py:SEAttention", cwd=tmp_path).returncode == 0
+    applied = run_cli(
+        "apply", "yolov5s.yaml", "--layers", "9", "--insert", "--op", "SEAttention", cwd=tmp_path
+    )
+    assert applied.returncode == 0, applied.stderr
+    checked = run_cli("check", "yolov5s-seattention.yaml", "--img", "128", "--json", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    import json
+
+    report = json.loads(checked.stdout)["model"]
+    layer = report["layers"][10]
+    c = 512  # yolov5s' width halves the yaml's 1024
+    assert layer["operator"] == "SEAttention" and layer["params"] == 2 * c * (c // 16)  # two bias-free Linear
+    assert report["params"] == 7235389 + 2 * c * (c // 16)

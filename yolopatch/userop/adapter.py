@@ -1,0 +1,157 @@
+"""A recorded user module as an `Operator` (what `apply`, `layers` and `ops` read), and its adapter class.
+
+The adapter has the constructor convention of parse_model's (c1, c2) collection, `(c1, c2, *yaml_args)`
+(`(c1, c2, n, *yaml_args)` for a csp block, whose n parse_model inserts), and maps it onto the user's
+signature by keyword, passing a channel count only to a parameter the role map names as channels. It is
+what the yaml names, what `inject` writes beside the user's file, and what `check` builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from typing import Any
+
+from yolopatch.errors import YolopatchError
+from yolopatch.operators.spec import Operator, Option, Values, trailing_non_defaults
+from yolopatch.userop.record import UserOp
+
+
+def as_operator(op: UserOp) -> Operator:
+    options = tuple(
+        Option(name, default, f"--set {name}", _option_help(op, name), parse=_literal)
+        for name, default in op.options
+    )
+    keeps = op.rule.channels == "keep"
+    return Operator(
+        name=op.name,
+        summary=f"your {op.cls} from {op.file.name} ({op.learned})",
+        paper="your module",
+        title=op.cls,
+        url=str(op.file),
+        template="",
+        options=options,
+        yaml_args=_yaml_args(op, options),
+        channel_problem=_channel_problem(op),
+        params=_measured_only(op),
+        params_formula="measured by `yolopatch check`",
+        keeps_channels=keeps,
+        own_stride=op.rule.fixed_stride,
+        stride_rule=_stride_rule(op, options),
+        upsamples=op.rule.upsamples,
+        repeats=op.rule.channels == "csp",
+        user=op,
+    )
+
+
+def _option_help(op: UserOp, name: str) -> str:
+    role = op.roles[name]
+    return {"stride": "its stride", "up": "its upsampling factor"}.get(role, f"{op.cls}'s {name}")
+
+
+def _literal(text: str) -> Any:
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _stride_param(op: UserOp) -> str | None:
+    return op.rule.stride_param
+
+
+def _yaml_args(op: UserOp, options: tuple[Option, ...]):  # noqa: ANN202
+    stride_param = _stride_param(op)
+
+    def args(channels: int, stride: int | Fraction, values: Values) -> list[Any]:
+        values = dict(values)
+        if stride_param and stride_param in values:
+            factor = Fraction(stride)
+            values[stride_param] = int(1 / factor if op.rule.upsamples else factor)
+        return [channels, *trailing_non_defaults(options, values)]
+
+    return args
+
+
+def _stride_rule(op: UserOp, options: tuple[Option, ...]):  # noqa: ANN202
+    """The row's stride from its args: the fixed one, or the stride/upsampling option's value."""
+    fixed = op.rule.fixed_stride
+    if fixed is not None:
+        return lambda args: fixed
+    name = _stride_param(op)
+    position = 1 + next(i for i, o in enumerate(options) if o.name == name)
+    default = next(o.default for o in options if o.name == name)
+
+    def stride(args: Sequence[Any]) -> Fraction | None:
+        value = args[position] if len(args) > position else default
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return None
+        return Fraction(1, value) if op.rule.upsamples else Fraction(value)
+
+    return stride
+
+
+def _channel_problem(op: UserOp):  # noqa: ANN202
+    def problem(c1: int, _values: Values) -> str | None:
+        if op.divisor > 1 and c1 % op.divisor:
+            return f"{op.name} needs channels divisible by {op.divisor} (learned by `ops add`), and this layer has {c1}"
+        if c1 < op.min_channels:
+            return f"{op.name} needs at least {op.min_channels} channels (learned by `ops add`), and this layer has {c1}"
+        return None
+
+    return problem
+
+
+def _measured_only(op: UserOp):  # noqa: ANN202
+    def params(_c1: int, _c2: int, _values: Values) -> int:
+        raise YolopatchError(f"{op.name} is your own module: `yolopatch check` measures its parameters.")
+
+    return params
+
+
+def adapter_source(op: UserOp, base: str) -> str:
+    """The adapter class: `class NAME(base)` whose constructor takes parse_model's arguments."""
+    options = op.options
+    head = ["c1", "c2", *(["n=1"] if op.rule.channels == "csp" else [])]
+    head += [f"{name}={value!r}" for name, value in options]
+    passed = _passed(op, {name for name, _ in options})
+    keep_check = (
+        [
+            "        if c2 != c1:",
+            f'            raise ValueError(f"{op.name} keeps its channels: c2 ({{c2}}) must equal c1 ({{c1}})")',
+        ]
+        if op.rule.channels == "keep"
+        else []
+    )
+    lines = [
+        f"class {op.name}({base}):",
+        f'    """{op.cls} as parse_model builds it: ({", ".join(h.split("=")[0] for h in head)}) onto '
+        f'{op.cls}({", ".join(op.params)}). Written by yolopatch from yolopatch.toml."""',
+        "",
+        f"    def __init__(self, {', '.join(head)}):",
+        *keep_check,
+        f"        super().__init__({', '.join(passed)})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _passed(op: UserOp, options: set[str]) -> list[str]:
+    """`param=value` for the user's constructor: channel counts only where the map says channels."""
+    by_role = {"c1": "c1", "c2": "c2", "n": "n"}
+    passed = []
+    for name in op.params:
+        role = op.roles[name]
+        if role in by_role and not (role == "n" and op.rule.channels != "csp"):
+            passed.append(f"{name}={by_role[role]}")
+        elif name in options:
+            passed.append(f"{name}={name}")
+        elif name in op.values:
+            passed.append(f"{name}={op.values[name]!r}")
+    return passed
+
+
+def user_operators(ops: Mapping[str, UserOp]) -> dict[str, Operator]:
+    return {name.lower(): as_operator(op) for name, op in ops.items()}

@@ -1,0 +1,81 @@
+"""Child process for `check` on a YOLOv5 yaml that uses the user's own operators: the built-in builder with
+their adapter classes registered, so the user's code never runs inside the CLI process.
+
+    python -m yolopatch.userop.build REQUEST.json OUT.json
+
+REQUEST.json: {"config": yolopatch.toml, "models": [[text, name], ...], "img", "batch", "fused"}. OUT.json
+gets one entry per model: {"report": ...} or {"error": ...}, as the other build children write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from yolopatch.errors import YolopatchError
+from yolopatch.userop.record import UserOp
+
+
+def user_module(op: UserOp) -> Any:
+    """The user's file imported as a module of its own (`yolopatch_user_<stem>`)."""
+    name = f"yolopatch_user_{op.file.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, op.file)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception as exc:  # the user's code may raise anything
+        del sys.modules[name]
+        raise YolopatchError(f"{op.file}: importing it failed: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def adapter_classes(ops: Sequence[UserOp]) -> dict[str, type]:
+    """Each operator's adapter class, built on the user's class as `inject` writes it."""
+    from yolopatch.userop.adapter import adapter_source
+
+    classes = {}
+    for op in ops:
+        base = getattr(user_module(op), op.cls, None)
+        if base is None:
+            raise YolopatchError(f"{op.file}: defines no {op.cls} any more; run `yolopatch ops add` again.")
+        namespace: dict[str, Any] = {"_Base": base}
+        exec(compile(adapter_source(op, "_Base"), f"<yolopatch adapter {op.name}>", "exec"), namespace)
+        classes[op.name] = namespace[op.name]
+    return classes
+
+
+def main(argv: list[str]) -> None:
+    from yolopatch.check import check_builtin
+    from yolopatch.userop.adapter import as_operator
+    from yolopatch.userop.record import load
+
+    request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    results: list[dict[str, Any]] = []
+    try:
+        ops = list(load(Path(request["config"])).values())
+        classes = adapter_classes([op for op in ops if op.name in request["used"]])
+        operators = [as_operator(op) for op in ops]
+    except YolopatchError as exc:
+        results = [{"error": str(exc)} for _ in request["models"]]
+    else:
+        for text, name in request["models"]:
+            try:
+                report = check_builtin(
+                    text, name, request["img"], request["batch"], request["fused"], operators, classes
+                )
+                results.append({"report": dataclasses.asdict(report)})
+            except YolopatchError as exc:
+                results.append({"error": str(exc)})
+    Path(argv[1]).write_text(json.dumps(results), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

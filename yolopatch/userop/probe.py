@@ -1,0 +1,134 @@
+"""The probe's child process: import the user's file, build the class as asked, record what it does.
+
+Run as `python -m yolopatch.userop.probe REQUEST.json RESULT.json`, never inside the CLI process: the user's
+code runs only here, on the CPU, with one thread, a fixed seed and (where the platform has `resource`) a
+memory limit, while the parent holds a time limit. This module only observes; `learn` fits the rule from
+the observations, as pure code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+MEMORY_LIMIT_GIB = 4
+
+
+def _limit_memory(gib: float) -> None:
+    try:
+        import resource
+    except ImportError:  # Windows: only the parent's time limit applies
+        return
+    limit = int(gib * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:300]
+    memory = isinstance(exc, MemoryError) or "can't allocate memory" in str(exc)
+    return {"error": text, "kind": "memory" if memory else "error"}
+
+
+def _load(request: dict[str, Any]) -> Any:
+    for folder in reversed(request.get("sys_path", [])):
+        sys.path.insert(0, folder)
+    path = Path(request["file"])
+    spec = importlib.util.spec_from_file_location(f"yolopatch_user_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return getattr(module, request["class"])
+
+
+def _trial(cls: Any, trial: dict[str, Any]) -> dict[str, Any]:
+    """Build with `kwargs`, run eval forwards at each size, then one train forward and backward."""
+    import torch
+
+    torch.manual_seed(0)
+    observed: dict[str, Any] = {"kwargs": trial["kwargs"]}
+    try:
+        module = cls(**trial["kwargs"])
+    except BaseException as exc:  # the user's code may raise anything
+        return {**observed, "stage": "build", **_error(exc)}
+    if not isinstance(module, torch.nn.Module):
+        return {
+            **observed,
+            "stage": "build",
+            "error": f"{type(module).__name__} is not an nn.Module",
+            "kind": "type",
+        }
+    observed["params"] = sum(p.numel() for p in module.parameters())
+    observed["blocks"] = _repeated_blocks(module)
+    outputs = []
+    channels = trial["channels"]
+    module.eval()
+    for size in trial["sizes"]:
+        try:
+            with torch.no_grad():
+                out = module(torch.randn(1, channels, size, size))
+        except BaseException as exc:
+            return {**observed, "stage": f"forward at {size}x{size}", **_error(exc)}
+        outputs.append(_describe(out))
+    observed["outputs"] = outputs
+    if not trial.get("train"):
+        return observed
+    module.train()
+    try:
+        out = module(torch.randn(2, channels, trial["sizes"][0], trial["sizes"][0]))
+        if not isinstance(out, torch.Tensor):
+            return observed
+        (out.float() ** 2).mean().backward()
+    except BaseException as exc:
+        return {**observed, "stage": "train forward and backward", **_error(exc)}
+    observed["no_grad"] = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
+    return observed
+
+
+def _describe(out: Any) -> dict[str, Any]:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return {"type": "tensor", "shape": list(out.shape), "finite": bool(torch.isfinite(out).all())}
+    if isinstance(out, (list, tuple)):
+        return {"type": type(out).__name__, "items": [_describe(o) for o in out]}
+    return {"type": type(out).__name__}
+
+
+def _repeated_blocks(module: Any) -> list[int]:
+    """The lengths of the module's Sequential/ModuleList children: where a repeat count shows."""
+    import torch
+
+    return [
+        len(child)
+        for child in module.modules()
+        if isinstance(child, (torch.nn.Sequential, torch.nn.ModuleList)) and child is not module
+    ]
+
+
+def run(request: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        cls = _load(request)
+    except BaseException as exc:
+        lines = traceback.format_exception(exc)
+        return {"load": _error(exc), "traceback": "".join(lines[-3:])}
+    return {"trials": {name: _trial(cls, trial) for name, trial in request["trials"].items()}}
+
+
+def main(argv: list[str]) -> None:
+    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).parent.resolve():
+        del sys.path[0]  # run as a script: yolopatch's own modules must not shadow the user's imports
+    request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    _limit_memory(request.get("memory_gib", MEMORY_LIMIT_GIB))
+    result = run(request)
+    Path(argv[1]).write_text(json.dumps(result), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

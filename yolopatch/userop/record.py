@@ -1,0 +1,200 @@
+"""`yolopatch.toml`: the user's operators as `ops add` learned them, one table per yaml name.
+
+Plain and editable by hand; editing it counts as declaring. It is found in the current folder or the
+nearest parent that has one (as other tools find their config files), and rewritten with tomlkit, which
+keeps the user's comments and layout. `apply`, `inject` and `layers` read it without torch and without
+importing the user's file; the file's hash says when the file changed since it was learned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
+
+from yolopatch import __version__
+from yolopatch.errors import YolopatchError
+from yolopatch.files import read_text
+from yolopatch.userop.learn import CHANNEL_RULES, Rule
+from yolopatch.userop.source import file_digest
+
+CONFIG = "yolopatch.toml"
+_HEADER = (
+    "yolopatch's record of your own operators (`yolopatch ops add FILE.py:CLASS`). You may edit it: what\n"
+    "you write here counts as declared. `yolopatch ops NAME` shows one, `yolopatch ops remove NAME` drops it."
+)
+
+
+@dataclass(frozen=True)
+class UserOp:
+    """One recorded operator. `name` is its yaml name (the adapter class `inject` writes); `cls` the user's
+    class in `file` (absolute here, relative to the config's folder in the file)."""
+
+    name: str
+    file: Path
+    cls: str
+    rule: Rule
+    params: tuple[str, ...]
+    roles: Mapping[str, str]
+    defaults: Mapping[str, Any]  # literal defaults as the source has them
+    values: Mapping[str, Any] = field(default_factory=dict)  # --set: passed to the constructor
+    divisor: int = 1
+    min_channels: int = 1
+    unused: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
+    learned: str = "probe"
+    target: str = ""
+    sha256: str = ""
+    config: Path = Path(CONFIG)
+
+    @property
+    def options(self) -> tuple[tuple[str, Any], ...]:
+        """The adapter's yaml arguments after the channels, in constructor order, with their defaults: the
+        ordinary options, the stride and the upsampling factor that have a literal value."""
+        return tuple(
+            (p, self.values[p] if p in self.values else self.defaults[p])
+            for p in self.params
+            if self.roles[p] in ("-", "stride", "up") and (p in self.values or p in self.defaults)
+        )
+
+    def changed(self) -> str | None:
+        """Why the record may no longer describe the file (None: it does)."""
+        try:
+            digest = file_digest(self.file.read_bytes())
+        except OSError:
+            return f"{self.file} (recorded for operator {self.name}) is missing"
+        if self.sha256 and digest != self.sha256:
+            return (
+                f"{self.file} changed since `ops add` learned {self.name} from it; run "
+                f"`yolopatch ops add {self.file}:{self.cls} --name {self.name} --force` again"
+            )
+        return None
+
+
+def find_config(start: Path) -> Path | None:
+    """yolopatch.toml in `start` or its nearest parent that has one."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / CONFIG).is_file():
+            return folder / CONFIG
+    return None
+
+
+def _document(path: Path) -> tomlkit.TOMLDocument:
+    try:
+        return tomlkit.parse(read_text(path))
+    except TOMLKitError as exc:
+        raise YolopatchError(f"{path}: not valid TOML ({exc}); fix it or remove it.") from None
+
+
+def load(config: Path | None) -> dict[str, UserOp]:
+    """Every operator recorded in `config` (none when there is no config)."""
+    if config is None:
+        return {}
+    ops = _document(config).get("ops", {})
+    return {str(name): _from_table(config, str(name), table) for name, table in ops.items()}
+
+
+def _from_table(config: Path, name: str, table: Mapping[str, Any]) -> UserOp:
+    where = f"{config}: [ops.{name}]"
+    try:
+        rule_text = str(table["rule"])
+        channels, _, stride = rule_text.partition(":")
+        if channels not in CHANNEL_RULES:
+            raise YolopatchError(
+                f"{where}: rule {rule_text!r}: channels must be one of {', '.join(CHANNEL_RULES)}."
+            )
+        params = tuple(str(p) for p in table["params"])
+        roles = {str(k): str(v) for k, v in table["map"].items()}
+        return UserOp(
+            name=name,
+            file=(config.parent / str(table["file"])).resolve(),
+            cls=str(table["class"]),
+            rule=Rule(channels, stride or "1"),
+            params=params,
+            roles={p: roles.get(p, "-") for p in params},
+            defaults=_plain(table.get("defaults", {})),
+            values=_plain(table.get("set", {})),
+            divisor=int(table.get("divisor", 1)),
+            min_channels=int(table.get("min_channels", 1)),
+            unused=tuple(str(u) for u in table.get("unused", ())),
+            evidence=tuple(str(e) for e in table.get("evidence", ())),
+            learned=str(table.get("learned", "declared")),
+            target=str(table.get("target", "")),
+            sha256=str(table.get("sha256", "")),
+            config=config,
+        )
+    except KeyError as exc:
+        raise YolopatchError(f"{where} has no {exc.args[0]!r}; run `yolopatch ops add` again.") from None
+
+
+def _plain(table: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k): getattr(v, "unwrap", lambda v=v: v)() for k, v in table.items()}
+
+
+def record_text(existing: str | None, op: UserOp) -> str:
+    """The config's new text with `op`'s table added or replaced; everything else kept as written."""
+    doc = tomlkit.parse(existing) if existing else tomlkit.document()
+    if existing is None:
+        for line in _HEADER.split("\n"):
+            doc.add(tomlkit.comment(line))
+        doc.add(tomlkit.nl())
+    ops = doc.get("ops")
+    if ops is None:
+        ops = tomlkit.table(is_super_table=True)
+        doc["ops"] = ops
+    ops[op.name] = _table(op)
+    return tomlkit.dumps(doc)
+
+
+def removal_text(existing: str, name: str) -> str:
+    doc = tomlkit.parse(existing)
+    del doc["ops"][name]  # type: ignore[union-attr]
+    return tomlkit.dumps(doc)
+
+
+def _table(op: UserOp) -> tomlkit.items.Table:
+    table = tomlkit.table()
+    try:
+        file = op.file.resolve().relative_to(op.config.parent.resolve()).as_posix()
+    except ValueError:
+        file = op.file.resolve().as_posix()
+    table["file"] = file
+    table["class"] = op.cls
+    table["rule"] = str(op.rule)
+    table["params"] = list(op.params)
+    table["map"] = _inline(op.roles)
+    table["defaults"] = _inline(op.defaults)
+    table["set"] = _inline(op.values)
+    table["divisor"] = op.divisor
+    table["min_channels"] = op.min_channels
+    table["unused"] = list(op.unused)
+    table["learned"] = op.learned
+    table["evidence"] = _lines(op.evidence)
+    table["target"] = op.target
+    table["sha256"] = op.sha256
+    table["yolopatch"] = __version__
+    return table
+
+
+def _inline(values: Mapping[str, Any]) -> tomlkit.items.InlineTable:
+    inline = tomlkit.inline_table()
+    inline.update({k: v for k, v in values.items() if storable(v)})
+    return inline
+
+
+def storable(value: Any) -> bool:
+    """TOML can hold it (None cannot: such a default stays the class's own)."""
+    if isinstance(value, (list, tuple)):
+        return all(storable(v) for v in value)
+    return isinstance(value, (bool, int, float, str))
+
+
+def _lines(items: Sequence[str]) -> tomlkit.items.Array:
+    array = tomlkit.array()
+    array.extend(items)
+    return array.multiline(True)

@@ -1,0 +1,264 @@
+"""What `ops add` reads from a user's file with `ast`, before anything is imported.
+
+The class, its constructor's parameters and literal defaults, its `forward` signature, the file's imports
+(those from a target are named: the probe and `inject` must satisfy them), and the module-level helpers the
+class needs. Shapes that this version cannot take (heads, multi-input modules) are refused here, from the
+source, so the probe never has to guess them from a crash.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from yolopatch.errors import YolopatchError
+
+# Where a framework's building blocks come from: imports of these modules are "target imports".
+TARGET_MODULES = {
+    "ultralytics": ("ultralytics",),
+    "YOLOv5": ("models.common", "models.experimental", "utils.", "yolov5.models", "yolov5.utils"),
+}
+_TORCH_BASES = frozenset({"nn.Module", "torch.nn.Module", "Module"})
+_LIST_ANNOTATIONS = frozenset({"list", "List", "tuple", "Tuple", "Sequence"})
+_HEAD_PARAMETERS = frozenset({"nc", "anchors", "num_classes"})
+
+
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+REQUIRED: Any = _NoDefault()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One constructor parameter after `self`: its name and default (REQUIRED: none; a literal otherwise).
+
+    `default_text` is the default's source, for defaults that are not literals (`nn.SiLU()`)."""
+
+    name: str
+    default: Any
+    default_text: str
+    keyword_only: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class TargetImport:
+    """`from MODULE import NAME` of a target's module (ultralytics' Conv, YOLOv5's models.common)."""
+
+    family: str
+    module: str
+    names: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class ClassSource:
+    path: Path
+    name: str
+    line: int
+    params: tuple[Param, ...]
+    target_imports: tuple[TargetImport, ...]
+    helpers: tuple[str, ...]  # module-level classes and functions of the file that the class uses
+    digest: str  # sha256 of the file's bytes
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(i.family for i in self.target_imports))
+
+
+def file_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_class(path: Path, name: str) -> ClassSource:
+    """Find `name` in the file at `path` and read what the probe and the record need; raise YolopatchError
+    naming the file and line when the class is missing, is not a module or has a shape refused here."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise YolopatchError(f"{path}: no such file.") from None
+    except OSError as exc:
+        raise YolopatchError(f"{path}: cannot read it ({exc.strerror}).") from None
+    try:
+        text = data.decode("utf-8")
+        tree = ast.parse(text.lstrip("\ufeff"), str(path))
+    except UnicodeDecodeError as exc:
+        raise YolopatchError(f"{path}: byte {exc.start} is not UTF-8; save it as UTF-8.") from None
+    except SyntaxError as exc:
+        raise YolopatchError(
+            f"{path}:{exc.lineno}: does not parse as Python ({exc.msg}); fix it first."
+        ) from None
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    node = classes.get(name)
+    if node is None:
+        known = ", ".join(classes) or "none"
+        raise YolopatchError(f"{path}: defines no top-level class {name}; its classes: {known}.")
+    where = f"{path}:{node.lineno}: class {name}"
+    if not _is_module(node, classes, _imported_names(tree)):
+        raise YolopatchError(f"{where} is not a torch module (it does not derive from nn.Module).")
+    init = _method(node, classes, "__init__")
+    forward = _method(node, classes, "forward")
+    if forward is None:
+        raise YolopatchError(f"{where} has no forward method.")
+    params = _params(init, text) if init is not None else ()
+    _refuse_shapes(where, params, forward)
+    return ClassSource(
+        path=path,
+        name=name,
+        line=node.lineno,
+        params=params,
+        target_imports=_target_imports(tree),
+        helpers=_helpers(tree, node),
+        digest=file_digest(data),
+    )
+
+
+def _imported_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for n in tree.body:
+        if isinstance(n, (ast.Import, ast.ImportFrom)):
+            names.update(a.asname or a.name.split(".")[0] for a in n.names)
+    return names
+
+
+def _is_module(node: ast.ClassDef, classes: dict[str, ast.ClassDef], imported: set[str]) -> bool:
+    """Derives from nn.Module, from a class of the file that does, or from an imported class (a target's
+    block such as Conv or C2f: the probe confirms it)."""
+    for base in node.bases:
+        text = ast.unparse(base)
+        if text in _TORCH_BASES or text.split(".")[0] in imported - {"torch", "nn"}:
+            return True
+        if text in classes and classes[text] is not node and _is_module(classes[text], classes, imported):
+            return True
+    return False
+
+
+def _method(node: ast.ClassDef, classes: dict[str, ast.ClassDef], name: str) -> ast.FunctionDef | None:
+    """The method as the class resolves it: its own, else a base's in the same file."""
+    for item in node.body:
+        if isinstance(item, ast.FunctionDef) and item.name == name:
+            return item
+    for base in node.bases:
+        parent = classes.get(ast.unparse(base))
+        if parent is not None and parent is not node:
+            found = _method(parent, classes, name)
+            if found is not None:
+                return found
+    return None
+
+
+def _params(init: ast.FunctionDef, text: str) -> tuple[Param, ...]:
+    args = init.args
+    positional = [*args.posonlyargs, *args.args][1:]  # without self
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    params = [_param(a.arg, d, text) for a, d in zip(positional, defaults, strict=True)]
+    params += [
+        _param(a.arg, d, text, keyword_only=True)
+        for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+    ]
+    return tuple(params)
+
+
+def _param(name: str, default: ast.expr | None, text: str, keyword_only: bool = False) -> Param:
+    if default is None:
+        return Param(name, REQUIRED, "", keyword_only)
+    source = ast.get_source_segment(text.lstrip("\ufeff"), default) or ast.unparse(default)
+    try:
+        value = ast.literal_eval(default)
+    except ValueError:
+        value = source  # not a literal: recorded as its text, never passed by yolopatch
+    return Param(name, value, source, keyword_only)
+
+
+def _refuse_shapes(where: str, params: tuple[Param, ...], forward: ast.FunctionDef) -> None:
+    heads = sorted(_HEAD_PARAMETERS & {p.name for p in params})
+    if heads:
+        raise YolopatchError(
+            f"{where} takes {', '.join(heads)}: it looks like a detection head; heads are not supported by "
+            "`ops add` in this version (it adds blocks that map one feature map to one feature map)."
+        )
+    inputs = [a for a in [*forward.args.posonlyargs, *forward.args.args][1:]]
+    required = len(inputs) - len(forward.args.defaults)
+    first = inputs[0] if inputs else None
+    if required > 1 or (first is not None and _takes_a_list(first, forward)):
+        raise YolopatchError(
+            f"{where}: forward takes several inputs ({', '.join(a.arg for a in inputs)}; a yaml row with a "
+            "`from` list feeds it a list). Multi-input modules (BiFPN-style fusion) are not supported by "
+            "`ops add` in this version: it adds blocks that map one feature map to one."
+        )
+
+
+def _takes_a_list(arg: ast.arg, forward: ast.FunctionDef) -> bool:
+    """The input is a list: annotated so, indexed by a constant, iterated over or measured with len()."""
+    if arg.annotation is not None and ast.unparse(arg.annotation).split("[")[0] in _LIST_ANNOTATIONS:
+        return True
+    for node in ast.walk(forward):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == arg.arg
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, int)
+        ):
+            return True
+        if isinstance(node, (ast.For, ast.comprehension)) and _is_name(node.iter, arg.arg):
+            return True
+        if (
+            isinstance(node, ast.Call)
+            and _is_name(node.func, "len")
+            and any(_is_name(a, arg.arg) for a in node.args)
+        ):
+            return True
+    return False
+
+
+def _is_name(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Name) and node.id == name
+
+
+def _target_imports(tree: ast.Module) -> tuple[TargetImport, ...]:
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            family = next(
+                (
+                    f
+                    for f, prefixes in TARGET_MODULES.items()
+                    if any(
+                        node.module == p.rstrip(".") or node.module.startswith(p.rstrip(".") + ".")
+                        for p in prefixes
+                    )
+                ),
+                None,
+            )
+            if family is not None:
+                names = tuple(a.name for a in node.names)
+                found.append(TargetImport(family, node.module, names, node.lineno))
+    return tuple(found)
+
+
+def _helpers(tree: ast.Module, node: ast.ClassDef) -> tuple[str, ...]:
+    """Top-level classes and functions of the file that the class reaches, directly or through another."""
+    defined = {n.name: n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    seen: list[str] = []
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        used = {n.id for n in ast.walk(current) if isinstance(n, ast.Name)}
+        for name in sorted(used & set(defined)):
+            if name != node.name and name not in seen:
+                seen.append(name)
+                pending.append(defined[name])  # type: ignore[arg-type]
+    return tuple(seen)
