@@ -7,6 +7,8 @@ The classes are our own, in the shapes and spellings of real modules (tests/user
 from __future__ import annotations
 
 import ast
+import functools
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from user_module_cases import CASES, USER_MODULES, Case
 
 from yolopatch.apply import ApplyOptions, apply_operator
 from yolopatch.errors import YolopatchError
-from yolopatch.userop import add_operator, remove_operator
+from yolopatch.userop import AddResult, add_operator, remove_operator
 from yolopatch.userop.adapter import adapter_source, as_operator
 from yolopatch.userop.learn import Rule
 from yolopatch.userop.record import UserOp, load
@@ -52,10 +54,17 @@ def _true_role(case: Case, param: str) -> str:
     return "up" if role == "stride" and (case.stride or "").startswith("up:") else role
 
 
+@functools.cache
+def _learned(case_id: str) -> AddResult:
+    """`ops add` of one case, probed once per test process (the record goes to a scratch folder)."""
+    case = next(c for c in CASES if c.id == case_id)
+    folder = Path(tempfile.mkdtemp(prefix="yolopatch-learned-"))
+    return add_operator(case.spec, folder, settings=_settings(case), timeout=60)
+
+
 @pytest.mark.parametrize("case", LEARNED, ids=[c.id for c in LEARNED])
-def test_ops_add_learns_the_rule_the_class_really_has(case, tmp_path):
-    result = add_operator(case.spec, tmp_path, settings=_settings(case), timeout=60)
-    op = result.op
+def test_ops_add_learns_the_rule_the_class_really_has(case):
+    op = _learned(case.id).op
     assert op.rule == Rule(case.channels, case.stride)
     assert dict(op.roles) == {p: _true_role(case, p) for p in case.roles}
     divisor = int(case.constraint.split(":")[1]) if case.constraint else 1
@@ -66,8 +75,9 @@ def test_ops_add_learns_the_rule_the_class_really_has(case, tmp_path):
 
 @pytest.mark.parametrize("case", REFUSED, ids=[c.id for c in REFUSED])
 def test_ops_add_refuses_what_it_cannot_take_and_says_why(case, tmp_path):
+    timeout = 3 if case.refusal == "time" else 60
     with pytest.raises(YolopatchError) as info:
-        add_operator(case.spec, tmp_path, settings=_settings(case), timeout=8)
+        add_operator(case.spec, tmp_path, settings=_settings(case), timeout=timeout)
     message = str(info.value)
     assert REFUSAL_WORDS[case.refusal] in message
     assert str(case.path) in message and "\n" not in message
@@ -134,13 +144,9 @@ ADAPTER_CALLS = [
 ]
 
 
-def _record(case: Case, tmp_path: Path) -> UserOp:
-    return add_operator(case.spec, tmp_path, settings=_settings(case), timeout=60).op
-
-
 @pytest.mark.parametrize(("case_id", "call"), ADAPTER_CALLS)
-def test_adapter_passes_channel_counts_only_to_channel_parameters(case_id, call, tmp_path):
-    op = _record(next(c for c in CASES if c.id == case_id), tmp_path)
+def test_adapter_passes_channel_counts_only_to_channel_parameters(case_id, call):
+    op = _learned(case_id).op
     source = adapter_source(op, "Base")
     ast.parse(source)
     assert call in source
@@ -148,12 +154,12 @@ def test_adapter_passes_channel_counts_only_to_channel_parameters(case_id, call,
         assert "if c2 != c1:" in source
 
 
-def test_seam_given_96_output_channels_keeps_its_own_depth(tmp_path):
+def test_seam_given_96_output_channels_keeps_its_own_depth():
     import torch
 
     from yolopatch.userop.build import adapter_classes
 
-    op = _record(next(c for c in CASES if c.id == "seam"), tmp_path)
+    op = _learned("seam").op
     (cls,) = adapter_classes([op]).values()
     module = cls(64, 64)
     assert sum(isinstance(m, torch.nn.Conv2d) for m in module.modules()) < 10

@@ -70,11 +70,10 @@ def check_with_users(
     models: Sequence[tuple[str, str]], img: int, batch: int, fused: bool, operators: Sequence[Operator]
 ) -> list[ModelReport | YolopatchError]:
     """check_builtin on each (text, name) in a child that imports the user's files (never this process)."""
-    config = next(op.user.config for op in operators if op.user is not None)
     used = sorted({op.name for text, name in models for op in users_in(text, name, operators)})
     with tempfile.TemporaryDirectory(prefix="yolopatch-") as folder:
         request = Path(folder) / "request.json"
-        data = {"config": str(Path(config).resolve()), "models": list(models), "used": used}
+        data = {"models": list(models), "used": used}
         request.write_text(json.dumps({**data, "img": img, "batch": batch, "fused": fused}), encoding="utf-8")
         return _run_child("yolopatch.userop.build", [str(request)], "building with your operators")
 
@@ -200,10 +199,16 @@ def _run_child(module: str, arguments: list[str], what: str) -> list[ModelReport
 
 
 def _child_results(module: str, arguments: list[str], what: str) -> list[dict]:
-    """Run a child (its last argument: where it writes a JSON list) in a scratch folder and read the list."""
+    """Run a child (its last argument: where it writes a JSON list) in a scratch folder and read the list.
+    The child runs elsewhere, so it is told where the user's yolopatch.toml is (their own operators)."""
+    from yolopatch.userop.record import CONFIG_VARIABLE, find_config
+
     with tempfile.TemporaryDirectory(prefix="yolopatch-") as scratch:
         out = Path(scratch) / "report.json"
         env = yolov5.child_environment(os.environ, Path.home(), platform.system(), Path(scratch))
+        config = find_config(Path.cwd())
+        if config is not None:
+            env[CONFIG_VARIABLE] = str(config)
         command = [sys.executable, "-m", module, *arguments, str(out)]
         process = subprocess.run(command, capture_output=True, text=True, env=env, cwd=scratch)
         if not out.exists():

@@ -271,7 +271,7 @@ def _next_after_apply(target: Path, name: str, family: str) -> str:
             f"      yolopatch check {target}"
         )
     try:
-        injected = not inject(root, [get_operator(name)]).changed
+        injected = not inject(root, [get_operator(name, _user_operators())]).changed
     except YolopatchError:
         injected = False
     check = f"yolopatch check {target} --repo {root}"
@@ -414,7 +414,8 @@ def _inject_plan(
 
     package = ultralytics.installed_package(python) if installed else ultralytics.find_package(repo)  # type: ignore[arg-type]
     names = [o.name for o in chosen] if chosen else None
-    operators = chosen or [get_operator(name) for name in _injected(package, repo)] or [DEFAULT]
+    users = _user_operators()
+    operators = chosen or [get_operator(name, users) for name in _injected(package, repo)] or [DEFAULT]
     if package is None:
         plan = yolov5.revert(repo, names, force) if revert else yolov5.inject(repo, operators, force)  # type: ignore[arg-type]
         return plan, str(repo), operators
@@ -455,12 +456,14 @@ def _operators_for(model: Path) -> list[Any]:
 
     parsed = parse_model_yaml(read_text(model), str(model))
     used = {layer.module for layer in parsed.layers}
-    operators = [o for o in OPERATORS.values() if o.name in used]
+    known = [*OPERATORS.values(), *_user_operators().values()]
+    operators = [o for o in known if o.name in used]
     if not operators:
-        known = ", ".join(o.name for o in OPERATORS.values())
         raise YolopatchError(
-            f"{model}: uses none of the operators yolopatch adds ({known}); nothing to inject."
+            f"{model}: uses none of the operators yolopatch adds ({', '.join(o.name for o in known)}); "
+            "nothing to inject."
         )
+    _refuse_changed(operators)
     return operators
 
 

@@ -20,7 +20,7 @@ from yolopatch import __version__
 from yolopatch.errors import YolopatchError
 from yolopatch.files import FileChange
 from yolopatch.paste import Paste
-from yolopatch.splice import Edit, newline_of
+from yolopatch.splice import Edit, newline_of, splice
 
 _BEGIN = re.compile(
     r"# >>> yolopatch (?P<version>\S+): (?P<name>\w+); (?P<file>[\w.]+): (?P<added>[a-z, ]*?)"
@@ -319,3 +319,87 @@ def verify_compiles(texts: Mapping[Path, str | None]) -> None:
                 f"{path}:{exc.lineno}: internal error: the edited file would not compile; nothing was written. "
                 "Please report this."
             ) from None
+
+
+# --- a user's module file, copied into the target as a module of its own -----------------------------------
+
+_OWN = re.compile(
+    r"# yolopatch (?P<version>\S+): (?P<source>.+?) as a module of its own; sha256 (?P<digest>[0-9a-f]{12})\."
+)
+
+
+def own_module_text(source_text: str, source: str) -> str:
+    """The user's file as a target module: one header line (what it is, a checksum of the rest), then the
+    file's text as it is (imports already pointed at the target)."""
+    body = source_text.lstrip("\ufeff")
+    header = (
+        f"# yolopatch {__version__}: {source} as a module of its own; sha256 {block_digest(body)}. "
+        "`yolopatch inject --revert` deletes this file."
+    )
+    return f"{header}\n{body}"
+
+
+def own_module_state(text: str | None) -> str:
+    """ "absent", "ours" (unchanged since written), "edited" (ours, changed since), or "foreign"."""
+    if text is None:
+        return "absent"
+    first, _, rest = text.partition("\n")
+    match = _OWN.match(first)
+    if not match:
+        return "foreign"
+    return "ours" if block_digest(rest) == match.group("digest") else "edited"
+
+
+def own_module_change(path: Path, existing: str | None, wanted: str, force: bool) -> FileChange:
+    """Create or update a copied module; never overwrite a file that is not ours, or ours edited by hand."""
+    state = own_module_state(existing)
+    if state == "foreign" and existing != wanted:
+        raise YolopatchError(
+            f"{path}: exists and is not a file yolopatch wrote; nothing was changed. Rename it, or remove it."
+        )
+    if state == "edited" and not force:
+        raise YolopatchError(
+            f"{path}: you edited yolopatch's copy of your module since it was written; injecting again would "
+            "lose those edits, so nothing was changed. Edit your own file instead (then `ops add` it again), or "
+            "run again with --force."
+        )
+    return FileChange(path, existing, wanted)
+
+
+def own_module_removal(path: Path, existing: str | None, force: bool) -> FileChange:
+    state = own_module_state(existing)
+    if state == "edited" and not force:
+        raise YolopatchError(
+            f"{path}: you edited yolopatch's copy of your module since it was written; reverting would delete "
+            "those edits, so nothing was changed. Copy out what you want to keep, then run again with --force."
+        )
+    return FileChange(path, existing, None if state in ("ours", "edited") else existing)
+
+
+def own_modules_of(body: str) -> set[str]:
+    """The copied modules a block imports from (`from .yolopatch_se import SE as _SEBase`)."""
+    try:
+        tree = ast.parse(body)
+    except SyntaxError:
+        return set()
+    return {
+        node.module
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom)
+        and node.level == 1
+        and node.module
+        and node.module.startswith("yolopatch_")
+    }
+
+
+def retarget_imports(text: str, path: Path, rewrite: Mapping[str, str]) -> str:
+    """The file's `from MODULE import ...` statements with MODULE replaced where `rewrite` names it (ast
+    positions; nothing else changes)."""
+    tree = parse_python(text, path)
+    edits = []
+    for node in tree.body:
+        module = node.module if isinstance(node, ast.ImportFrom) and not node.level else None
+        if module is not None and module in rewrite:
+            at = text.index(module, offset(text, node.lineno, node.col_offset))
+            edits.append(Edit(at, at + len(module), rewrite[module]))
+    return splice(text, edits)

@@ -10,6 +10,10 @@ import ast
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from yolopatch.operators.spec import Operator
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,16 @@ def template_paste(template: str) -> Paste:
     lines = source.split("\n")[start - 1 :]
     classes = tuple(n.name for n in body if isinstance(n, ast.ClassDef))
     return Paste("\n".join(lines).rstrip("\n") + "\n", tuple(imports), frozenset(requires), classes)
+
+
+def operator_paste(op: Operator) -> Paste:
+    """What inject pastes for an operator: its template, or, for a user's own, its adapter class (which
+    imports the user's class from the copied module)."""
+    if op.user is not None:
+        from yolopatch.userop.adapter import user_paste
+
+        return user_paste(op)
+    return template_paste(op.template)
 
 
 def _is_docstring(node: ast.stmt) -> bool:

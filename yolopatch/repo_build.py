@@ -59,7 +59,10 @@ def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int) ->
     from yolopatch.targets.yolov5 import reference_summary
 
     parsed = parse_model_yaml(read_text(yaml_path), name)
-    simulation = simulate(parsed.logical_rows(), geometry(parsed.values), name)
+    from yolopatch.userop.adapter import recorded_operators
+
+    operators = recorded_operators()
+    simulation = simulate(parsed.logical_rows(), geometry(parsed.values, "", operators), name)
     with captured_output() as log:
         try:
             model = yolo.Model(str(yaml_path), ch=3)
@@ -69,7 +72,7 @@ def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int) ->
                 "If it names an operator yolopatch adds, run `yolopatch inject` on the checkout first."
             ) from None
     print(log.getvalue(), end="")
-    report = dataclasses.asdict(measure(model, parsed, simulation, img, batch))
+    report = dataclasses.asdict(measure(model, parsed, simulation, img, batch, operators=operators))
     return {**report, "reference": reference_summary(log.getvalue())}
 
 

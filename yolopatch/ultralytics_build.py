@@ -57,8 +57,9 @@ def register_in_memory(tasks: types.ModuleType, names: set[str]) -> list[str]:
     """Register the operators the yaml uses, as inject would, without writing a file; notes on what was done."""
     from yolopatch.operators import OPERATORS
     from yolopatch.targets import ultralytics
+    from yolopatch.userop.adapter import recorded_operators
 
-    operators = [op for op in OPERATORS.values() if op.name in names]
+    operators = [op for op in [*OPERATORS.values(), *recorded_operators()] if op.name in names]
     package = ultralytics.Package(Path(str(tasks.__file__)).parent.parent)
     if not operators:
         return []
@@ -66,6 +67,12 @@ def register_in_memory(tasks: types.ModuleType, names: set[str]) -> list[str]:
     if not plan.changed:
         return []
     new = {change.path: change.new for change in plan.changes}
+    for change in plan.changes:  # the users' modules first: our module file imports from them
+        if change.path.name.startswith("yolopatch_") and change.new is not None:
+            copy = types.ModuleType(f"ultralytics.nn.modules.{change.path.stem}")
+            copy.__file__, copy.__package__ = str(change.path), "ultralytics.nn.modules"
+            sys.modules[copy.__name__] = copy
+            exec(compile(change.new, str(change.path), "exec"), copy.__dict__)
     module = types.ModuleType(ultralytics.MODULE)
     module.__file__, module.__package__ = str(package.module), "ultralytics.nn.modules"
     exec(compile(new[package.module] or "", str(package.module), "exec"), module.__dict__)
@@ -109,6 +116,7 @@ def _build(root: str, yaml_path: Path, name: str, scale: str) -> _Built:
     from yolopatch.channels import geometry, simulate
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
+    from yolopatch.userop.adapter import recorded_operators
 
     text = read_text(yaml_path)
     parsed = parse_model_yaml(text, name)
@@ -116,7 +124,7 @@ def _build(root: str, yaml_path: Path, name: str, scale: str) -> _Built:
     notes = register_in_memory(tasks, {layer.module for layer in parsed.layers})
     config = model_config(tasks, text, yaml_path, scale)
     chosen = config["scale"] if parsed.values.get("scales") else ""
-    simulation = simulate(parsed.logical_rows(), geometry(parsed.values, chosen), name)
+    simulation = simulate(parsed.logical_rows(), geometry(parsed.values, chosen, recorded_operators()), name)
     task = tasks.guess_model_task(config)
     try:
         model = getattr(tasks, _MODELS.get(task, "DetectionModel"))(config, ch=3, verbose=False)
@@ -138,6 +146,7 @@ def build_and_measure(
     fused: bool = False,
 ) -> dict:
     from yolopatch.measure import measure
+    from yolopatch.userop.adapter import recorded_operators
 
     built = _build(root, yaml_path, name, scale)
     model, parsed, simulation, notes, chosen = (
@@ -155,6 +164,7 @@ def build_and_measure(
         img,
         batch,
         counts_at_full_size(),
+        recorded_operators(),
     )
     import ultralytics
 

@@ -16,11 +16,11 @@ import ast
 import os
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolopatch import __version__
 from yolopatch.checkpoints import checkpoints_needing, listing
@@ -37,6 +37,9 @@ from yolopatch.inject import (
     names_of,
     names_removal,
     one_per_line,
+    own_module_change,
+    own_module_removal,
+    own_modules_of,
     parse_python,
     refuse_edited,
     refuse_revert_edited,
@@ -45,9 +48,12 @@ from yolopatch.inject import (
     verify_compiles,
 )
 from yolopatch.operators.spec import Operator
-from yolopatch.paste import template_paste
+from yolopatch.paste import operator_paste
 from yolopatch.rules import Rules
 from yolopatch.splice import Edit, newline_of, splice
+
+if TYPE_CHECKING:
+    from yolopatch.userop.source import TargetImport
 
 # parse_model's (c1, c2) collection, the union over 8.1 to 8.4 (Classify is there too, but it is a head)
 CHANNEL_MODULES = frozenset(
@@ -253,7 +259,16 @@ class Package:
     def siblings(self) -> list[Path]:
         """ultralytics' own module files: the classes they define are never shadowed."""
         folder = self.root / "nn" / "modules"
-        return sorted(p for p in folder.glob("*.py") if p.name not in ("__init__.py", MODULE_FILE))
+        return sorted(
+            p
+            for p in folder.glob("*.py")
+            if p.name not in ("__init__.py", MODULE_FILE) and not p.name.startswith("yolopatch_")
+        )
+
+    @property
+    def copies(self) -> list[Path]:
+        """The users' modules inject copied into nn/modules/ (yolopatch_*.py)."""
+        return sorted((self.root / "nn" / "modules").glob("yolopatch_*.py"))
 
 
 def is_package(root: Path) -> bool:
@@ -276,7 +291,7 @@ def read_package(package: Package) -> dict[Path, str | None]:
         package.init: read_text(package.init),
     }
     texts[package.module] = read_text(package.module) if package.module.is_file() else None
-    texts.update({path: read_text(path) for path in package.siblings})
+    texts.update({path: read_text(path) for path in [*package.siblings, *package.copies]})
     if package.version_file.is_file():
         texts[package.version_file] = read_text(package.version_file)
     return texts
@@ -316,6 +331,8 @@ class _Sites:
     tasks_tree: ast.Module
     collection: ast.Set | ast.Tuple | ast.List
     collection_kind: str
+    repeat: ast.Set | ast.Tuple | ast.List | None  # parse_model's repeat collection (C2f's: n inserted)
+    copies: Mapping[Path, str]  # the users' modules copied into nn/modules/
     modules_import: ast.ImportFrom  # tasks.py's `from ultralytics.nn.modules import ...`
     all_names: ast.Tuple | ast.List | None
     blocks: dict[str, Block]
@@ -368,6 +385,7 @@ def _sites(package: Package, texts: Mapping[Path, str | None]) -> _Sites:
     module = texts.get(package.module)
     init_tree, tasks_tree = parse_python(init, package.init), parse_python(tasks, package.tasks)
     collection, kind = _collection(tasks_tree, package)
+    repeat = _tested_collection(tasks_tree, lambda names: "C2f" in names and "Conv" not in names)
     return _Sites(
         package=package,
         init=init,
@@ -378,6 +396,8 @@ def _sites(package: Package, texts: Mapping[Path, str | None]) -> _Sites:
         tasks_tree=tasks_tree,
         collection=collection,
         collection_kind=kind,
+        repeat=repeat[0] if repeat else None,
+        copies={path: text for path, text in texts.items() if path.name.startswith("yolopatch_") and text},
         modules_import=_modules_import(tasks_tree, package),
         all_names=_all_names(init_tree),
         blocks={} if module is None else find_blocks(module, package.module),
@@ -401,13 +421,29 @@ def _defined_classes(package: Package, texts: Mapping[Path, str | None]) -> dict
 def _collection(tree: ast.Module, package: Package) -> tuple[ast.Set | ast.Tuple | ast.List, str]:
     """parse_model's (c1, c2) collection: the one with Conv that `if m in ...:` tests, written inline or
     bound to a local name first (`base_modules = frozenset({...})`). Never the repeat collection."""
+    if not any(isinstance(n, ast.FunctionDef) and n.name == "parse_model" for n in ast.walk(tree)):
+        raise YolopatchError(
+            f"{package.tasks}: has no parse_model function; is this ultralytics? {manual_edit(['SE'])}"
+        )
+    found = _tested_collection(tree, lambda names: "Conv" in names)
+    if found is None:
+        raise YolopatchError(
+            f"{package.tasks}: parse_model has no `if m in {{Conv, ...}}:` collection (an unknown release?); "
+            f"nothing was changed. {manual_edit(['SE'])}"
+        )
+    return found
+
+
+def _tested_collection(
+    tree: ast.Module, wanted: Callable[[list[str]], bool]
+) -> tuple[ast.Set | ast.Tuple | ast.List, str] | None:
+    """The first collection parse_model tests `m` against (inline, or a local name bound to a literal or
+    to frozenset(...) of one) whose names `wanted` accepts, and how it is written."""
     parse_model = next(
         (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "parse_model"), None
     )
     if parse_model is None:
-        raise YolopatchError(
-            f"{package.tasks}: has no parse_model function; is this ultralytics? {manual_edit(['SE'])}"
-        )
+        return None
     local = {
         node.targets[0].id: node.value
         for node in ast.walk(parse_model)
@@ -429,14 +465,11 @@ def _collection(tree: ast.Module, package: Package) -> tuple[ast.Set | ast.Tuple
             wrapper = tested.func.id
             tested = tested.args[0]
             via = f"a local {wrapper} `{via}`" if via else f"a {wrapper}"
-        if isinstance(tested, (ast.Set, ast.Tuple, ast.List)) and "Conv" in names_of(tested.elts):
+        if isinstance(tested, (ast.Set, ast.Tuple, ast.List)) and wanted(names_of(tested.elts)):
             literal = {ast.Set: "set", ast.Tuple: "tuple", ast.List: "list"}[type(tested)]
             kind = f"{via} of a {literal} literal" if via else f"a {literal} literal"
             return tested, kind + (" (one name per line)" if one_per_line(tested.elts) else "")
-    raise YolopatchError(
-        f"{package.tasks}: parse_model has no `if m in {{Conv, ...}}:` collection (an unknown release?); "
-        f"nothing was changed. {manual_edit(['SE'])}"
-    )
+    return None
 
 
 def _modules_import(tree: ast.Module, package: Package) -> ast.ImportFrom:
@@ -501,7 +534,13 @@ def plan_inject(
     sites = _sites(package, texts)
     names = [op.name for op in operators]
     _refuse_conflicts(sites, names, force)
-    missing = _missing(sites, names)
+    repeating = [op.name for op in operators if op.repeats]
+    if repeating and sites.repeat is None:
+        raise YolopatchError(
+            f"{package.tasks}: parse_model has no repeat collection (the one with C2f that gets the row's n) "
+            f"to register {', '.join(repeating)} in; nothing was changed."
+        )
+    missing = _missing(sites, names, repeating)
     init_edits, tasks_edits, actions = _registration_edits(sites, missing)
     module_edits: list[Edit] = []
     written: list[str] = []
@@ -519,13 +558,42 @@ def plan_inject(
         package.tasks: splice(sites.tasks, tasks_edits),
         package.module: splice(sites.module, module_edits),
     }
-    verify_compiles(new)
-    return _plan(sites, new, actions, _upgrade_warnings(sites))
+    copies = _copy_changes(sites, operators, force, actions)
+    verify_compiles({**new, **{c.path: c.new for c in copies}})
+    return _plan(sites, new, actions, _upgrade_warnings(sites), copies)
 
 
-def _missing(sites: _Sites, names: Sequence[str]) -> dict[str, list[str]]:
-    """Per registration site, the names it lacks. A class ultralytics defines itself (its own CBAM) is
-    imported into tasks.py from our module by its full path instead of being exported from nn.modules."""
+def _copy_changes(
+    sites: _Sites, operators: Sequence[Operator], force: bool, actions: list[str]
+) -> list[FileChange]:
+    """The users' files as modules of their own in nn/modules/: their imports of ultralytics stay; another
+    family's code has no place here."""
+    from yolopatch.userop.adapter import copied_module, module_stem
+
+    changes: dict[Path, FileChange] = {}
+    for op in operators:
+        if op.user is None:
+            continue
+        path = sites.package.root / "nn" / "modules" / f"{module_stem(op.user)}.py"
+        wanted = copied_module(op.user, "ultralytics", _pointer)
+        change = own_module_change(path, sites.copies.get(path), wanted, force)
+        if change.changed and path not in changes:
+            verb = "created" if change.old is None else "updated"
+            actions.append(
+                f"nn/modules/{path.name}: {verb}, a copy of {op.user.file.name} (the class {op.user.cls})"
+            )
+        changes[path] = change
+    return list(changes.values())
+
+
+def _pointer(imported: TargetImport) -> str | None:
+    return imported.module if imported.family == "ultralytics" else None
+
+
+def _missing(sites: _Sites, names: Sequence[str], repeating: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Per registration site, the names it lacks (`repeating`: those parse_model must pass the row's n). A
+    class ultralytics defines itself (its own CBAM) is imported into tasks.py from our module by its full
+    path instead of being exported from nn.modules."""
     own = [n for n in names if n in sites.defined]
     plain = [n for n in names if n not in sites.defined]
     listed = [] if sites.star else names_of(sites.modules_import.names)
@@ -537,6 +605,7 @@ def _missing(sites: _Sites, names: Sequence[str]) -> dict[str, list[str]]:
         "tasks": [] if sites.star else [n for n in plain if n not in listed],
         "explicit": [n for n in own if n not in sites.ours_in_tasks()],
         "collection": [n for n in names if n not in names_of(sites.collection.elts)],
+        "repeat": [n for n in repeating if sites.repeat is None or n not in names_of(sites.repeat.elts)],
     }
 
 
@@ -584,12 +653,17 @@ def _registration_edits(
         actions.append(
             f"{tasks_name}: added {', '.join(missing['collection'])} to parse_model's (c1, c2) collection"
         )
+    if missing["repeat"] and sites.repeat is not None:
+        tasks_edits.append(names_insertion(sites.tasks, sites.repeat.elts, missing["repeat"]))
+        actions.append(
+            f"{tasks_name}: added {', '.join(missing['repeat'])} to parse_model's repeat collection (the row's n)"
+        )
     return init_edits, tasks_edits, actions
 
 
 def _block_edit(sites: _Sites, op: Operator, added_now: set[str], force: bool) -> list[Edit]:
     """The operator's block appended to our module file, or an older one replaced; none when up to date."""
-    paste = template_paste(op.template)
+    paste = operator_paste(op)
     provided = [f"from .conv import {', '.join(sorted(paste.requires))}"] if paste.requires else []
     body = block_body(paste, set(), provided)
     block = sites.blocks.get(op.name)
@@ -606,7 +680,7 @@ def _block_edit(sites: _Sites, op: Operator, added_now: set[str], force: bool) -
 
 def _lost(sites: _Sites) -> list[str]:
     """Operators whose recorded registration is gone: pip replaced ultralytics' files and left ours."""
-    missing = _missing(sites, list(sites.blocks))
+    missing = _missing(sites, list(sites.blocks), [n for n, b in sites.blocks.items() if "repeat" in b.added])
     return sorted(
         name
         for name, block in sites.blocks.items()
@@ -659,7 +733,22 @@ def plan_revert(
     if emptied and sites.exists:
         actions.append(f"nn/modules/{MODULE_FILE}: deleted (no operator left in it)")
     verify_compiles(new)
-    return _plan(sites, new, actions, ())
+    return _plan(sites, new, actions, (), _copy_removals(sites, blocks, force, actions))
+
+
+def _copy_removals(
+    sites: _Sites, removed: Sequence[Block], force: bool, actions: list[str]
+) -> list[FileChange]:
+    """The copied modules no block that stays imports from any more."""
+    staying = {m for b in sites.blocks.values() if b not in removed for m in own_modules_of(b.body)}
+    leaving = {m for b in removed for m in own_modules_of(b.body)} - staying
+    changes = []
+    for module in sorted(leaving):
+        path = sites.package.root / "nn" / "modules" / f"{module}.py"
+        if path in sites.copies:
+            changes.append(own_module_removal(path, sites.copies[path], force))
+            actions.append(f"nn/modules/{path.name}: deleted (yolopatch's copy of your module)")
+    return changes
 
 
 def _unregistration_edits(
@@ -676,6 +765,8 @@ def _unregistration_edits(
     if not sites.star:
         tasks_edits += names_removal(sites.tasks, sites.modules_import.names, recorded("tasks"))
     tasks_edits += names_removal(sites.tasks, sites.collection.elts, recorded("collection"))
+    if sites.repeat is not None:
+        tasks_edits += names_removal(sites.tasks, sites.repeat.elts, recorded("repeat"))
     if leaving:
         actions.append(f"nn/tasks.py, nn/modules/__init__.py: unregistered {', '.join(sorted(leaving))}")
     return init_edits, tasks_edits
@@ -695,7 +786,11 @@ def _only_header(text: str) -> bool:
 
 
 def _plan(
-    sites: _Sites, new: Mapping[Path, str | None], actions: list[str], warnings: tuple[str, ...]
+    sites: _Sites,
+    new: Mapping[Path, str | None],
+    actions: list[str],
+    warnings: tuple[str, ...],
+    copies: Sequence[FileChange] = (),
 ) -> InjectPlan:
     package = sites.package
     old = {
@@ -706,7 +801,7 @@ def _plan(
     changes = tuple(
         FileChange(path, old[path], new[path]) for path in (package.module, package.init, package.tasks)
     )
-    return InjectPlan(sites.flavour(), changes, tuple(actions), warnings)
+    return InjectPlan(sites.flavour(), (*changes, *copies), tuple(actions), warnings)
 
 
 # --- finding the package a Python imports -------------------------------------------------------------------

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolopatch import __version__
 from yolopatch.checkpoints import checkpoints_needing, listing
@@ -33,17 +33,23 @@ from yolopatch.inject import (
     names_of,
     names_removal,
     one_per_line,
+    own_module_change,
+    own_module_removal,
+    own_modules_of,
     parse_python,
     refuse_edited,
     refuse_revert_edited,
     restore_classes,
     verify_compiles,
 )
-from yolopatch.operators import get_operator
+from yolopatch.operators import OPERATORS
 from yolopatch.operators.spec import Operator
-from yolopatch.paste import template_paste
+from yolopatch.paste import operator_paste, template_paste
 from yolopatch.rules import Rules
 from yolopatch.splice import Edit, newline_of, splice
+
+if TYPE_CHECKING:
+    from yolopatch.userop.source import TargetImport
 
 # parse_model's `if m in {...}` set (operators join it when injected): these get
 # args = [c1, make_divisible(args[0] * gw), *args[1:]].
@@ -183,7 +189,9 @@ def imports_as_package(tree: ast.Module, models: Path) -> bool:
 
 
 def read_checkout(checkout: Checkout) -> dict[Path, str]:
-    return {checkout.common: read_text(checkout.common), checkout.yolo: read_text(checkout.yolo)}
+    """common.py, yolo.py and the users' modules inject copied into models/ (yolopatch_*.py)."""
+    copies = {path: read_text(path) for path in sorted(checkout.models.glob("yolopatch_*.py"))}
+    return {checkout.common: read_text(checkout.common), checkout.yolo: read_text(checkout.yolo), **copies}
 
 
 def manual_edit(names: Sequence[str] = ("Involution",)) -> str:
@@ -204,9 +212,11 @@ class _Sites:
     yolo: str
     common_tree: ast.Module
     collection: ast.List | ast.Tuple | ast.Set
+    repeat: ast.List | ast.Tuple | ast.Set | None  # parse_model's "insert n" collection (C3's)
     explicit: ast.ImportFrom | None
     blocks: dict[str, Block]
     absolute: bool
+    copies: Mapping[Path, str]  # users' modules copied into models/
 
     def flavour(self) -> str:
         layout = (
@@ -236,9 +246,11 @@ def _sites(checkout: Checkout, texts: Mapping[Path, str]) -> _Sites:
         yolo,
         common_tree,
         _collection(yolo_tree, checkout),
+        _repeat_collection(yolo_tree),
         _explicit_import(yolo_tree, checkout),
         find_blocks(common, checkout.common),
         imports_as_package(yolo_tree, checkout.models),
+        {path: text for path, text in texts.items() if path.name.startswith("yolopatch_")},
     )
 
 
@@ -255,6 +267,7 @@ def plan_inject(
         if sites.explicit is None
         else [n for n in _wanted(operators) if n not in names_of(sites.explicit.names)],  # type: ignore[arg-type]
         "collection": [n for n in _wanted(operators) if n not in names_of(sites.collection.elts)],
+        "repeat": _missing_repeats(sites, operators),
     }
     if missing_in["import"]:
         yolo_edits.append(names_insertion(sites.yolo, sites.explicit.names, missing_in["import"]))  # type: ignore[union-attr]
@@ -266,13 +279,65 @@ def plan_inject(
         actions.append(
             f"{checkout.yolo.name}: added {', '.join(missing_in['collection'])} to parse_model's (c1, c2) {sites.kind()}"
         )
+    if missing_in["repeat"] and sites.repeat is not None:
+        yolo_edits.append(names_insertion(sites.yolo, sites.repeat.elts, missing_in["repeat"]))
+        actions.append(
+            f"{checkout.yolo.name}: added {', '.join(missing_in['repeat'])} to parse_model's repeat collection "
+            "(parse_model passes them the row's n)"
+        )
     outside = [n for n in sites.common_tree.body if not inside(sites.common, sites.blocks.values(), n)]
     bound = bound_names(outside)
     for op in operators:
         common_edits += _plan_block(sites, op, bound, outside, missing_in, force, actions)
     new = {checkout.common: splice(sites.common, common_edits), checkout.yolo: splice(sites.yolo, yolo_edits)}
-    verify_compiles(new)
-    return _plan(sites, new, actions)
+    copies = _copy_changes(sites, operators, force, actions)
+    verify_compiles({**new, **{c.path: c.new for c in copies}})
+    return _plan(sites, new, actions, copies)
+
+
+def _missing_repeats(sites: _Sites, operators: Sequence[Operator]) -> list[str]:
+    repeating = [op.name for op in operators if op.repeats]
+    if repeating and sites.repeat is None:
+        raise YolopatchError(
+            f"{sites.checkout.yolo}: parse_model has no repeat collection (`if m in {{BottleneckCSP, C3, ...}}: "
+            f"args.insert(2, n)`) to register {', '.join(repeating)} in; nothing was changed."
+        )
+    listed = names_of(sites.repeat.elts) if sites.repeat is not None else []
+    return [name for name in repeating if name not in listed]
+
+
+def _copy_changes(
+    sites: _Sites, operators: Sequence[Operator], force: bool, actions: list[str]
+) -> list[FileChange]:
+    """The users' files as modules of their own in models/, imports pointed at this checkout."""
+    from yolopatch.userop.adapter import copied_module, module_stem
+
+    changes: dict[Path, FileChange] = {}
+    for op in operators:
+        if op.user is None:
+            continue
+        path = sites.checkout.models / f"{module_stem(op.user)}.py"
+        wanted = copied_module(op.user, "YOLOv5", _pointer(sites))
+        change = own_module_change(path, sites.copies.get(path), wanted, force)
+        if change.changed and path not in changes:
+            verb = "created" if change.old is None else "updated"
+            actions.append(f"{path.name}: {verb}, a copy of {op.user.file.name} (the class {op.user.cls})")
+        changes[path] = change
+    return list(changes.values())
+
+
+def _pointer(sites: _Sites) -> Callable[[TargetImport], str | None]:
+    """Where a user's import of YOLOv5's code points in this checkout: `models.common` in a checkout,
+    `yolov5.models.common` in the pip package; another family's code has no place here."""
+    package = sites.checkout.models.parent.name
+
+    def point(imported: TargetImport) -> str | None:
+        if imported.family != "YOLOv5":
+            return None
+        bare = imported.module.removeprefix("yolov5.")
+        return f"{package}.{bare}" if sites.absolute else bare
+
+    return point
 
 
 def _wanted(operators: Sequence[Operator]) -> list[str]:
@@ -289,7 +354,7 @@ def _plan_block(
     actions: list[str],
 ) -> list[Edit]:
     checkout, text = sites.checkout, sites.common
-    paste = template_paste(op.template)
+    paste = operator_paste(op)
     absent = sorted(paste.requires - bound)
     if absent:
         raise YolopatchError(
@@ -342,9 +407,9 @@ def plan_revert(
         common_edits.append(Edit(block.start, block.end, ""))
         actions.append(f"{checkout.common.name}: removed class {block.name} (yolopatch {block.version})")
         if block.forced:
-            common_edits += restore_classes(
-                sites.common, template_paste(get_operator(block.name).template).classes
-            )
+            builtin = OPERATORS.get(block.name.lower())
+            classes = template_paste(builtin.template).classes if builtin else (block.name,)
+            common_edits += restore_classes(sites.common, classes)
             actions.append(
                 f"{checkout.common.name}: restored the class {block.name} that --force had disabled"
             )
@@ -354,9 +419,28 @@ def plan_revert(
         if "import" in block.added and sites.explicit and block.name in names_of(sites.explicit.names):  # type: ignore[arg-type]
             yolo_edits += names_removal(sites.yolo, sites.explicit.names, [block.name])
             actions.append(f"{checkout.yolo.name}: removed {block.name} from the explicit import")
+        if "repeat" in block.added and sites.repeat is not None and block.name in names_of(sites.repeat.elts):
+            yolo_edits += names_removal(sites.yolo, sites.repeat.elts, [block.name])
+            actions.append(f"{checkout.yolo.name}: removed {block.name} from parse_model's repeat collection")
     new = {checkout.common: splice(sites.common, common_edits), checkout.yolo: splice(sites.yolo, yolo_edits)}
+    copies = _copy_removals(sites, blocks, force, actions)
     verify_compiles(new)
-    return _plan(sites, new, actions)
+    return _plan(sites, new, actions, copies)
+
+
+def _copy_removals(
+    sites: _Sites, removed: Sequence[Block], force: bool, actions: list[str]
+) -> list[FileChange]:
+    """The copied modules no block that stays imports from any more."""
+    staying = {m for b in sites.blocks.values() if b not in removed for m in own_modules_of(b.body)}
+    leaving = {m for b in removed for m in own_modules_of(b.body)} - staying
+    changes = []
+    for module in sorted(leaving):
+        path = sites.checkout.models / f"{module}.py"
+        if path in sites.copies:
+            changes.append(own_module_removal(path, sites.copies[path], force))
+            actions.append(f"{path.name}: deleted (yolopatch's copy of your module)")
+    return changes
 
 
 def injected_names(checkout: Checkout, texts: Mapping[Path, str]) -> list[str]:
@@ -379,12 +463,14 @@ def revert(repo: Path, names: Sequence[str] | None = None, force: bool = False) 
     return replace(plan, warnings=checkpoint_warnings(checkout, removed)) if plan.changed else plan
 
 
-def _plan(sites: _Sites, new: Mapping[Path, str], actions: list[str]) -> InjectPlan:
+def _plan(
+    sites: _Sites, new: Mapping[Path, str], actions: list[str], copies: Sequence[FileChange] = ()
+) -> InjectPlan:
     changes = tuple(
         FileChange(path, old, new[path])
         for path, old in ((sites.checkout.common, sites.common), (sites.checkout.yolo, sites.yolo))
     )
-    return InjectPlan(sites.flavour(), changes, tuple(actions))
+    return InjectPlan(sites.flavour(), (*changes, *copies), tuple(actions))
 
 
 def _collection(tree: ast.Module, checkout: Checkout) -> ast.List | ast.Tuple | ast.Set:
@@ -409,6 +495,22 @@ def _collection(tree: ast.Module, checkout: Checkout) -> ast.List | ast.Tuple | 
         f"{checkout.yolo}: parse_model has no `if m in {{Conv, ...}}:` collection (an unknown fork?); "
         f"nothing was changed. {manual_edit()}"
     )
+
+
+def _repeat_collection(tree: ast.Module) -> ast.List | ast.Tuple | ast.Set | None:
+    """parse_model's `if m in {BottleneckCSP, C3, ...}: args.insert(2, n)` collection (None: none)."""
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Compare)
+            and isinstance(node.left, ast.Name)
+            and node.left.id == "m"
+            and isinstance(node.ops[0], ast.In)
+            and isinstance(node.comparators[0], (ast.List, ast.Tuple, ast.Set))
+        ):
+            listed = names_of(node.comparators[0].elts)
+            if {"BottleneckCSP", "C3"} & set(listed) and "Conv" not in listed:
+                return node.comparators[0]
+    return None
 
 
 def _explicit_import(tree: ast.Module, checkout: Checkout) -> ast.ImportFrom | None:

@@ -8,13 +8,17 @@ what the yaml names, what `inject` writes beside the user's file, and what `chec
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
 from yolopatch.errors import YolopatchError
+from yolopatch.files import read_text
+from yolopatch.inject import own_module_text, retarget_imports
 from yolopatch.operators.spec import Operator, Option, Values, trailing_non_defaults
+from yolopatch.paste import Paste
 from yolopatch.userop.record import UserOp
+from yolopatch.userop.source import TargetImport, read_class
 
 
 def as_operator(op: UserOp) -> Operator:
@@ -153,5 +157,48 @@ def _passed(op: UserOp, options: set[str]) -> list[str]:
     return passed
 
 
+def module_stem(op: UserOp) -> str:
+    """The copied module's name in the target: `yolopatch_` and the file's stem (as an identifier)."""
+    stem = "".join(c if c.isalnum() or c == "_" else "_" for c in op.file.stem)
+    return f"yolopatch_{stem}"
+
+
+def user_paste(operator: Operator) -> Paste:
+    """The adapter as inject pastes it: it imports the user's class from the copied module."""
+    op = operator.user
+    alias = f"_{op.cls}Base"
+    line = f"from .{module_stem(op)} import {op.cls} as {alias}"
+    return Paste(adapter_source(op, alias), ((frozenset({alias}), line),), frozenset(), (op.name,))
+
+
+def recorded_operators() -> list[Operator]:
+    """In a build child: the user's operators its parent found in yolopatch.toml, as data (no import of the
+    user's file: a target's own code builds them, or `adapter_classes` when asked)."""
+    from yolopatch.userop.record import child_config, load
+
+    return [as_operator(op) for op in load(child_config()).values()]
+
+
 def user_operators(ops: Mapping[str, UserOp]) -> dict[str, Operator]:
     return {name.lower(): as_operator(op) for name, op in ops.items()}
+
+
+def copied_module(op: UserOp, target: str, point: Callable[[TargetImport], str | None]) -> str:
+    """The user's file as the target's module: its imports from a target pointed where `point` says (None:
+    the target has no compatible place for it, refused naming the import), then the header `inject` and
+    `--revert` recognise it by."""
+    source = read_class(op.file, op.cls)
+    rewrite = {}
+    for imported in source.target_imports:
+        place = point(imported)
+        if place is None:
+            raise YolopatchError(
+                f"{op.file}:{imported.line}: imports {', '.join(imported.names)} from {imported.module}, "
+                f"{imported.family}'s code; {target} has building blocks of its own whose signatures differ, so "
+                f"yolopatch does not point the import at them. Import them from {target} in your file (then "
+                f"`yolopatch ops add` it again), or inject it into a {imported.family} target."
+            )
+        if place != imported.module:
+            rewrite[imported.module] = place
+    text = retarget_imports(read_text(op.file), op.file, rewrite)
+    return own_module_text(text, op.file.name)

@@ -3,7 +3,8 @@ their adapter classes registered, so the user's code never runs inside the CLI p
 
     python -m yolopatch.userop.build REQUEST.json OUT.json
 
-REQUEST.json: {"config": yolopatch.toml, "models": [[text, name], ...], "img", "batch", "fused"}. OUT.json
+REQUEST.json: {"models": [[text, name], ...], "used": [names], "img", "batch", "fused"}; the record is the
+one its parent names in YOLOPATCH_CONFIG. OUT.json
 gets one entry per model: {"report": ...} or {"error": ...}, as the other build children write.
 """
 
@@ -55,12 +56,12 @@ def adapter_classes(ops: Sequence[UserOp]) -> dict[str, type]:
 def main(argv: list[str]) -> None:
     from yolopatch.check import check_builtin
     from yolopatch.userop.adapter import as_operator
-    from yolopatch.userop.record import load
+    from yolopatch.userop.record import child_config, load
 
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     results: list[dict[str, Any]] = []
     try:
-        ops = list(load(Path(request["config"])).values())
+        ops = list(load(child_config()).values())
         classes = adapter_classes([op for op in ops if op.name in request["used"]])
         operators = [as_operator(op) for op in ops]
     except YolopatchError as exc:

@@ -8,6 +8,7 @@ importing the user's file; the file's hash says when the file changed since it w
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from yolopatch.userop.learn import CHANNEL_RULES, Rule
 from yolopatch.userop.source import file_digest
 
 CONFIG = "yolopatch.toml"
+CONFIG_VARIABLE = "YOLOPATCH_CONFIG"  # tells a build child (run in a scratch folder) where the record is
 _HEADER = (
     "yolopatch's record of your own operators (`yolopatch ops add FILE.py:CLASS`). You may edit it: what\n"
     "you write here counts as declared. `yolopatch ops NAME` shows one, `yolopatch ops remove NAME` drops it."
@@ -82,6 +84,12 @@ def find_config(start: Path) -> Path | None:
         if (folder / CONFIG).is_file():
             return folder / CONFIG
     return None
+
+
+def child_config() -> Path | None:
+    """In a build child: the record its parent found."""
+    found = os.environ.get(CONFIG_VARIABLE)
+    return Path(found) if found else None
 
 
 def _document(path: Path) -> tomlkit.TOMLDocument:
