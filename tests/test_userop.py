@@ -294,3 +294,26 @@ def test_ops_add_apply_and_check_agree_on_parameters(tmp_path):
     c = 512  # yolov5s' width halves the yaml's 1024
     assert layer["operator"] == "SEAttention" and layer["params"] == 2 * c * (c // 16)  # two bias-free Linear
     assert report["params"] == 7235389 + 2 * c * (c // 16)
+
+
+# --- a file that imports from a target is probed with that target's code --------------------------------------
+
+
+def test_a_file_written_for_yolov5_is_probed_with_the_checkout_named(tmp_path):
+    case = next(c for c in CASES if c.id == "v5-conv-gate")
+    with pytest.raises(YolopatchError, match="name the checkout it was written for with --repo PATH"):
+        add_operator(case.spec, tmp_path, timeout=60)
+    checkout = ROOT / "tests" / "fixtures" / "checkouts" / "master"
+    result = run_cli("ops", "add", case.spec, "--repo", str(checkout), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (op,) = load(tmp_path / "yolopatch.toml").values()
+    assert op.rule == Rule("conv") and op.target == f"YOLOv5 checkout {checkout}"
+    assert f"learned against YOLOv5 checkout {checkout}" in result.stdout
+
+
+def test_a_file_written_for_ultralytics_is_probed_with_the_ultralytics_this_python_imports(tmp_path):
+    case = next(c for c in CASES if c.id == "ultra-conv-gate")
+    result = run_cli("ops", "add", case.spec, cwd=tmp_path, env={"PYTHONPATH": str(ROOT / "tests" / "stubs")})
+    assert result.returncode == 0, result.stderr
+    (op,) = load(tmp_path / "yolopatch.toml").values()
+    assert op.rule == Rule("conv") and op.target == "ultralytics as this Python imports it"

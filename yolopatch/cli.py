@@ -666,6 +666,7 @@ def _compare(
         elif timing:
             device, half, runs = timing
             texts = [(read_text(path), report.name) for path, report in zip(paths, reports, strict=True)]
+            _refuse_bench_of_users(texts)
             conditions, latencies = bench_builtin(texts, img, batch, device, half, fused, runs)
     rows = comparison_rows(reports, latencies=latencies)
     caption = conditions.label() if conditions else ""
@@ -688,6 +689,18 @@ def _compare(
         f"forward and backward at {img}x{img}, batch {batch}: ok for every model; every parameter got a gradient.",
         markup=False,
     )
+
+
+def _refuse_bench_of_users(texts: Sequence[tuple[str, str]]) -> None:
+    """--bench times models in this process; a user's code runs only in a child."""
+    from yolopatch.check import users_in
+
+    users = {op.name for text, name in texts for op in users_in(text, name, list(_user_operators().values()))}
+    if users:
+        raise YolopatchError(
+            f"--bench of models with your own operators ({', '.join(sorted(users))}) is not supported yet: "
+            "yolopatch runs your code only in a child process; time them with your target's own tools."
+        )
 
 
 def _check_all(
@@ -850,8 +863,16 @@ def ops_add(
     ] = None,
     repo: Annotated[
         Path | None,
-        typer.Option("--repo", metavar="PATH", help="The YOLOv5 checkout the file's imports come from."),
+        typer.Option(
+            "--repo", metavar="PATH", help="The YOLOv5 or ultralytics checkout the file's imports come from."
+        ),
     ] = None,
+    installed: Annotated[
+        bool, typer.Option("--installed", help="The file imports the installed ultralytics (of --python).")
+    ] = False,
+    python: Annotated[
+        str, typer.Option("--python", metavar="PATH", help="With --installed: the Python to probe in.")
+    ] = sys.executable,
     force: Annotated[bool, typer.Option("--force", help="Replace a record of the same name.")] = False,
     timeout: Annotated[
         float, typer.Option("--timeout", metavar="SECONDS", help="The probe's time limit.", min=1)
@@ -860,10 +881,11 @@ def ops_add(
     """Learn your own module (read with ast, probed in a child process) and record it in yolopatch.toml."""
     from yolopatch.files import write_changes
     from yolopatch.render import learned_lines
-    from yolopatch.userop import add_operator, yolov5_target
+    from yolopatch.userop import add_operator, installed_target, repo_target
 
+    _exclusive(("--repo", repo is not None), ("--installed", installed))
     with _errors():
-        target = yolov5_target(repo) if repo else None
+        target = repo_target(repo) if repo else installed_target(python) if installed else None
         result = add_operator(
             spec, Path.cwd(), name, rule, maps or [], _settings(settings or []), force, target, timeout
         )

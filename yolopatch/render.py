@@ -284,7 +284,6 @@ def _user_rows(op: Operator) -> list[tuple[str, str]]:
         ("rule", f"{user.rule} ({user.learned})"),
         ("constructor", f"{user.cls}({mapping})" + (f"; --set {user.values}" if user.values else "")),
         ("evidence", "; ".join(user.evidence) or "none recorded"),
-        ("inside a CSP block", _slot(op)),
     ]
     if user.unused:
         rows.append(("warning", _unused_warning(user.name, user.unused)))
@@ -292,17 +291,6 @@ def _user_rows(op: Operator) -> list[tuple[str, str]]:
         rows.append(("learned against", user.target))
     rows.append(("recorded in", str(user.config)))
     return rows
-
-
-def _slot(op: Operator) -> str:
-    user = op.user
-    if user.rule.stride != "1":
-        return "no: it changes the size"
-    if user.rule.channels == "keep":
-        return "keep slot: after a bottleneck's two convolutions, before the shortcut add"
-    if user.rule.channels == "conv":
-        return "conv slot: in place of a bottleneck's 3x3 convolution (c_ -> c_, stride 1)"
-    return "no: it is a CSP block itself"
 
 
 def _unused_warning(name: str, unused: Sequence[str]) -> str:
@@ -325,6 +313,8 @@ def learned_lines(result: Any) -> list[str]:
             "'", ""
         ),
     ]
+    if user.target:
+        lines.append(f"  learned against {user.target}")
     if user.unused:
         lines.append(f"warning: {_unused_warning(op.name, user.unused)}")
     lines.append(f"{result.change.path}: {verb} [ops.{op.name}]")

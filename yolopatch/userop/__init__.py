@@ -205,6 +205,25 @@ def yolov5_target(root: Path) -> ProbeTarget:
     )
 
 
+def repo_target(repo: Path) -> ProbeTarget:
+    """--repo PATH: an ultralytics checkout (its package folder goes first on the probe's path) or a YOLOv5
+    checkout."""
+    from yolopatch.targets import ultralytics
+
+    package = ultralytics.find_package(repo)
+    if package is not None:
+        return ProbeTarget(f"ultralytics checkout {repo}", sys_path=(str(package.root.parent.resolve()),))
+    return yolov5_target(repo)
+
+
+def installed_target(python: str) -> ProbeTarget:
+    """--installed [--python PATH]: the ultralytics that Python imports; the probe runs in that Python."""
+    from yolopatch.targets import ultralytics
+
+    package = ultralytics.installed_package(python)
+    return ProbeTarget(f"ultralytics installed for {python} ({package.root})", python=python)
+
+
 def _probe(
     source: ClassSource,
     roles: RoleMap,
