@@ -1,6 +1,6 @@
 """A module of your own, as the improvement posts write them: `channel` first, with a default (our example).
 
-    yolopatch ops add examples/my_modules.py:ChannelGate
+Learn it with `yolopatch ops add examples/my_modules.py:ChannelGate`.
 """
 
 import torch.nn as nn
