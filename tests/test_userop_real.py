@@ -6,8 +6,10 @@ package)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,11 +28,22 @@ EDITS = [("2", "C2fLite", False), ("9", "SEAttention", True), ("1", "SPDConv", F
 UPSAMPLE = {"YOLOv5": "12", "ultralytics": "12"}  # the first nn.Upsample row after the insert above
 
 
-def _learn(work: Path, env: dict | None = None) -> None:
+@functools.cache
+def _record() -> str:
+    """yolopatch.toml after `ops add` of the four classes, probed once per test process (the files are
+    recorded by relative path, so the record holds wherever they are copied beside it)."""
+    folder = Path(tempfile.mkdtemp(prefix="yolopatch-record-"))
     for file, cls in MODULES:
-        shutil.copy(USER_MODULES / file, work / file)
-        result = run_cli("ops", "add", f"{file}:{cls}", cwd=work, env=env)
+        shutil.copy(USER_MODULES / file, folder / file)
+        result = run_cli("ops", "add", f"{file}:{cls}", cwd=folder)
         assert result.returncode == 0, result.stderr
+    return (folder / "yolopatch.toml").read_text(encoding="utf-8")
+
+
+def _learn(work: Path) -> None:
+    for file, _ in MODULES:
+        shutil.copy(USER_MODULES / file, work / file)
+    (work / "yolopatch.toml").write_text(_record(), encoding="utf-8")
 
 
 def _apply(work: Path, name: str, family: str, insert_at: str = "9") -> None:
@@ -53,7 +66,7 @@ def test_yolov5_own_model_builds_users_modules_and_revert_restores_every_byte(
     work = tmp_path / "work"
     work.mkdir()
     env = {"PYTHONPATH": str(STUBS), "HOME": str(font_home(tmp_path))}
-    _learn(work, env)
+    _learn(work)
     (work / "m.yaml").write_text((ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8"))
     _apply(work, "m.yaml", "YOLOv5")
 
