@@ -130,8 +130,19 @@ def checked(result: subprocess.CompletedProcess) -> dict:
     return json.loads(result.stdout)["model"]
 
 
-@pytest.mark.parametrize("mode", ["checkout", "installed"])
-@pytest.mark.parametrize("version", ULTRALYTICS_VERSIONS)
+# every release as a checkout; installed (a virtual environment of its own), the oldest and the newest, and
+# the rest with -m exhaustive: the package's place is what differs, and test_userop_real adds 8.4 installed
+MODES = [
+    pytest.param(version, mode, marks=[pytest.mark.exhaustive] if exhaustive else [], id=f"{version}-{mode}")
+    for version in ULTRALYTICS_VERSIONS
+    for mode in ("checkout", "installed")
+    for exhaustive in [
+        mode == "installed" and version not in (ULTRALYTICS_VERSIONS[0], ULTRALYTICS_VERSIONS[-1])
+    ]
+]
+
+
+@pytest.mark.parametrize(("version", "mode"), MODES)
 def test_inject_build_check_revert(ultralytics_packages, tmp_path, version, mode):
     environment = Environment(tmp_path, ultralytics_packages[version], mode)
     before = snapshot(environment.package)

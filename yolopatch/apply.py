@@ -23,10 +23,12 @@ from yolopatch.channels import (
     layer_stride,
     normalize_module,
     simulate,
+    with_variants,
 )
-from yolopatch.errors import YolopatchError
+from yolopatch.csp import CspBlock, slot_channels, slot_of, split_variant, variant_name
+from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.modelyaml import From, Layer, ModelYaml, Span, line_col, parse_model_yaml
-from yolopatch.operators import DEFAULT
+from yolopatch.operators import DEFAULT, OPERATORS
 from yolopatch.operators.spec import Operator, resolve_values
 from yolopatch.rules import Rules
 from yolopatch.selection import select_layers
@@ -139,14 +141,7 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
         rows, edits, changes = _plan_replace(model, targets, options.op, values, first.rules)
     new_text = splice(text, edits)
     notes += _non_ascii_warning(_verify(new_text, rows, geos, name))
-    return ApplyResult(
-        original=text,
-        text=new_text,
-        changes=tuple(changes),
-        notes=tuple(notes),
-        family=first.rules.family,
-        selected=tuple(sorted(targets)),
-    )
+    return _result(text, new_text, changes, notes, first.rules, sorted(targets))
 
 
 def _verb(options: ApplyOptions) -> str:
@@ -543,3 +538,115 @@ def _non_ascii_warning(model: ModelYaml) -> list[str]:
         f"layers {rows} hold non-ASCII text inside their rows; YOLOv5 v7.0 reads model yamls as ASCII "
         "and silently drops those characters."
     ]
+
+
+# --- --into: the operator inside a CSP block's bottlenecks ----------------------------------------------------
+
+
+def apply_into(text: str, layers: str, options: ApplyOptions, into: str, name: str = "<yaml>") -> ApplyResult:
+    """Rename the selected CSP rows (C3, C2f, C3k2) to `<CSP>_<NAME>`, keeping `from`, n and args, after
+    checking that the operator fits the slot and gets channels it takes at every scale. `into` is the CSP
+    block to use ("csp": the one each row already uses)."""
+    op = options.op
+    if any(options.op.defaults.get(k) != v for k, v in options.resolved.items()):
+        raise YolopatchError(
+            f"--into builds {op.name} with its defaults inside each bottleneck; options ({', '.join(options.values)}) "
+            "are not supported with --into yet."
+        )
+    slot, why = slot_of(op)
+    if slot is None:
+        raise YolopatchError(f"--into: {why}; it cannot go inside a bottleneck.")
+    model = parse_model_yaml(text, name)
+    geos = geometries(model.values, options.scale, options.registered)
+    first = next(iter(geos.values()))
+    blocks = first.rules.csp
+    if into != "csp" and into not in blocks:
+        raise OptionError(
+            "--into", f"--into {into}: {first.rules.family}'s CSP blocks are {', '.join(blocks)}."
+        )
+    logical = model.logical_rows()
+    sims = {scale: simulate(logical, geo, name, options.hints) for scale, geo in geos.items()}
+    names = [o.name for o in (*OPERATORS.values(), *options.registered)]
+    selection = select_layers(layers, model.layers)
+    edits: list[Edit] = []
+    changes: list[Change] = []
+    rows = list(logical)
+    notes: list[str] = []
+    for index in selection.indices:
+        layer = model.layers[index]
+        reason, variant = _into_decision(layer, into, op, blocks, names, geos, sims)
+        if reason is None:
+            rows[index] = (layer.source, layer.number, variant, tuple(layer.args))
+            edits.append(Edit(layer.module_span.start, layer.module_span.end, variant))
+            changes.append(Change(index, "replaced", layer.module, f"{variant} ({slot} slot)"))
+        elif reason.startswith("already") or index not in selection.explicit:
+            notes.append(f"layer {index} ({layer.module}) left as it is: {reason}.")
+        else:
+            raise YolopatchError(f"{_where(model, layer)}: cannot put {op.name} into it: {reason}.")
+    if not changes and not any("already" in n for n in notes):
+        raise YolopatchError(
+            f"{name}: --layers {layers} selects no CSP row to put {op.name} into. " + " ".join(notes)
+        )
+    new_text = splice(text, edits)
+    variants = {variant_name(csp, op.name) for csp in blocks}
+    check = {
+        s: replace(g, rules=with_variants(g.rules, variants, options.registered)) for s, g in geos.items()
+    }
+    _verify(new_text, rows, check, name)
+    return _result(text, new_text, changes, notes, first.rules, [c.index for c in changes])
+
+
+def _result(
+    text: str,
+    new_text: str,
+    changes: Sequence[Change],
+    notes: Sequence[str],
+    rules: Rules,
+    selected: Sequence[int],
+) -> ApplyResult:
+    return ApplyResult(
+        original=text,
+        text=new_text,
+        changes=tuple(changes),
+        notes=tuple(notes),
+        family=rules.family,
+        selected=tuple(selected),
+    )
+
+
+def _into_decision(
+    layer: Layer,
+    into: str,
+    op: Operator,
+    blocks: Mapping[str, CspBlock],
+    names: Sequence[str],
+    geos: Mapping[str, Geometry],
+    sims: Mapping[str, Any],
+) -> tuple[str | None, str]:
+    """Why the row cannot take the operator (None: it can), and the variant's name."""
+    module = normalize_module(layer.module)
+    parts = split_variant(module, blocks, names)
+    csp = parts[0] if parts else module
+    if csp not in blocks:
+        return f"it is not a CSP row ({', '.join(blocks)})", ""
+    if into not in ("csp", csp):
+        return (
+            f"it is a {csp} row: --into {into} would read its arguments {list(layer.args)} as {into}'s; use "
+            f"--into {csp}"
+        ), ""
+    variant = variant_name(csp, op.name)
+    if parts and parts[1] == op.name:
+        return f"already {variant}", variant
+    if parts:
+        return f"it already holds {parts[1]} ({module}); put one operator into a CSP block", ""
+    for scale in geos:
+        c2 = sims[scale].shapes[layer.index].c2
+        if c2 is None:
+            return "its output channels are unknown", ""
+        c_in, c_out = slot_channels(blocks[csp], layer.args, c2, scale)
+        channels = c_out if op.keeps_channels else c_in
+        problem = op.channel_problem(channels, op.defaults)
+        if problem:
+            at = f"at scale {scale} " if scale else ""
+            return f"{at}the slot in its bottlenecks has {channels} channels: {problem}", ""
+    return None, variant

@@ -16,10 +16,12 @@ from torch import nn
 
 from yolopatch import modules
 from yolopatch.channels import CHANNEL_MODULES, Shape, Simulation, geometry, make_divisible, normalize_module
+from yolopatch.csp import slot_of, split_variant, variant_source
 from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import ModelYaml
 from yolopatch.operators import OPERATORS
-from yolopatch.targets.yolov5 import REPEAT_INSIDE
+from yolopatch.operators.spec import Operator
+from yolopatch.targets.yolov5 import CSP, REPEAT_INSIDE
 
 MODULES: dict[str, type[nn.Module]] = {
     **{
@@ -115,10 +117,12 @@ def build_model(
     simulation: Simulation,
     users: Mapping[str, type[nn.Module]] | None = None,
     repeats: frozenset[str] = frozenset(),
+    operators: Sequence[Operator] = (),
 ) -> BuiltModel:
     """Build the model a yaml describes, as YOLOv5 v7.0's parse_model would, then compute its strides.
     `users`: the adapter classes of the user's own operators, registered in the (c1, c2) collection (and,
-    for those in `repeats`, in the repeat collection), as `inject` registers them."""
+    for those in `repeats`, in the repeat collection), as `inject` registers them; `operators` their specs,
+    for `--into` classes (C3_CBAM) built on them."""
     geo = geometry(model.values)
     rows = model.logical_rows()
     shapes = simulation.shapes
@@ -128,8 +132,11 @@ def build_model(
         layers: list[nn.Module] = []
         save: list[int] = []
         for index, (source, number, name, raw_args) in enumerate(rows):
+            table = {**MODULES, **(users or {})}
+            variants = _variants(name, table, operators)
+            table.update(variants)
             layer = _build_layer(
-                model, index, source, number, name, raw_args, shapes, geo, users or {}, repeats
+                model, index, source, number, name, raw_args, shapes, geo, table, repeats | set(variants)
             )
             save.extend(x % index for x in ([source] if isinstance(source, int) else source) if x != -1)
             layers.append(layer)
@@ -168,12 +175,24 @@ def parse_activation(text: Any, name: str) -> nn.Module | None:
     return getattr(nn, cls)(*args, **kwargs)
 
 
+def _variants(name: str, table: Mapping[str, Any], operators: Sequence[Operator]) -> dict[str, type]:
+    """The `--into` class a row names (C3_CBAM), from the same source `inject` writes."""
+    specs = {op.name: op for op in [*OPERATORS.values(), *operators]}
+    parts = split_variant(normalize_module(name), CSP, [n for n in specs if n in table])
+    if parts is None:
+        return {}
+    csp, op = parts
+    slot, _ = slot_of(specs[op])
+    namespace: dict[str, Any] = {csp: table[csp], "Bottleneck": modules.Bottleneck, "nn": nn, op: table[op]}
+    exec(compile(variant_source(csp, op, slot or "keep"), f"<yolopatch {name}>", "exec"), namespace)
+    return {name: namespace[name]}
+
+
 def _build_layer(
-    model: ModelYaml, index, source, number, name, raw_args, shapes, geo, users, repeats
+    model: ModelYaml, index, source, number, name, raw_args, shapes, geo, table, repeats
 ) -> nn.Module:
     module_name = normalize_module(name)
     where = f"{model.name}: layer {index} ({name})"
-    table = {**MODULES, **users}
     if module_name not in table:
         raise YolopatchError(
             f"{where}: unknown module; the built-in builder knows {', '.join(sorted(MODULES))}. "
@@ -183,7 +202,8 @@ def _build_layer(
     args = [_literal(a, model.values, where) for a in raw_args]
     n = max(round(number * geo.depth), 1) if number > 1 else number
     shape = shapes[index]
-    if module_name in CHANNEL_MODULES or module_name in users:
+    own = module_name not in MODULES  # the user's operators and --into classes: (c1, c2), like Conv
+    if module_name in CHANNEL_MODULES or own:
         args = [shape.c1, shape.c2, *args[1:]]
         if module_name in REPEAT_INSIDE or module_name in repeats:
             args.insert(2, n)

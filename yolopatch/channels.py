@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Literal
 
+from yolopatch.csp import variants_in
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.modelyaml import From
 from yolopatch.operators import OPERATORS
@@ -110,7 +111,20 @@ def rules_for(values: Mapping[str, Any], operators: Sequence[Operator] = ()) -> 
     """YOLOv5's family writes `anchors:`; ultralytics' (YOLOv8 and later) is anchor-free. `operators`: the
     user's own, registered like the built-ins."""
     rules = YOLOV5 if "anchors" in values else ULTRALYTICS
-    return with_operators(rules, operators) if operators else rules
+    rules = with_operators(rules, operators) if operators else rules
+    return with_variants(rules, _modules_of(values), operators)
+
+
+def with_variants(rules: Rules, modules: Iterable[str], operators: Sequence[Operator] = ()) -> Rules:
+    """`--into` classes (C2f_CBAM) among `modules` are their CSP block to parse_model: (c1, c2), size kept."""
+    names = [op.name for op in [*OPERATORS.values(), *operators]]
+    found = variants_in(modules, rules.csp, names)
+    return replace(rules, channel_modules=rules.channel_modules | set(found)) if found else rules
+
+
+def _modules_of(values: Mapping[str, Any]) -> list[str]:
+    rows = [*(values.get("backbone") or []), *(values.get("head") or [])]
+    return [str(row[2]) for row in rows if isinstance(row, (list, tuple)) and len(row) > 2]
 
 
 def geometries(

@@ -48,7 +48,7 @@ def check_builtin(
     parsed = parse_model_yaml(text, name)
     simulation = simulate(parsed.logical_rows(), geometry(parsed.values, "", operators), name)
     repeats = frozenset(op.name for op in operators if op.repeats)
-    model = build_model(parsed, simulation, classes, repeats)
+    model = build_model(parsed, simulation, classes, repeats, operators)
     report = measure(model, parsed, simulation, img, batch, operators=operators)
     if not fused:
         return report
@@ -59,11 +59,14 @@ def check_builtin(
 
 
 def users_in(text: str, name: str, operators: Sequence[Operator]) -> list[Operator]:
-    """The user's operators a yaml uses."""
+    """The user's operators a yaml uses, on their own or inside a CSP block (`--into`)."""
+    from yolopatch.csp import split_variant
     from yolopatch.modelyaml import parse_model_yaml
 
+    blocks = {**yolov5.CSP, **ultralytics.CSP}
     used = {layer.module for layer in parse_model_yaml(text, name).layers}
-    return [op for op in operators if op.name in used]
+    inside = {parts[1] for m in used if (parts := split_variant(m, blocks, [op.name for op in operators]))}
+    return [op for op in operators if op.name in used | inside]
 
 
 def check_with_users(

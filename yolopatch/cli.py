@@ -168,10 +168,19 @@ def apply(
     ] = None,
     channels: ChannelsOption = None,
     scale: ScaleOption = None,
+    into: Annotated[
+        str | None,
+        typer.Option(
+            "--into",
+            metavar="C3|C2f|C3k2|csp",
+            help="Put the operator inside each bottleneck of the selected CSP rows (C2f_CBAM, C3_SE); "
+            "csp: the block each row already is.",
+        ),
+    ] = None,
     **operator_options: str | None,
 ) -> None:
     """Rewrite chosen layers of a model yaml to an operator, or insert one after them."""
-    from yolopatch.apply import ApplyOptions, apply_operator
+    from yolopatch.apply import ApplyOptions, apply_into, apply_operator
     from yolopatch.channels import parse_channel_hints
     from yolopatch.files import read_text
     from yolopatch.render import changes_table
@@ -185,6 +194,8 @@ def apply(
     }
     values.update(_settings(settings or []))
     _exclusive(("--each", each), ("--in-place", in_place))
+    _exclusive(("--into", into is not None), ("--insert", insert))
+    _exclusive(("--into", into is not None), ("--each", each))
     _exclusive(("--each", each), ("-o/--output", output is not None))
     with _errors():
         operator = _operator(op)
@@ -196,10 +207,13 @@ def apply(
             _apply_each(model, layers, options, force, diff, check)
             return
         suffix = model.suffix or ".yaml"
-        target = (
-            model if in_place else output or model.with_name(f"{model.stem}-{operator.name.lower()}{suffix}")
-        )
-        result = apply_operator(read_text(model), layers, options, name=str(model))
+        if into is not None:
+            result = apply_into(read_text(model), layers, options, into, name=str(model))
+            written = result.changes[0].row.split()[0].lower() if result.changes else operator.name.lower()
+        else:
+            result = apply_operator(read_text(model), layers, options, name=str(model))
+            written = operator.name.lower()
+        target = model if in_place else output or model.with_name(f"{model.stem}-{written}{suffix}")
         for note in result.notes:
             err.print(f"note: {note}", markup=False)
         if target != model and target.exists() and not force and not diff and not check:
@@ -216,7 +230,13 @@ def apply(
         _finish([change], diff, check, f"{model}: would change {len(result.changes)} layer(s)")
     out.print(changes_table(result.changes))
     out.print(f"Wrote {target}", markup=False)
-    out.print(_next_after_apply(target, operator.name, result.family), markup=False)
+    if into is not None:
+        where = "--installed" if result.family == "ultralytics" else "PATH/TO/yolov5"
+        out.print(
+            f"Next: yolopatch inject {where} --for {target}   then: yolopatch check {target}", markup=False
+        )
+    else:
+        out.print(_next_after_apply(target, operator.name, result.family), markup=False)
 
 
 def _apply_each(model: Path, layers: str, options: Any, force: bool, diff: bool, check: bool) -> None:
@@ -358,6 +378,14 @@ def inject(
             help="Disable a foreign class of the same name and inject ours; replace or revert a block you edited.",
         ),
     ] = False,
+    into: Annotated[
+        str | None,
+        typer.Option(
+            "--into",
+            metavar="C3|C2f|C3k2",
+            help="Also the CSP block with the operators inside its bottlenecks (C2f_CBAM), as `apply --into` writes.",
+        ),
+    ] = None,
 ) -> None:
     """Put operators into a checkout (YOLOv5: models/common.py and models/yolo.py) or into ultralytics
     (a module file of its own, registered in nn/modules/__init__.py and nn/tasks.py)."""
@@ -374,6 +402,8 @@ def inject(
         chosen = (
             _operators_for(for_model) if for_model else [_operator(n) for n in op.split(",")] if op else None
         )
+        if into is not None:
+            chosen = _with_variants(chosen or [_operator("involution")], into)
         plan, target, operators = _inject_plan(
             repo, installed, python or sys.executable, chosen, revert, force
         )
@@ -409,13 +439,12 @@ def _inject_plan(
     """The plan for the target (REPO or --installed), how to name that target to the user, and the
     operators it is about: those chosen, else the ones already injected (so that injecting again after an
     upgrade restores them), else Involution. A revert without a choice removes every operator."""
-    from yolopatch.operators import DEFAULT, get_operator
+    from yolopatch.operators import DEFAULT
     from yolopatch.targets import ultralytics, yolov5
 
     package = ultralytics.installed_package(python) if installed else ultralytics.find_package(repo)  # type: ignore[arg-type]
     names = [o.name for o in chosen] if chosen else None
-    users = _user_operators()
-    operators = chosen or [get_operator(name, users) for name in _injected(package, repo)] or [DEFAULT]
+    operators = chosen or [_injected_operator(name) for name in _injected(package, repo)] or [DEFAULT]
     if package is None:
         plan = yolov5.revert(repo, names, force) if revert else yolov5.inject(repo, operators, force)  # type: ignore[arg-type]
         return plan, str(repo), operators
@@ -449,15 +478,48 @@ def _next_after_inject(target: str, family_ultralytics: bool, operators: Sequenc
     )
 
 
+def _with_variants(operators: Sequence[Any], into: str) -> list[Any]:
+    """Each operator, then its `--into` class for the CSP block `into`."""
+    from yolopatch.csp import slot_of, variant_operator
+    from yolopatch.targets import ultralytics, yolov5
+
+    blocks = {*yolov5.CSP, *ultralytics.CSP}
+    if into not in blocks:
+        raise OptionError("--into", f"--into {into}: the CSP blocks are {', '.join(sorted(blocks))}.")
+    with_variants = []
+    for op in operators:
+        slot, why = slot_of(op)
+        if slot is None:
+            raise YolopatchError(f"--into {into}: {why}; it cannot go inside a bottleneck.")
+        with_variants += [op, variant_operator(into, op)]
+    return with_variants
+
+
+def _injected_operator(name: str) -> Any:
+    """An operator the target has a block for: a built-in, the user's own, or an `--into` class."""
+    from yolopatch.csp import split_variant, variant_operator
+    from yolopatch.operators import OPERATORS, get_operator
+    from yolopatch.targets import ultralytics, yolov5
+
+    users = _user_operators()
+    known = {op.name: op for op in [*OPERATORS.values(), *users.values()]}
+    parts = split_variant(name, {**yolov5.CSP, **ultralytics.CSP}, known)
+    if parts is not None:
+        return variant_operator(parts[0], known[parts[1]])
+    return get_operator(name, users)
+
+
 def _operators_for(model: Path) -> list[Any]:
+    from yolopatch.csp import operators_used
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
     from yolopatch.operators import OPERATORS
+    from yolopatch.targets import ultralytics, yolov5
 
     parsed = parse_model_yaml(read_text(model), str(model))
     used = {layer.module for layer in parsed.layers}
     known = [*OPERATORS.values(), *_user_operators().values()]
-    operators = [o for o in known if o.name in used]
+    operators = operators_used(used, known, {**yolov5.CSP, **ultralytics.CSP})
     if not operators:
         raise YolopatchError(
             f"{model}: uses none of the operators yolopatch adds ({', '.join(o.name for o in known)}); "

@@ -51,6 +51,8 @@ def template_paste(template: str) -> Paste:
 def operator_paste(op: Operator) -> Paste:
     """What inject pastes for an operator: its template, or, for a user's own, its adapter class (which
     imports the user's class from the copied module)."""
+    if op.generated is not None:
+        return op.generated
     if op.user is not None:
         from yolopatch.userop.adapter import user_paste
 

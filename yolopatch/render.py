@@ -252,6 +252,7 @@ def operator_detail(op: Operator) -> Table:
         ("options", "; ".join(f"{o.flag} / {o.name}={o.default}: {o.help}" for o in op.options) or "none"),
         ("channels", _channel_rule(op)),
         ("replaces", _replaces(op)),
+        ("--into", _slot(op)),
         *_user_rows(op),
         ("parameters at C", op.params_formula),
         ("FLOPs", f"thop's count plus {op.uncounted_note}" if op.uncounted_note else "thop's count"),
@@ -291,6 +292,14 @@ def _user_rows(op: Operator) -> list[tuple[str, str]]:
         rows.append(("learned against", user.target))
     rows.append(("recorded in", str(user.config)))
     return rows
+
+
+def _slot(op: Operator) -> str:
+    """Where `apply --into` puts it inside a CSP block's bottlenecks, or why it cannot go there."""
+    from yolopatch.csp import slot_of
+
+    slot, why = slot_of(op)
+    return f"{slot} slot: {why}" if slot else f"no: {why}"
 
 
 def _unused_warning(name: str, unused: Sequence[str]) -> str:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from yolopatch.csp import CspBlock
+
 # (args, channels of the inputs, channels of the previous row) -> output channels (None: not a feature map)
 ChannelRule = Callable[[Sequence[Any], Sequence[int | None], int | None], int | None]
 # args -> how much the module divides the resolution (None: unknown)
@@ -27,6 +29,7 @@ class Rules:
     special: Mapping[str, ChannelRule] = field(default_factory=dict)
     stride_from_last: frozenset[str] = frozenset()  # modules whose output has their last input's size
     exempt: str = "no"  # the c2 value parse_model leaves unscaled: YOLOv5's outputs per anchor, or nc
+    csp: Mapping[str, CspBlock] = field(default_factory=dict)  # CSP blocks an operator may go into
 
     @property
     def known(self) -> frozenset[str]:

@@ -55,11 +55,12 @@ def import_tasks(root: str) -> types.ModuleType:
 
 def register_in_memory(tasks: types.ModuleType, names: set[str]) -> list[str]:
     """Register the operators the yaml uses, as inject would, without writing a file; notes on what was done."""
+    from yolopatch.csp import operators_used
     from yolopatch.operators import OPERATORS
     from yolopatch.targets import ultralytics
     from yolopatch.userop.adapter import recorded_operators
 
-    operators = [op for op in [*OPERATORS.values(), *recorded_operators()] if op.name in names]
+    operators = operators_used(names, [*OPERATORS.values(), *recorded_operators()], ultralytics.CSP)
     package = ultralytics.Package(Path(str(tasks.__file__)).parent.parent)
     if not operators:
         return []

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from yolopatch import __version__
 from yolopatch.checkpoints import checkpoints_needing, listing
+from yolopatch.csp import CspBlock
 from yolopatch.errors import YolopatchError
 from yolopatch.files import FileChange, read_text
 from yolopatch.inject import (
@@ -36,6 +37,7 @@ from yolopatch.inject import (
     names_insertion,
     names_of,
     names_removal,
+    offset,
     one_per_line,
     own_module_change,
     own_module_removal,
@@ -156,6 +158,13 @@ def _resnet_stride(args: Sequence[Any]) -> Fraction | None:
     return Fraction(4) if args[3] else Fraction(args[2])  # the stem is a stride-2 conv and a stride-2 pool
 
 
+# --into: yaml args [c2, shortcut, g, e] (C2f, C3); C3k2's [c2, c3k, e], c3k set by parse_model at m, l, x
+CSP = {
+    "C2f": CspBlock("C2f", e_at=3),
+    "C3k2": CspBlock("C3k2", e_at=2, c3k_scales=frozenset({"m", "l", "x"}), c3k_at=1, inner_e=0.5),
+    "C3": CspBlock("C3", e_at=3),
+}
+
 RULES = Rules(
     family="ultralytics",
     channel_modules=CHANNEL_MODULES,
@@ -189,6 +198,7 @@ RULES = Rules(
     },
     stride_from_last=frozenset({"CBFuse"}),
     exempt="nc",
+    csp=CSP,
 )
 
 
@@ -332,6 +342,7 @@ class _Sites:
     collection: ast.Set | ast.Tuple | ast.List
     collection_kind: str
     repeat: ast.Set | ast.Tuple | ast.List | None  # parse_model's repeat collection (C2f's: n inserted)
+    identity: ast.Compare | None  # `m is C3k2` (c3k at m/l/x, legacy heads off), or our `m in {C3k2, ...}`
     copies: Mapping[Path, str]  # the users' modules copied into nn/modules/
     modules_import: ast.ImportFrom  # tasks.py's `from ultralytics.nn.modules import ...`
     all_names: ast.Tuple | ast.List | None
@@ -397,6 +408,7 @@ def _sites(package: Package, texts: Mapping[Path, str | None]) -> _Sites:
         collection=collection,
         collection_kind=kind,
         repeat=repeat[0] if repeat else None,
+        identity=_c3k2_test(tasks_tree),
         copies={path: text for path, text in texts.items() if path.name.startswith("yolopatch_") and text},
         modules_import=_modules_import(tasks_tree, package),
         all_names=_all_names(init_tree),
@@ -472,6 +484,51 @@ def _tested_collection(
     return None
 
 
+def _c3k2_test(tree: ast.Module) -> ast.Compare | None:
+    """parse_model's `m is C3k2` (8.3 on: c3k set at m/l/x, the heads' legacy flag off), or the set inject
+    made of it so that C3k2's --into classes get the same."""
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == "m"):
+            continue
+        tested = node.comparators[0]
+        if isinstance(node.ops[0], ast.Is) and isinstance(tested, ast.Name) and tested.id == "C3k2":
+            return node
+        if isinstance(node.ops[0], ast.In) and isinstance(tested, ast.Set):
+            listed = names_of(tested.elts)
+            if listed[:1] == ["C3k2"] and not {"Conv", "C2f"} & set(listed):
+                return node
+    return None
+
+
+def _identity_edits(sites: _Sites, names: Sequence[str]) -> list[Edit]:
+    """C3k2's --into classes into `m is C3k2`: it becomes `m in {C3k2, C3k2_SE}` (then grows)."""
+    node = sites.identity
+    if node is None or not names:
+        return []
+    if isinstance(node.ops[0], ast.In):
+        return [names_insertion(sites.tasks, node.comparators[0].elts, names)]  # type: ignore[attr-defined]
+    start = offset(sites.tasks, node.lineno, node.col_offset)
+    end = offset(sites.tasks, node.end_lineno, node.end_col_offset)  # type: ignore[arg-type]
+    return [Edit(start, end, f"m in {{C3k2, {', '.join(names)}}}")]
+
+
+def _identity_removal(sites: _Sites, names: Sequence[str]) -> list[Edit]:
+    """The inverse: back to `m is C3k2` once only C3k2 is left."""
+    node = sites.identity
+    if node is None or not names or not isinstance(node.ops[0], ast.In):
+        return []
+    elts = node.comparators[0].elts  # type: ignore[attr-defined]
+    if [n for n in names_of(elts) if n not in names] == ["C3k2"]:
+        start = offset(sites.tasks, node.lineno, node.col_offset)
+        end = offset(sites.tasks, node.end_lineno, node.end_col_offset)  # type: ignore[arg-type]
+        return [Edit(start, end, "m is C3k2")]
+    return names_removal(sites.tasks, elts, names)
+
+
+def _c3k2_variants(operators: Sequence[Operator]) -> list[str]:
+    return [op.name for op in operators if op.generated is not None and "C3k2" in op.generated.requires]
+
+
 def _modules_import(tree: ast.Module, package: Package) -> ast.ImportFrom:
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "ultralytics.nn.modules":
@@ -540,7 +597,7 @@ def plan_inject(
             f"{package.tasks}: parse_model has no repeat collection (the one with C2f that gets the row's n) "
             f"to register {', '.join(repeating)} in; nothing was changed."
         )
-    missing = _missing(sites, names, repeating)
+    missing = _missing(sites, names, repeating, _c3k2_variants(operators))
     init_edits, tasks_edits, actions = _registration_edits(sites, missing)
     module_edits: list[Edit] = []
     written: list[str] = []
@@ -590,7 +647,9 @@ def _pointer(imported: TargetImport) -> str | None:
     return imported.module if imported.family == "ultralytics" else None
 
 
-def _missing(sites: _Sites, names: Sequence[str], repeating: Sequence[str] = ()) -> dict[str, list[str]]:
+def _missing(
+    sites: _Sites, names: Sequence[str], repeating: Sequence[str] = (), c3k2: Sequence[str] = ()
+) -> dict[str, list[str]]:
     """Per registration site, the names it lacks (`repeating`: those parse_model must pass the row's n). A
     class ultralytics defines itself (its own CBAM) is imported into tasks.py from our module by its full
     path instead of being exported from nn.modules."""
@@ -606,7 +665,15 @@ def _missing(sites: _Sites, names: Sequence[str], repeating: Sequence[str] = ())
         "explicit": [n for n in own if n not in sites.ours_in_tasks()],
         "collection": [n for n in names if n not in names_of(sites.collection.elts)],
         "repeat": [n for n in repeating if sites.repeat is None or n not in names_of(sites.repeat.elts)],
+        "identity": [n for n in c3k2 if sites.identity is not None and n not in _identity_names(sites)],
     }
+
+
+def _identity_names(sites: _Sites) -> list[str]:
+    node = sites.identity
+    if node is None or not isinstance(node.ops[0], ast.In):
+        return []
+    return names_of(node.comparators[0].elts)  # type: ignore[attr-defined]
 
 
 def _refuse_conflicts(sites: _Sites, names: Sequence[str], force: bool) -> None:
@@ -653,6 +720,11 @@ def _registration_edits(
         actions.append(
             f"{tasks_name}: added {', '.join(missing['collection'])} to parse_model's (c1, c2) collection"
         )
+    if missing["identity"]:
+        tasks_edits += _identity_edits(sites, missing["identity"])
+        actions.append(
+            f"{tasks_name}: added {', '.join(missing['identity'])} to parse_model's C3k2 test (c3k at m/l/x, as C3k2)"
+        )
     if missing["repeat"] and sites.repeat is not None:
         tasks_edits.append(names_insertion(sites.tasks, sites.repeat.elts, missing["repeat"]))
         actions.append(
@@ -664,7 +736,7 @@ def _registration_edits(
 def _block_edit(sites: _Sites, op: Operator, added_now: set[str], force: bool) -> list[Edit]:
     """The operator's block appended to our module file, or an older one replaced; none when up to date."""
     paste = operator_paste(op)
-    provided = [f"from .conv import {', '.join(sorted(paste.requires))}"] if paste.requires else []
+    provided = _provided(sites, paste.requires)
     body = block_body(paste, set(), provided)
     block = sites.blocks.get(op.name)
     if not force:
@@ -678,9 +750,23 @@ def _block_edit(sites: _Sites, op: Operator, added_now: set[str], force: bool) -
     return []
 
 
+def _provided(sites: _Sites, names: frozenset[str]) -> list[str]:
+    """Imports of what a block takes from ultralytics (Conv, C2f, Bottleneck), from the file defining each."""
+    by_file: dict[str, list[str]] = {}
+    for name in sorted(names):
+        where = sites.defined.get(name, "conv.py:0").split(":")[0]
+        by_file.setdefault(where.removesuffix(".py"), []).append(name)
+    return [f"from .{module} import {', '.join(listed)}" for module, listed in sorted(by_file.items())]
+
+
 def _lost(sites: _Sites) -> list[str]:
     """Operators whose recorded registration is gone: pip replaced ultralytics' files and left ours."""
-    missing = _missing(sites, list(sites.blocks), [n for n, b in sites.blocks.items() if "repeat" in b.added])
+    missing = _missing(
+        sites,
+        list(sites.blocks),
+        [n for n, b in sites.blocks.items() if "repeat" in b.added],
+        [n for n, b in sites.blocks.items() if "identity" in b.added],
+    )
     return sorted(
         name
         for name, block in sites.blocks.items()
@@ -767,6 +853,7 @@ def _unregistration_edits(
     tasks_edits += names_removal(sites.tasks, sites.collection.elts, recorded("collection"))
     if sites.repeat is not None:
         tasks_edits += names_removal(sites.tasks, sites.repeat.elts, recorded("repeat"))
+    tasks_edits += _identity_removal(sites, recorded("identity"))
     if leaving:
         actions.append(f"nn/tasks.py, nn/modules/__init__.py: unregistered {', '.join(sorted(leaving))}")
     return init_edits, tasks_edits

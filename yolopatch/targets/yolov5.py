@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from yolopatch import __version__
 from yolopatch.checkpoints import checkpoints_needing, listing
+from yolopatch.csp import CspBlock
 from yolopatch.errors import YolopatchError
 from yolopatch.files import FileChange, read_text
 from yolopatch.inject import (
@@ -106,6 +107,9 @@ def _gain(args: Sequence[Any]) -> int:
     return args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else 2
 
 
+# --into: yaml args [c2, shortcut, g, e]
+CSP = {"C3": CspBlock("C3", e_at=3)}
+
 RULES = Rules(
     family="YOLOv5",
     channel_modules=CHANNEL_MODULES,
@@ -124,6 +128,7 @@ RULES = Rules(
         "Expand": lambda args, c_in, _previous: None if c_in[0] is None else c_in[0] // _gain(args) ** 2,
     },
     exempt="no",
+    csp=CSP,
 )
 
 # YOLOv5's model_info line, e.g. "YOLOv5s summary: 214 layers, 7235389 parameters, 7235389 gradients, 16.6 GFLOPs";
