@@ -96,7 +96,10 @@ def test_yolov5_own_model_builds_users_modules_and_revert_restores_every_byte(
     assert snapshot(package) == before
 
 
-@pytest.mark.parametrize(("version", "mode"), [("8.3.253", "checkout"), ("8.4.190", "installed")])
+@pytest.mark.parametrize(
+    ("version", "mode"),
+    [pytest.param("8.3.253", "checkout", marks=pytest.mark.exhaustive), ("8.4.190", "installed")],
+)
 def test_ultralytics_own_model_builds_users_modules_and_revert_restores_every_byte(
     ultralytics_packages, tmp_path, version, mode
 ):
