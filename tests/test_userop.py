@@ -290,6 +290,7 @@ def test_ops_add_apply_and_check_agree_on_parameters(tmp_path):
     import json
 
     report = json.loads(checked.stdout)["model"]
+    assert any("also ran forward and backward at 160x160" in w for w in report["warnings"])
     layer = report["layers"][10]
     c = 512  # yolov5s' width halves the yaml's 1024
     assert layer["operator"] == "SEAttention" and layer["params"] == 2 * c * (c // 16)  # two bias-free Linear

@@ -14,7 +14,7 @@ import dataclasses
 import importlib.util
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,24 @@ def adapter_classes(ops: Sequence[UserOp]) -> dict[str, type]:
     return classes
 
 
+def _at_an_odd_size(report: Any, text: str, operators: Sequence[Any], classes: Mapping[str, type]) -> Any:
+    """Your module also runs forward and backward where the deepest maps have an odd size (640 + 32: 21x21 at
+    stride 32), where a block that needs even sizes (space-to-depth) or rounds differently breaks."""
+    from yolopatch.check import check_builtin
+
+    stride = int(max(report.strides, default=32))
+    size = report.img + stride if (report.img // stride) % 2 == 0 else report.img
+    try:
+        check_builtin(text, report.name, size, 1, False, operators, classes)
+    except YolopatchError as exc:
+        raise YolopatchError(
+            f"{exc} (yolopatch also runs models with your operators at {size}x{size}, where the deepest maps have "
+            "odd sizes, as rectangular and multi-scale training give them)"
+        ) from None
+    note = f"your operators also ran forward and backward at {size}x{size} (maps of odd size at stride {stride}): ok"
+    return dataclasses.replace(report, warnings=[*report.warnings, note])
+
+
 def main(argv: list[str]) -> None:
     from yolopatch.check import check_builtin
     from yolopatch.userop.adapter import as_operator
@@ -72,7 +90,9 @@ def main(argv: list[str]) -> None:
                 report = check_builtin(
                     text, name, request["img"], request["batch"], request["fused"], operators, classes
                 )
-                results.append({"report": dataclasses.asdict(report)})
+                results.append(
+                    {"report": dataclasses.asdict(_at_an_odd_size(report, text, operators, classes))}
+                )
             except YolopatchError as exc:
                 results.append({"error": str(exc)})
     Path(argv[1]).write_text(json.dumps(results), encoding="utf-8")
