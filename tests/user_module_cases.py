@@ -63,6 +63,35 @@ class Case:
 
 
 CASES: tuple[Case, ...] = (
+    # --- learned: an output-channel argument that is not free ---------------------------------------------
+    Case(
+        "coordatt-inp-oup",
+        "tied.py",
+        "CoordAttIO",
+        "keep",
+        "1",
+        roles={"inp": "c1", "oup": "c2", "reduction": "-"},
+        note="takes (inp, oup) but only works with oup == inp: a keep block, oup tied to the input",
+    ),
+    Case(
+        "ignores-c2",
+        "tied.py",
+        "IgnoresC2",
+        "keep",
+        "1",
+        roles={"c1": "c1", "c2": "c2"},
+        note="YOLO's (c1, c2) signature, c2 never used: a keep block",
+    ),
+    Case(
+        "grouped-conv",
+        "tied.py",
+        "GroupedConv",
+        "conv",
+        "1",
+        roles={"c1": "c1", "c2": "c2", "groups": "-"},
+        constraint="divisible:32",
+        note="c2 = 48 fails (GroupNorm of 32 groups), 64 works: a conv block with a constraint, not a keep one",
+    ),
     # --- learned: channel-keeping attention -------------------------------------------------------------
     Case(
         "se-attention",

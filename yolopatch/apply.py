@@ -247,7 +247,10 @@ def _why_not(context: _Context, layer: Layer, shape: Shape) -> str | None:
         return f"{op.name} has stride {op.own_stride} and this layer {stride}: it replaces layers of stride {op.own_stride}"
     if op.keeps_channels and shape.c1 != shape.c2:
         return f"{op.name} keeps channels; {_change_of(shape, 1)}"
-    return op.channel_problem(shape.c1, values)
+    problem = op.channel_problem(shape.c1, values)
+    if problem is None and op.user is not None and shape.c2 is not None:
+        return op.channel_problem(shape.c2, values)  # a user's learned constraint holds for its output too
+    return problem
 
 
 def _replaces_upsample(options: ApplyOptions, layer: Layer) -> bool:

@@ -27,6 +27,7 @@ PROBE_SECONDS = 120
 WIDTHS = (8, 12, 16, 18, 20, 24, 36, 40, 48, 64, 96, 128)  # tell apart divisors 2 to 64
 DIVISORS = (64, 32, 16, 8, 4, 2)
 _BASE = ((32, 48), (64, 96))  # (input channels, output channels) of the two base probes
+_DOUBLE = ((32, 64), (64, 128))  # and again, for a class with a constraint that 48 and 96 do not meet
 _SIZES = (16, 20)
 
 
@@ -117,17 +118,31 @@ def trials(roles: RoleMap, values: Mapping[str, Any], defaults: Mapping[str, Any
             "sizes": list(_SIZES),
             "train": i == 0,
         }
-    cin, cout = _BASE[0]
+        if c2:  # c2 tied to c1 (a keep block that takes an output-channel argument), or twice c1
+            made[f"w{cin}double"] = {
+                "kwargs": kwargs(cin, 2 * cin),
+                "channels": cin,
+                "sizes": list(_SIZES),
+                "train": i == 0,
+            }
+            made[f"w{cin}same"] = {
+                "kwargs": kwargs(cin, cin),
+                "channels": cin,
+                "sizes": list(_SIZES),
+                "train": i == 0,
+            }
+    # the other trials vary one argument, with the output channels equal to the input's (valid either way)
+    cin = _BASE[0][0]
     if stride:
-        made["stride2"] = {"kwargs": kwargs(cin, cout, **{stride: 2}), "channels": cin, "sizes": list(_SIZES)}
+        made["stride2"] = {"kwargs": kwargs(cin, cin, **{stride: 2}), "channels": cin, "sizes": list(_SIZES)}
     if up:
         for factor in (2, 4):
-            made[f"up{factor}"] = {"kwargs": kwargs(cin, cout, **{up: factor}), "channels": cin, "sizes": [8]}
+            made[f"up{factor}"] = {"kwargs": kwargs(cin, cin, **{up: factor}), "channels": cin, "sizes": [8]}
     if n:
-        for count in (2, 3):
-            made[f"n{count}"] = {"kwargs": kwargs(cin, cout, **{n: count}), "channels": cin, "sizes": [8]}
+        for count in (1, 2, 3):
+            made[f"n{count}"] = {"kwargs": kwargs(cin, cin, **{n: count}), "channels": cin, "sizes": [8]}
     for width in WIDTHS:
-        made[f"width{width}"] = {"kwargs": kwargs(width, width), "channels": width, "sizes": [8]}
+        made[f"width{width}"] = {"kwargs": kwargs(width, width), "channels": width, "sizes": [_SIZES[0]]}
     return made
 
 
@@ -183,17 +198,27 @@ def fit(
     if "load" in observed:
         raise YolopatchError(f"{where}: importing the file failed: {observed['load']['error']}")
     runs = observed["trials"]
-    base = [runs[f"w{cin}"] for cin, _ in _BASE]
+    base, pairs = [runs[f"w{cin}"] for cin, _ in _BASE], _BASE
+    if roles.having("c2") and not all(_built_and_ran(r) for r in base):
+        double = [runs[f"w{cin}double"] for cin, _ in _DOUBLE]
+        if all(
+            _built_and_ran(r) and _channels_of(r) == [c] * len(_SIZES)
+            for r, (_, c) in zip(double, _DOUBLE, strict=True)
+        ):
+            base, pairs = double, _DOUBLE  # the output follows c2: 48 and 96 break a constraint (found below)
+    tied = "" if pairs is _DOUBLE else _tied(roles, runs, base)
+    if tied:
+        base = [runs[f"w{cin}same"] for cin, _ in _BASE]
     for run in base:
         _refuse_failed(where, run, roles, source, values)
     out = [_single_output(where, run) for run in base]
-    channels = _channel_rule(where, roles, out, source)
+    channels = "keep" if tied else _channel_rule(where, roles, out, source, pairs)
     stride = _stride_rule(where, roles, runs, out)
     final_roles = dict(roles.roles)
     repeat = roles.having("n")
-    evidence = [_channel_evidence(channels, out), _stride_evidence(stride, out)]
+    evidence = [tied or _channel_evidence(channels, pairs), _stride_evidence(stride, out)]
     if repeat:
-        repeats, why = _repeats(runs, base[0])
+        repeats, why = _repeats(runs)
         if channels == "conv" and repeats:
             channels = "csp"
         else:
@@ -234,6 +259,37 @@ def fit(
     )
 
 
+def _channels_of(run: Mapping[str, Any]) -> list[int | None]:
+    return [item.get("shape", [None, None])[1] for item in run.get("outputs", [])]
+
+
+def _built_and_ran(run: Mapping[str, Any]) -> bool:
+    return "error" not in run or run.get("stage") == "train forward and backward"
+
+
+def _tied(roles: RoleMap, runs: Mapping[str, Any], base: Sequence[Mapping[str, Any]]) -> str:
+    """Evidence that the output-channel argument must equal the input channels (a keep block that still
+    takes one, as CoordAtt(inp, oup) does): with it different, the class fails or ignores it; with it equal,
+    the output has the input's channels. "" when the observations do not show that."""
+    c2 = roles.having("c2")
+    if not c2:
+        return ""
+    same = [runs[f"w{cin}same"] for cin, _ in _BASE]
+    widths = [cin for cin, _ in _BASE]
+    if not all(
+        _built_and_ran(r) and _channels_of(r) == [c] * len(_SIZES) for r, c in zip(same, widths, strict=True)
+    ):
+        return ""
+    failed = next((run for run in base if not _built_and_ran(run)), None)
+    if failed is not None:
+        how = f"with {c2} != the input channels, {failed['stage']} fails ({failed['error']})"
+    elif all(_channels_of(r) == [c] * len(_SIZES) for r, c in zip(base, widths, strict=True)):
+        how = f"{c2} does not set the output channels ({_BASE[0][1]} asked, {_BASE[0][0]} given)"
+    else:
+        return ""
+    return f"keep, {c2} tied to the input channels: {how}; with {c2} = input, out = in at {widths[0]} and {widths[1]}"
+
+
 def _refuse_failed(
     where: str, run: Mapping[str, Any], roles: RoleMap, source: ClassSource, values: Mapping[str, Any]
 ) -> None:
@@ -271,24 +327,30 @@ def _single_output(where: str, run: Mapping[str, Any]) -> list[list[int]]:
     return shapes
 
 
-def _channel_rule(where: str, roles: RoleMap, out: Sequence[list[list[int]]], source: ClassSource) -> str:
+def _channel_rule(
+    where: str,
+    roles: RoleMap,
+    out: Sequence[list[list[int]]],
+    source: ClassSource,
+    pairs: Sequence[tuple[int, int]] = _BASE,
+) -> str:
     got = [[shape[1] for shape in run] for run in out]
     c2 = roles.having("c2")
-    if all(g == [cin] * len(g) for g, (cin, _) in zip(got, _BASE, strict=True)):
+    if all(g == [cin] * len(g) for g, (cin, _) in zip(got, pairs, strict=True)):
         if c2:
             raise YolopatchError(
                 f"{where}: the role map gives the output channels to {c2}, but the output keeps the input's "
-                f"channels ({_BASE[0][1]} asked, {got[0][0]} given); map {c2}=- if it is not the output "
+                f"channels ({pairs[0][1]} asked, {got[0][0]} given); map {c2}=- if it is not the output "
                 "channel count, or --rule keep."
             )
         return "keep"
-    if c2 and all(g == [cout] * len(g) for g, (_, cout) in zip(got, _BASE, strict=True)):
+    if c2 and all(g == [cout] * len(g) for g, (_, cout) in zip(got, pairs, strict=True)):
         return "conv"
-    seen = ", ".join(f"{g[0]} out at {cin} in" for g, (cin, _) in zip(got, _BASE, strict=True))
-    ratio = Fraction(got[0][0], _BASE[0][0])
+    seen = ", ".join(f"{g[0]} out at {cin} in" for g, (cin, _) in zip(got, pairs, strict=True))
+    ratio = Fraction(got[0][0], pairs[0][0])
     how = (
         f" ({ratio}·c1)"
-        if all(Fraction(g[0], cin) == ratio for g, (cin, _) in zip(got, _BASE, strict=True))
+        if all(Fraction(g[0], cin) == ratio for g, (cin, _) in zip(got, pairs, strict=True))
         else ""
     )
     raise YolopatchError(
@@ -341,14 +403,14 @@ def _single_sizes(run: Mapping[str, Any]) -> list[int]:
     return [item["shape"][2] for item in run.get("outputs", []) if item.get("type") == "tensor"]
 
 
-def _repeats(runs: Mapping[str, Any], one: Mapping[str, Any]) -> tuple[bool, str]:
+def _repeats(runs: Mapping[str, Any]) -> tuple[bool, str]:
     """Whether `n` repeats a block: parameters grow by the same amount per step and a block list has n."""
-    counts = [one.get("params"), runs["n2"].get("params"), runs["n3"].get("params")]
+    built = [runs[f"n{count}"] for count in (1, 2, 3)]
+    counts = [run.get("params") for run in built]
     if any(c is None for c in counts):
-        return False, "n=2 or n=3 did not build"
+        return False, "n=1, 2 or 3 did not build"
     steps = {counts[1] - counts[0], counts[2] - counts[1]}  # type: ignore[operator]
-    lists = [set(one.get("blocks", [])), set(runs["n2"].get("blocks", [])), set(runs["n3"].get("blocks", []))]
-    listed = all(count in blocks for count, blocks in zip((1, 2, 3), lists, strict=True))
+    listed = all(count in set(run.get("blocks", [])) for count, run in zip((1, 2, 3), built, strict=True))
     if len(steps) == 1 and steps.pop() > 0 and listed:
         return True, f"n repeats a block: {counts[0]}, {counts[1]}, {counts[2]} parameters at n=1, 2, 3"
     return False, f"n=1, 2, 3 give {counts[0]}, {counts[1]}, {counts[2]} parameters, not n copies of a block"
@@ -385,10 +447,10 @@ def _has_weights(runs: Mapping[str, Any]) -> bool:
     return any(run.get("params", 0) > 0 for run in runs.values())
 
 
-def _channel_evidence(channels: str, out: Sequence[list[list[int]]]) -> str:
+def _channel_evidence(channels: str, pairs: Sequence[tuple[int, int]]) -> str:
     if channels == "keep":
-        return f"keep: out = in at {_BASE[0][0]} and {_BASE[1][0]} channels"
-    return f"conv: out = the output-channel argument ({_BASE[0][1]} and {_BASE[1][1]} asked and given)"
+        return f"keep: out = in at {pairs[0][0]} and {pairs[1][0]} channels"
+    return f"conv: out = the output-channel argument ({pairs[0][1]} and {pairs[1][1]} asked and given)"
 
 
 def _stride_evidence(stride: str, out: Sequence[list[list[int]]]) -> str:
