@@ -318,3 +318,10 @@ def test_a_file_written_for_ultralytics_is_probed_with_the_ultralytics_this_pyth
     assert result.returncode == 0, result.stderr
     (op,) = load(tmp_path / "yolopatch.toml").values()
     assert op.rule == Rule("conv") and op.target == "ultralytics as this Python imports it"
+
+
+def test_a_relative_import_is_refused_with_the_full_name_to_use(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text("from .common import Conv\n\n\nclass M(Conv):\n    pass\n", encoding="utf-8")
+    with pytest.raises(YolopatchError, match=r"mine.py:1: a relative import \(from .common import Conv\)"):
+        add_operator(f"{path}:M", tmp_path)

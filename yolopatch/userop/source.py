@@ -100,6 +100,14 @@ def read_class(path: Path, name: str) -> ClassSource:
         raise YolopatchError(
             f"{path}:{exc.lineno}: does not parse as Python ({exc.msg}); fix it first."
         ) from None
+    relative = next((n for n in tree.body if isinstance(n, ast.ImportFrom) and n.level), None)
+    if relative is not None:
+        names = ", ".join(a.name for a in relative.names)
+        raise YolopatchError(
+            f"{path}:{relative.lineno}: a relative import (from {'.' * relative.level}{relative.module or ''} "
+            f"import {names}) cannot be resolved outside its package; import from the target by its full "
+            "name (`from models.common import Conv` for YOLOv5, `from ultralytics.nn.modules import Conv`)."
+        )
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     node = classes.get(name)
     if node is None:
