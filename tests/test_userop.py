@@ -86,7 +86,12 @@ def test_ops_add_refuses_what_it_cannot_take_and_says_why(case, tmp_path):
 
 @pytest.mark.parametrize(
     ("case_id", "missing"),
-    [("odconv", "kernel_size"), ("akconv", "num_param")],
+    [
+        ("odconv", "kernel_size"),
+        ("akconv", "num_param"),
+        ("seam-like-c2-n", "n"),
+        ("strided-kernel-conv", "kernel_size"),
+    ],
 )
 def test_arguments_without_defaults_are_asked_for_by_name(case_id, missing, tmp_path):
     case = next(c for c in CASES if c.id == case_id)

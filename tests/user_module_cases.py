@@ -92,6 +92,28 @@ CASES: tuple[Case, ...] = (
         constraint="divisible:32",
         note="c2 = 48 fails (GroupNorm of 32 groups), 64 works: a conv block with a constraint, not a keep one",
     ),
+    Case(
+        "seam-like-c2-n",
+        "signatures.py",
+        "SEAMLike",
+        "keep",
+        "1",
+        needs_set=("n",),
+        set_values={"n": 1},
+        roles={"c1": "c1", "c2": "c2", "n": "-", "reduction": "-"},
+        note="(c1, c2, n) with c2 reset to c1 and n its own depth without a default: keep, n asked for",
+    ),
+    Case(
+        "strided-kernel-conv",
+        "signatures.py",
+        "StridedKernelConv",
+        "conv",
+        "arg:stride",
+        needs_set=("kernel_size",),
+        set_values={"kernel_size": 3},
+        roles={"in_channel": "c1", "out_channel": "c2", "kernel_size": "-", "stride": "stride"},
+        note="kernel_size and stride without defaults: kernel_size asked for, the stride from the row",
+    ),
     # --- learned: channel-keeping attention -------------------------------------------------------------
     Case(
         "se-attention",

@@ -116,6 +116,8 @@ def add_operator(
     defaults = {p.name: p.default for p in source.params if not p.required}
     observed = _probe(source, roles, values, defaults, chosen, timeout)
     learned = fit(source, roles, values, observed, declared)
+    _require_options(source, learned, values)
+    defaults = {**_adapter_defaults(source, learned.roles), **defaults}
     op = UserOp(
         name=yaml_name,
         file=path.resolve(),
@@ -156,6 +158,34 @@ def _require_settings(source: ClassSource, roles: RoleMap, values: Mapping[str, 
             f"no default and no channel role; give {'it' if len(missing) == 1 else 'them'} with {given} (or "
             f"--map {missing[0]}=c1|c2|n|stride|up if it is one)."
         )
+
+
+def _require_options(source: ClassSource, learned: Learned, values: Mapping[str, Any]) -> None:
+    """A parameter without a default that the probe showed is no repeat count (SEAM's own depth `n`) is an
+    ordinary option: its value must be given, as for any other."""
+    roles = learned.roles
+    missing = [p.name for p in source.params if p.required and roles[p.name] == "-" and p.name not in values]
+    if missing:
+        why = (
+            "a keep block's n is its own depth"
+            if learned.rule.channels == "keep"
+            else "no block repeats with it"
+        )
+        raise YolopatchError(
+            f"{source.path}:{source.line}: {source.name}: {', '.join(missing)} is an ordinary option here, not "
+            f"the yaml's repeat count ({why}), and has no default; give it with "
+            f"{' '.join(f'--set {m}=VALUE' for m in missing)}."
+        )
+
+
+def _adapter_defaults(source: ClassSource, roles: Mapping[str, str]) -> dict[str, Any]:
+    """A stride or upsampling factor without a default gets the adapter's: 1 and 2 (apply writes the
+    replaced row's whenever it differs)."""
+    return {
+        p.name: 1 if roles[p.name] == "stride" else 2
+        for p in source.params
+        if p.required and roles[p.name] in ("stride", "up")
+    }
 
 
 def _refuse_clash(name: str, source: ClassSource, recorded: Mapping[str, UserOp], force: bool) -> None:
