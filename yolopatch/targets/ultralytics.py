@@ -33,15 +33,14 @@ from yolopatch.inject import (
     block_body,
     bound_names,
     compose_block,
+    copy_changes,
+    copy_removals,
     find_blocks,
     names_insertion,
     names_of,
     names_removal,
     offset,
     one_per_line,
-    own_module_change,
-    own_module_removal,
-    own_modules_of,
     parse_python,
     refuse_edited,
     refuse_revert_edited,
@@ -615,32 +614,12 @@ def plan_inject(
         package.tasks: splice(sites.tasks, tasks_edits),
         package.module: splice(sites.module, module_edits),
     }
-    copies = _copy_changes(sites, operators, force, actions)
+    folder = package.root / "nn" / "modules"
+    copies = copy_changes(
+        operators, folder, sites.copies, "ultralytics", _pointer, force, actions, "nn/modules/"
+    )
     verify_compiles({**new, **{c.path: c.new for c in copies}})
     return _plan(sites, new, actions, _upgrade_warnings(sites), copies)
-
-
-def _copy_changes(
-    sites: _Sites, operators: Sequence[Operator], force: bool, actions: list[str]
-) -> list[FileChange]:
-    """The users' files as modules of their own in nn/modules/: their imports of ultralytics stay; another
-    family's code has no place here."""
-    from yolopatch.userop.adapter import copied_module, module_stem
-
-    changes: dict[Path, FileChange] = {}
-    for op in operators:
-        if op.user is None:
-            continue
-        path = sites.package.root / "nn" / "modules" / f"{module_stem(op.user)}.py"
-        wanted = copied_module(op.user, "ultralytics", _pointer)
-        change = own_module_change(path, sites.copies.get(path), wanted, force)
-        if change.changed and path not in changes:
-            verb = "created" if change.old is None else "updated"
-            actions.append(
-                f"nn/modules/{path.name}: {verb}, a copy of {op.user.file.name} (the class {op.user.cls})"
-            )
-        changes[path] = change
-    return list(changes.values())
 
 
 def _pointer(imported: TargetImport) -> str | None:
@@ -819,22 +798,21 @@ def plan_revert(
     if emptied and sites.exists:
         actions.append(f"nn/modules/{MODULE_FILE}: deleted (no operator left in it)")
     verify_compiles(new)
-    return _plan(sites, new, actions, (), _copy_removals(sites, blocks, force, actions))
-
-
-def _copy_removals(
-    sites: _Sites, removed: Sequence[Block], force: bool, actions: list[str]
-) -> list[FileChange]:
-    """The copied modules no block that stays imports from any more."""
-    staying = {m for b in sites.blocks.values() if b not in removed for m in own_modules_of(b.body)}
-    leaving = {m for b in removed for m in own_modules_of(b.body)} - staying
-    changes = []
-    for module in sorted(leaving):
-        path = sites.package.root / "nn" / "modules" / f"{module}.py"
-        if path in sites.copies:
-            changes.append(own_module_removal(path, sites.copies[path], force))
-            actions.append(f"nn/modules/{path.name}: deleted (yolopatch's copy of your module)")
-    return changes
+    return _plan(
+        sites,
+        new,
+        actions,
+        (),
+        copy_removals(
+            package.root / "nn" / "modules",
+            sites.copies,
+            sites.blocks.values(),
+            blocks,
+            force,
+            actions,
+            "nn/modules/",
+        ),
+    )
 
 
 def _unregistration_edits(

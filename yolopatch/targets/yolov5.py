@@ -27,6 +27,8 @@ from yolopatch.inject import (
     block_body,
     bound_names,
     compose_block,
+    copy_changes,
+    copy_removals,
     disable_classes,
     find_blocks,
     inside,
@@ -34,9 +36,6 @@ from yolopatch.inject import (
     names_of,
     names_removal,
     one_per_line,
-    own_module_change,
-    own_module_removal,
-    own_modules_of,
     parse_python,
     refuse_edited,
     refuse_revert_edited,
@@ -295,7 +294,9 @@ def plan_inject(
     for op in operators:
         common_edits += _plan_block(sites, op, bound, outside, missing_in, force, actions)
     new = {checkout.common: splice(sites.common, common_edits), checkout.yolo: splice(sites.yolo, yolo_edits)}
-    copies = _copy_changes(sites, operators, force, actions)
+    copies = copy_changes(
+        operators, sites.checkout.models, sites.copies, "YOLOv5", _pointer(sites), force, actions
+    )
     verify_compiles({**new, **{c.path: c.new for c in copies}})
     return _plan(sites, new, actions, copies)
 
@@ -309,26 +310,6 @@ def _missing_repeats(sites: _Sites, operators: Sequence[Operator]) -> list[str]:
         )
     listed = names_of(sites.repeat.elts) if sites.repeat is not None else []
     return [name for name in repeating if name not in listed]
-
-
-def _copy_changes(
-    sites: _Sites, operators: Sequence[Operator], force: bool, actions: list[str]
-) -> list[FileChange]:
-    """The users' files as modules of their own in models/, imports pointed at this checkout."""
-    from yolopatch.userop.adapter import copied_module, module_stem
-
-    changes: dict[Path, FileChange] = {}
-    for op in operators:
-        if op.user is None:
-            continue
-        path = sites.checkout.models / f"{module_stem(op.user)}.py"
-        wanted = copied_module(op.user, "YOLOv5", _pointer(sites))
-        change = own_module_change(path, sites.copies.get(path), wanted, force)
-        if change.changed and path not in changes:
-            verb = "created" if change.old is None else "updated"
-            actions.append(f"{path.name}: {verb}, a copy of {op.user.file.name} (the class {op.user.cls})")
-        changes[path] = change
-    return list(changes.values())
 
 
 def _pointer(sites: _Sites) -> Callable[[TargetImport], str | None]:
@@ -428,24 +409,9 @@ def plan_revert(
             yolo_edits += names_removal(sites.yolo, sites.repeat.elts, [block.name])
             actions.append(f"{checkout.yolo.name}: removed {block.name} from parse_model's repeat collection")
     new = {checkout.common: splice(sites.common, common_edits), checkout.yolo: splice(sites.yolo, yolo_edits)}
-    copies = _copy_removals(sites, blocks, force, actions)
+    copies = copy_removals(sites.checkout.models, sites.copies, sites.blocks.values(), blocks, force, actions)
     verify_compiles(new)
     return _plan(sites, new, actions, copies)
-
-
-def _copy_removals(
-    sites: _Sites, removed: Sequence[Block], force: bool, actions: list[str]
-) -> list[FileChange]:
-    """The copied modules no block that stays imports from any more."""
-    staying = {m for b in sites.blocks.values() if b not in removed for m in own_modules_of(b.body)}
-    leaving = {m for b in removed for m in own_modules_of(b.body)} - staying
-    changes = []
-    for module in sorted(leaving):
-        path = sites.checkout.models / f"{module}.py"
-        if path in sites.copies:
-            changes.append(own_module_removal(path, sites.copies[path], force))
-            actions.append(f"{path.name}: deleted (yolopatch's copy of your module)")
-    return changes
 
 
 def injected_names(checkout: Checkout, texts: Mapping[Path, str]) -> list[str]:
