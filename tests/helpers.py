@@ -11,10 +11,12 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -222,21 +224,71 @@ def download_ultralytics(version: str) -> Path:
     return _unpacked_wheel("ultralytics", version)
 
 
-def _unpacked_wheel(name: str, version: str) -> Path:
-    """Download and unpack once; parallel workers (pytest-xdist) and runs share the cache: a lock per wheel,
-    and the unpacked folder appears whole (renamed into place) or not at all."""
+# WongKinYiu's repositories as PyPI packages them (GPL-3.0: downloaded, never committed):
+# yolo9 (YOLOv9's models/ and its detect yamls), yolov7detect (YOLOv7's models/, as `yolov7`, an sdist),
+# yolov7-wky-package (the upstream layout: top-level models/ and cfg/ with the stock yamls).
+YOLO9_VERSION, YOLOV7_VERSION, YOLOV7_YAMLS_VERSION = "1.0.18", "1.0.1", "2024.9.23.1"
+
+
+def download_yolo9() -> Path:
+    """The `yolo9` package folder (holds models/ and models/detect/*.yaml)."""
+    return _unpacked_wheel("yolo9", YOLO9_VERSION) / "yolo9"
+
+
+def download_yolov7() -> Path:
+    """The `yolov7` package folder of yolov7detect (holds models/; no yamls)."""
+    return _unpacked_wheel("yolov7detect", YOLOV7_VERSION, "yolov7") / "yolov7"
+
+
+def download_yolov7_checkout() -> Path:
+    """A folder in YOLOv7's repository layout: models/, utils/ and cfg/{training,deploy}/*.yaml."""
+    return _unpacked_wheel("yolov7-wky-package", YOLOV7_YAMLS_VERSION, "models")
+
+
+def _unpacked_wheel(name: str, version: str, inside: str | None = None) -> Path:
+    """Download and unpack once (a wheel, or an sdist's one top folder); parallel workers (pytest-xdist) and
+    runs share the cache: a lock per package, and the unpacked folder appears whole (renamed into place) or
+    not at all. `inside`: the folder the unpacked package must hold (default: its name)."""
     CACHE.mkdir(parents=True, exist_ok=True)
     unpacked = CACHE / f"{name}-{version}"
     with FileLock(str(CACHE / f"{name}-{version}.lock")):
-        if not (unpacked / name).is_dir():
-            wheels = list(CACHE.glob(f"{name}-{version}-*.whl"))
-            if not wheels:
+        if not (unpacked / (inside or name)).is_dir():
+            archives = _archives(name, version)
+            if not archives:
                 command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", f"{name}=={version}"]
                 subprocess.run([*command, "-d", str(CACHE)], check=True)
-                wheels = list(CACHE.glob(f"{name}-{version}-*.whl"))
+                archives = _archives(name, version)
             staging = Path(tempfile.mkdtemp(prefix=f"{name}-{version}-", dir=CACHE))
-            with zipfile.ZipFile(wheels[0]) as archive:
-                archive.extractall(staging)
+            if archives[0].suffix == ".whl":
+                with zipfile.ZipFile(archives[0]) as archive:
+                    archive.extractall(staging)
+                whole = staging
+            else:
+                with tarfile.open(archives[0]) as archive:
+                    archive.extractall(staging, filter="data")
+                (whole,) = staging.iterdir()  # an sdist holds one NAME-VERSION/ folder
             shutil.rmtree(unpacked, ignore_errors=True)  # a partial folder from an older, interrupted run
-            staging.rename(unpacked)
+            whole.rename(unpacked)
+            shutil.rmtree(staging, ignore_errors=True)
     return unpacked
+
+
+def _archives(name: str, version: str) -> list[Path]:
+    stem = name.replace("-", "_")
+    found = [*CACHE.glob(f"{stem}-{version}-*.whl"), *CACHE.glob(f"{stem}-{version}.tar.gz")]
+    return found + list(CACHE.glob(f"{name}-{version}.tar.gz"))
+
+
+def inject_into(repo: Path, operators: Sequence[Any], force: bool = False) -> Any:
+    """The inject plan for the checkout or package at `repo`, whatever its family (the registry finds it)."""
+    from yolopatch.targets import locate
+
+    target, where = locate(repo)
+    return target.inject(where, operators, force, sys.executable)
+
+
+def revert_from(repo: Path, names: Sequence[str] | None = None, force: bool = False) -> Any:
+    from yolopatch.targets import locate
+
+    target, where = locate(repo)
+    return target.revert(where, names, force)

@@ -8,13 +8,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES, ROOT, run_cli
+from helpers import FIXTURES, ROOT, inject_into, revert_from, run_cli
 
 from yolopatch import __version__, files
 from yolopatch.errors import YolopatchError
 from yolopatch.inject import block_digest
 from yolopatch.operators import DEFAULT
-from yolopatch.targets.yolov5 import inject, revert
 
 STUBS = Path(__file__).parent / "stubs"
 
@@ -286,8 +285,8 @@ def _break(repo: Path, name: str, old: str, new: str) -> None:
 
 
 BAD = [
-    pytest.param(lambda r: shutil.rmtree(r / "models"), "not a YOLOv5 checkout", id="not-yolov5"),
-    pytest.param(lambda r: (r / "models" / "yolo.py").unlink(), "not a YOLOv5 checkout", id="no-yolo-py"),
+    pytest.param(lambda r: shutil.rmtree(r / "models"), "not a checkout yolopatch knows", id="not-yolov5"),
+    pytest.param(lambda r: (r / "models" / "yolo.py").unlink(), "not a checkout yolopatch knows", id="no-yolo-py"),
     pytest.param(
         lambda r: _break(r, "yolo.py", "if m in [nn.Conv2d, Conv,", "if m in [nn.Conv2d,"),
         "parse_model has no `if m in {Conv, ...}:` collection",
@@ -329,7 +328,7 @@ def test_second_write_failing_restores_the_first(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
     before = _snapshot(repo)
-    plan = inject(repo, [DEFAULT])
+    plan = inject_into(repo, [DEFAULT])
     real_replace, calls = files.os.replace, []
 
     def flaky_replace(src, dst):
@@ -349,7 +348,7 @@ def test_failing_stage_writes_nothing(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
     before = _snapshot(repo)
-    plan = inject(repo, [DEFAULT])
+    plan = inject_into(repo, [DEFAULT])
     real_mkstemp = files.tempfile.mkstemp
 
     def refuse_yolo(*args, **kwargs):
@@ -366,7 +365,7 @@ def test_failing_stage_writes_nothing(tmp_path, monkeypatch):
 def test_revert_without_injection_is_a_no_op(tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
-    assert not revert(repo).changed
+    assert not revert_from(repo).changed
     result = run_cli("inject", str(repo), "--revert")
     assert result.returncode == 0 and "nothing to revert" in result.stderr
 
@@ -377,7 +376,9 @@ def test_yolov5s_with_involution_builds_with_yolov5s_own_model(
 ):
     """Inject, then build a replaced and an inserted yolov5s with that tree's own Model: same numbers as ours."""
     from yolopatch.apply import ApplyOptions, apply_operator
-    from yolopatch.check import check_builtin, check_with_repo
+    from yolopatch.check import check_builtin
+    from yolopatch.targets import yolov5
+    from yolopatch.targets.base import CheckRequest
 
     monkeypatch.setenv("PYTHONPATH", str(STUBS))
     package = _copy_package(yolov5_packages[version], tmp_path)
@@ -386,7 +387,8 @@ def test_yolov5s_with_involution_builds_with_yolov5s_own_model(
     for name, options in [("replace", ApplyOptions()), ("insert", ApplyOptions(insert=True))]:
         path = tmp_path / f"yolov5s-{name}.yaml"
         path.write_text(apply_operator(original, "8", options).text, encoding="utf-8")
-        theirs = check_with_repo(package, path, 320, 1)
+        text = path.read_text(encoding="utf-8")
+        theirs = yolov5.TARGET.check(CheckRequest(path, text, package, None, 320, 1))
         ours = check_builtin(path.read_text(encoding="utf-8"), str(path), 320, 1)
         assert theirs.params == ours.params
         assert round(theirs.gflops, 1) == round(ours.gflops, 1)

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 import torch
-from helpers import FIXTURES, ROOT, run_cli
+from helpers import FIXTURES, ROOT, inject_into, revert_from, run_cli
 from test_ultralytics_inject import snapshot
 
 from yolopatch.apply import ApplyOptions, apply_into
@@ -21,7 +21,6 @@ from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.files import write_changes
 from yolopatch.modules import C3, Bottleneck
 from yolopatch.operators import OPERATORS, get_operator
-from yolopatch.targets import yolov5
 
 EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
 C3_ROWS = [(64, 1), (128, 2), (256, 3), (512, 1), (256, 1), (128, 1), (256, 1), (512, 1)]  # yolov5s: c2, n
@@ -142,20 +141,20 @@ def test_a_target_without_the_blocks_it_builds_on_is_refused(tmp_path):
     shutil.copytree(FIXTURES / "checkouts" / "master", root)
     se = get_operator("se")
     with pytest.raises(YolopatchError, match="defines no Bottleneck, which C3_SE builds on"):
-        yolov5.inject(root, [se, variant_operator("C3", se)])
+        inject_into(root, [se, variant_operator("C3", se)])
 
 
 def test_inject_writes_a_subclass_of_the_targets_own_block_registered_as_it(tmp_path):
     root = _checkout_with_bottleneck(tmp_path)
     before = snapshot(root)
     se = get_operator("se")
-    plan = yolov5.inject(root, [se, variant_operator("C3", se)])
+    plan = inject_into(root, [se, variant_operator("C3", se)])
     write_changes(plan.changes)
     common = (root / "models" / "common.py").read_text()
     assert "class C3_SE(C3):" in common and "b.cv2 = nn.Sequential(b.cv2, SE(c, c))" in common
     assert any("C3_SE to parse_model's repeat collection" in a for a in plan.actions)
-    assert not yolov5.inject(root, [se, variant_operator("C3", se)]).changed
-    write_changes(yolov5.revert(root).changes)
+    assert not inject_into(root, [se, variant_operator("C3", se)]).changed
+    write_changes(revert_from(root).changes)
     assert snapshot(root) == before
 
 

@@ -354,7 +354,7 @@ def test_cli_inject_needs_one_target(args):
 
 
 def test_missing_ultralytics_in_the_check_child_says_how_to_install(monkeypatch):
-    from yolopatch.ultralytics_build import import_tasks
+    from yolopatch.targets.ultralytics.build import import_tasks
 
     monkeypatch.setitem(sys.modules, "ultralytics", None)
     with pytest.raises(YolopatchError, match=r"ultralytics is not installed: install it .*--repo"):

@@ -10,13 +10,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES
+from helpers import FIXTURES, inject_into, revert_from
 from test_ultralytics_inject import make_package, snapshot, tasks_text
 from user_module_cases import USER_MODULES
 
 from yolopatch.errors import YolopatchError
 from yolopatch.files import write_changes
-from yolopatch.targets import ultralytics, yolov5
+from yolopatch.targets import ultralytics
 from yolopatch.userop.adapter import as_operator
 from yolopatch.userop.learn import Rule
 from yolopatch.userop.record import UserOp
@@ -74,7 +74,7 @@ def _csp(tmp_path: Path):
 def test_yolov5_gets_the_file_as_its_own_module_and_an_adapter_registered_like_a_builtin(tmp_path):
     root = _checkout(tmp_path)
     before = snapshot(root)
-    plan = yolov5.inject(root, [_se(tmp_path), _csp(tmp_path)])
+    plan = inject_into(root, [_se(tmp_path), _csp(tmp_path)])
     write_changes(plan.changes)
     models = root / "models"
     copy = (models / "yolopatch_se_attention.py").read_text(encoding="utf-8")
@@ -86,39 +86,39 @@ def test_yolov5_gets_the_file_as_its_own_module_and_an_adapter_registered_like_a
     assert "class SEAttention(_SEAttentionBase):" in common and "class C2fLite(_C2fLiteBase):" in common
     base, repeat = _registered(models / "yolo.py")
     assert {"SEAttention", "C2fLite"} <= base and "C2fLite" in repeat and "SEAttention" not in repeat
-    assert not yolov5.inject(root, [_se(tmp_path), _csp(tmp_path)]).changed  # twice equals once
-    write_changes(yolov5.revert(root).changes)
+    assert not inject_into(root, [_se(tmp_path), _csp(tmp_path)]).changed  # twice equals once
+    write_changes(revert_from(root).changes)
     assert snapshot(root) == before
 
 
 def test_an_edited_copy_is_neither_overwritten_nor_deleted_without_force(tmp_path):
     root = _checkout(tmp_path)
-    write_changes(yolov5.inject(root, [_se(tmp_path)]).changes)
+    write_changes(inject_into(root, [_se(tmp_path)]).changes)
     copy = root / "models" / "yolopatch_se_attention.py"
     copy.write_text(copy.read_text() + "# my fix\n")
     with pytest.raises(YolopatchError, match="you edited yolopatch's copy"):
-        yolov5.revert(root)
+        revert_from(root)
     (tmp_path / "mine" / "se_attention.py").write_text(
         (tmp_path / "mine" / "se_attention.py").read_text() + "\n"
     )
     with pytest.raises(YolopatchError, match="you edited yolopatch's copy"):
-        yolov5.inject(root, [_se(tmp_path)])
-    assert yolov5.revert(root, force=True).changed
+        inject_into(root, [_se(tmp_path)])
+    assert revert_from(root, force=True).changed
 
 
 def test_a_foreign_file_of_that_name_is_refused(tmp_path):
     root = _checkout(tmp_path)
     (root / "models" / "yolopatch_se_attention.py").write_text("# mine\n")
     with pytest.raises(YolopatchError, match="is not a file yolopatch wrote"):
-        yolov5.inject(root, [_se(tmp_path)])
+        inject_into(root, [_se(tmp_path)])
 
 
 def test_a_changed_user_file_is_an_update(tmp_path):
     root, se = _checkout(tmp_path), _se(tmp_path)
-    write_changes(yolov5.inject(root, [se]).changes)
+    write_changes(inject_into(root, [se]).changes)
     source = tmp_path / "mine" / "se_attention.py"
     source.write_text(source.read_text() + "\n# tuned\n")
-    plan = yolov5.inject(root, [se])
+    plan = inject_into(root, [se])
     assert (
         "yolopatch_se_attention.py: updated, a copy of se_attention.py (the class SEAttention)"
         in plan.actions
@@ -135,7 +135,7 @@ def test_another_familys_imports_are_refused_naming_the_import(tmp_path):
     with pytest.raises(
         YolopatchError, match=r"ultra_import.py:\d+: imports Conv from ultralytics.nn.modules.conv"
     ):
-        yolov5.inject(root, [op])
+        inject_into(root, [op])
     assert not (root / "models" / "yolopatch_ultra_import.py").exists()
 
 
@@ -147,7 +147,7 @@ def test_the_pip_package_layout_points_yolov5_imports_at_its_own_package(tmp_pat
     op = _user(
         tmp_path, "v5_import.py", "ConvGateV5", Rule("conv"), {"c1": "c1", "c2": "c2", "k": "-"}, {"k": 3}
     )
-    write_changes(yolov5.inject(package, [op]).changes)
+    write_changes(inject_into(package, [op]).changes)
     copy = (package / "models" / "yolopatch_v5_import.py").read_text()
     assert "from yolov5.models.common import Conv" in copy and "from models.common" not in copy
 

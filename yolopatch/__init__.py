@@ -1,3 +1,3 @@
-"""yolopatch: add Involution and attention operators to YOLOv5 models, byte-faithfully and reversibly."""
+"""yolopatch: add operators (Involution, attention blocks, your own modules) to YOLO models, byte-faithfully and reversibly."""
 
 __version__ = "0.2.0"

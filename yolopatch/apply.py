@@ -78,7 +78,7 @@ class ApplyResult:
     text: str
     changes: tuple[Change, ...]
     notes: tuple[str, ...]
-    family: str = "YOLOv5"  # whose parse_model the file is for: "YOLOv5" or "ultralytics"
+    family: str  # whose parse_model the file is for (a target's name)
     selected: tuple[int, ...] = ()  # the input's layers that were edited (replaced, or inserted after)
 
     @property
@@ -140,7 +140,7 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
     else:
         rows, edits, changes = _plan_replace(model, targets, options.op, values, first.rules)
     new_text = splice(text, edits)
-    notes += _non_ascii_warning(_verify(new_text, rows, geos, name))
+    notes += _non_ascii_warning(_verify(new_text, rows, geos, name), first.rules)
     return _result(text, new_text, changes, notes, first.rules, sorted(targets))
 
 
@@ -532,15 +532,13 @@ def _verify(new_text: str, rows: list[Row], geos: Mapping[str, Geometry], name: 
     return reparsed
 
 
-def _non_ascii_warning(model: ModelYaml) -> list[str]:
+def _non_ascii_warning(model: ModelYaml, rules: Rules) -> list[str]:
+    """Non-ASCII text inside rows, for the families that do not read yamls as UTF-8 (Rules.non_ascii)."""
     text = model.text
     rows = [layer.index for layer in model.layers if not text[layer.row.start : layer.row.end].isascii()]
-    if not rows:
+    if not rows or not rules.non_ascii:
         return []
-    return [
-        f"layers {rows} hold non-ASCII text inside their rows; YOLOv5 v7.0 reads model yamls as ASCII "
-        "and silently drops those characters."
-    ]
+    return [f"layers {rows} hold non-ASCII text inside their rows; {rules.non_ascii}."]
 
 
 # --- --into: the operator inside a CSP block's bottlenecks ----------------------------------------------------
@@ -565,7 +563,11 @@ def apply_into(text: str, layers: str, options: ApplyOptions, into: str, name: s
     blocks = first.rules.csp
     if into != "csp" and into not in blocks:
         raise OptionError(
-            "--into", f"--into {into}: {first.rules.family}'s CSP blocks are {', '.join(blocks)}."
+            "--into",
+            f"--into {into}: {first.rules.family}'s CSP blocks are {', '.join(blocks)}."
+            if blocks
+            else f"--into {into}: {first.rules.family} has no CSP block yolopatch fills (C3, C2f, C3k2); "
+            "put the operator after the block with --insert instead.",
         )
     logical = model.logical_rows()
     sims = {scale: simulate(logical, geo, name, options.hints) for scale, geo in geos.items()}

@@ -1,7 +1,8 @@
-"""The built-in builder: a YOLOv5 model from a yaml without a checkout, and without `eval`.
+"""The built-in builder: a model from a yaml without a checkout, and without `eval`, for the targets that
+give their blocks (Target.builtin: the parse_model of YOLOv5's shape, which YOLOv7 and YOLOv9 kept).
 
 Module names resolve from a fixed table, arguments are literals, and `activation:` is parsed, not
-evaluated: a yaml cannot run code here (YOLOv5's parse_model `eval`s both).
+evaluated: a yaml cannot run code here (the families' parse_model `eval`s both).
 """
 
 from __future__ import annotations
@@ -9,47 +10,25 @@ from __future__ import annotations
 import ast
 import importlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from yolopatch import modules
-from yolopatch.channels import CHANNEL_MODULES, Shape, Simulation, geometry, make_divisible, normalize_module
+from yolopatch.channels import Shape, Simulation, geometry, make_divisible, normalize_module
 from yolopatch.csp import slot_of, split_variant, variant_source
 from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import ModelYaml
 from yolopatch.operators import OPERATORS
 from yolopatch.operators.spec import Operator
-from yolopatch.targets.yolov5 import CSP, REPEAT_INSIDE
+from yolopatch.targets import target_for
+from yolopatch.targets.base import Builtin
 
-MODULES: dict[str, type[nn.Module]] = {
-    **{
-        name: getattr(modules, name)
-        for name in (
-            "Conv",
-            "DWConv",
-            "DWConvTranspose2d",
-            "Focus",
-            "Bottleneck",
-            "CrossConv",
-            "BottleneckCSP",
-            "C3",
-            "C3x",
-            "C3TR",
-            "C3SPP",
-            "SPP",
-            "SPPF",
-            "GhostConv",
-            "GhostBottleneck",
-            "C3Ghost",
-            "Contract",
-            "Expand",
-            "Concat",
-            "Detect",
-            "Segment",
-        )
-    },
+# Every family's table has these besides its own blocks.
+COMMON: dict[str, type[nn.Module]] = {
+    "Concat": modules.Concat,
     **{
         op.name: getattr(importlib.import_module(f"yolopatch.templates.{op.template}"), op.name)
         for op in OPERATORS.values()
@@ -119,31 +98,37 @@ def build_model(
     repeats: frozenset[str] = frozenset(),
     operators: Sequence[Operator] = (),
 ) -> BuiltModel:
-    """Build the model a yaml describes, as YOLOv5 v7.0's parse_model would, then compute its strides.
+    """Build the model a yaml describes, as its target's parse_model would, then compute its strides.
     `users`: the adapter classes of the user's own operators, registered in the (c1, c2) collection (and,
     for those in `repeats`, in the repeat collection), as `inject` registers them; `operators` their specs,
     for `--into` classes (C3_CBAM) built on them."""
+    target = target_for(model.values)
+    builtin = target.builtin()
+    if builtin is None:
+        raise YolopatchError(
+            f"{model.name}: yolopatch has no built-in blocks for {target.name}; build it with "
+            f"{target.name}'s own code."
+        )
     geo = geometry(model.values)
     rows = model.logical_rows()
     shapes = simulation.shapes
     activation = parse_activation(model.values.get("activation"), model.name)
-    modules._ACTIVATION.append(activation or nn.SiLU())  # one shared instance, as in YOLOv5 v7.0
+    modules._ACTIVATION.append(activation or nn.SiLU())  # one shared instance, as the families do
     try:
         layers: list[nn.Module] = []
         save: list[int] = []
         for index, (source, number, name, raw_args) in enumerate(rows):
-            table = {**MODULES, **(users or {})}
-            variants = _variants(name, table, operators)
+            table = {**COMMON, **builtin.modules, **(users or {})}
+            variants = _variants(name, table, operators, geo.rules.csp, builtin)
             table.update(variants)
-            layer = _build_layer(
-                model, index, source, number, name, raw_args, shapes, geo, table, repeats | set(variants)
-            )
+            row = _Row(index, source, number, name, raw_args)
+            layer = _build_layer(model, row, shapes, geo, table, builtin, repeats | set(variants))
             save.extend(x % index for x in ([source] if isinstance(source, int) else source) if x != -1)
             layers.append(layer)
     finally:
         modules._ACTIVATION.pop()
     built = BuiltModel(nn.Sequential(*layers), sorted(save))
-    _set_strides(built, rows, shapes)
+    _set_strides(built, rows, shapes, builtin)
     return built
 
 
@@ -175,62 +160,110 @@ def parse_activation(text: Any, name: str) -> nn.Module | None:
     return getattr(nn, cls)(*args, **kwargs)
 
 
-def _variants(name: str, table: Mapping[str, Any], operators: Sequence[Operator]) -> dict[str, type]:
+def _variants(
+    name: str,
+    table: Mapping[str, Any],
+    operators: Sequence[Operator],
+    csp: Mapping[str, Any],
+    builtin: Builtin,
+) -> dict[str, type]:
     """The `--into` class a row names (C3_CBAM), from the same source `inject` writes."""
     specs = {op.name: op for op in [*OPERATORS.values(), *operators]}
-    parts = split_variant(normalize_module(name), CSP, [n for n in specs if n in table])
-    if parts is None:
+    parts = split_variant(normalize_module(name), csp, [n for n in specs if n in table])
+    if parts is None or builtin.bottleneck is None:
         return {}
-    csp, op = parts
+    block, op = parts
     slot, _ = slot_of(specs[op])
-    namespace: dict[str, Any] = {csp: table[csp], "Bottleneck": modules.Bottleneck, "nn": nn, op: table[op]}
-    exec(compile(variant_source(csp, op, slot or "keep"), f"<yolopatch {name}>", "exec"), namespace)
+    namespace: dict[str, Any] = {
+        block: table[block],
+        "Bottleneck": builtin.bottleneck,
+        "nn": nn,
+        op: table[op],
+    }
+    exec(compile(variant_source(block, op, slot or "keep"), f"<yolopatch {name}>", "exec"), namespace)
     return {name: namespace[name]}
 
 
+@dataclass(frozen=True)
+class _Row:
+    index: int
+    source: Any
+    number: int
+    name: str
+    args: Sequence[Any]
+
+
 def _build_layer(
-    model: ModelYaml, index, source, number, name, raw_args, shapes, geo, table, repeats
+    model: ModelYaml,
+    row: _Row,
+    shapes: Sequence[Shape],
+    geo: Any,
+    table: Mapping[str, Any],
+    builtin: Builtin,
+    repeats: set[str] | frozenset[str],
 ) -> nn.Module:
-    module_name = normalize_module(name)
-    where = f"{model.name}: layer {index} ({name})"
+    module_name = normalize_module(row.name)
+    where = f"{model.name}: layer {row.index} ({row.name})"
     if module_name not in table:
         raise YolopatchError(
-            f"{where}: unknown module; the built-in builder knows {', '.join(sorted(MODULES))}. "
+            f"{where}: unknown module; the built-in builder knows {', '.join(sorted(table))}. "
             "Add your own module with `yolopatch ops add FILE.py:CLASS`, or build with your checkout: "
-            "yolopatch check MODEL.yaml --repo PATH/TO/yolov5"
+            "yolopatch check MODEL.yaml --repo PATH/TO/checkout"
         )
-    args = [_literal(a, model.values, where) for a in raw_args]
-    n = max(round(number * geo.depth), 1) if number > 1 else number
-    shape = shapes[index]
-    own = module_name not in MODULES  # the user's operators and --into classes: (c1, c2), like Conv
-    if module_name in CHANNEL_MODULES or own:
+    args, n = _arguments(model, row, shapes, geo, table, builtin, repeats, where)
+    cls = table[module_name]
+    try:
+        layer = nn.Sequential(*(cls(*args) for _ in range(n))) if n > 1 else cls(*args)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise YolopatchError(f"{where}: cannot build {module_name}{tuple(args)}: {exc}") from None
+    # parse_model's tags; `type` shadows nn.Module.type on purpose, as the families' own layers do
+    layer.i, layer.f, layer.type = row.index, row.source, row.name  # type: ignore[method-assign,assignment]
+    layer.np = sum(p.numel() for p in layer.parameters())  # type: ignore[assignment]
+    return layer
+
+
+def _arguments(
+    model: ModelYaml,
+    row: _Row,
+    shapes: Sequence[Shape],
+    geo: Any,
+    table: Mapping[str, Any],
+    builtin: Builtin,
+    repeats: set[str] | frozenset[str],
+    where: str,
+) -> tuple[list[Any], int]:
+    """The constructor arguments and repeat count parse_model gives the row."""
+    module_name = normalize_module(row.name)
+    args = [_literal(a, model.values, where) for a in row.args]
+    n = max(round(row.number * geo.depth), 1) if row.number > 1 else row.number
+    shape = shapes[row.index]
+    own = module_name not in builtin.modules and module_name not in COMMON  # users' and --into classes
+    if module_name in geo.rules.channel_modules or own:
         args = [shape.c1, shape.c2, *args[1:]]
-        if module_name in REPEAT_INSIDE or module_name in repeats:
+        if module_name in builtin.repeat_inside or module_name in repeats:
             args.insert(2, n)
             n = 1
     elif module_name == "nn.BatchNorm2d":
         args = [shape.c1]
-    elif module_name in ("Detect", "Segment"):
-        args.append([shapes[x].c2 for x in source])
-        if isinstance(args[1], int):
-            args[1] = [list(range(args[1] * 2))] * len(source)
-        if module_name == "Segment":
-            args[3] = make_divisible(args[3] * geo.width, geo.divisor)
-    cls = table[module_name]
-    try:
-        layer = nn.Sequential(*(cls(*args) for _ in range(n))) if n > 1 else cls(*args)
-    except (TypeError, ValueError) as exc:
-        raise YolopatchError(f"{where}: cannot build {module_name}{tuple(args)}: {exc}") from None
-    # YOLOv5's tags; `type` shadows nn.Module.type on purpose, as YOLOv5's own layers do
-    layer.i, layer.f, layer.type = index, source, name  # type: ignore[method-assign,assignment]
-    layer.np = sum(p.numel() for p in layer.parameters())  # type: ignore[assignment]
-    return layer
+    elif module_name in builtin.input_first:
+        args = [shape.c1, *args]
+    elif module_name in builtin.heads:
+        sources = [row.source] if isinstance(row.source, int) else row.source
+        args.append([shapes[x].c2 for x in sources])
+        if module_name in builtin.anchor_heads and isinstance(args[1], int):
+            args[1] = [list(range(args[1] * 2))] * len(sources)
+        if module_name in builtin.scaled_head_argument:
+            at = builtin.scaled_head_argument[module_name]
+            args[at] = make_divisible(args[at] * geo.width, geo.divisor)
+    return args, n
 
 
 def _literal(value: Any, values: dict[str, Any], where: str) -> Any:
     """A yaml argument as YOLOv5 would read it, without eval: names nc/anchors, None/True/False, literals."""
     if not isinstance(value, str):
         return value
+    if value.startswith(("nn.", "torch.nn.")) and "(" in value:
+        return parse_activation(value, where)  # YOLOv7-tiny's rows pass nn.LeakyReLU(0.1) as Conv's act
     if value in ("nc", "anchors"):
         return values.get(value)
     if value in ("None", "True", "False"):
@@ -246,11 +279,12 @@ def _literal(value: Any, values: dict[str, Any], where: str) -> Any:
     )
 
 
-def _set_strides(built: BuiltModel, rows: list[Any], shapes: Sequence[Shape]) -> None:
-    """Detect's strides, from the yaml's own stride bookkeeping (YOLOv5 runs a 256x256 pass for them);
+def _set_strides(built: BuiltModel, rows: list[Any], shapes: Sequence[Shape], builtin: Builtin) -> None:
+    """The head's strides, from the yaml's own stride bookkeeping (the families run a 256x256 pass for them);
     `measure` then checks every layer's output size against them."""
     head = built.model[-1]
-    if isinstance(head, modules.Detect):
-        strides = [shapes[x].stride for x in rows[-1][0]]
+    source = rows[-1][0]
+    if normalize_module(rows[-1][2]) in builtin.heads and not isinstance(source, int):
+        strides = [shapes[x].stride for x in source]
         if all(s is not None for s in strides):
-            head.stride = built.stride = torch.tensor([float(s) for s in strides])
+            head.stride = built.stride = torch.tensor([float(s) for s in strides])  # type: ignore[arg-type]

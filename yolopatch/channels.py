@@ -1,5 +1,5 @@
-"""parse_model's channel and stride bookkeeping (YOLOv5's and ultralytics'), simulated on yaml rows without
-building anything, at every scale a file defines."""
+"""parse_model's channel and stride bookkeeping, simulated on yaml rows without building anything, at every
+scale a file defines. The module tables come from the yaml's target (yolopatch.targets)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from yolopatch.modelyaml import From
 from yolopatch.operators import OPERATORS
 from yolopatch.operators.spec import Operator
 from yolopatch.rules import Rules
-from yolopatch.targets import ultralytics, yolov5
+from yolopatch.targets import target_for
 
 
 def with_operators(rules: Rules, operators: Iterable[Operator]) -> Rules:
@@ -32,12 +32,6 @@ def with_operators(rules: Rules, operators: Iterable[Operator]) -> Rules:
     )
 
 
-YOLOV5 = with_operators(yolov5.RULES, OPERATORS.values())
-ULTRALYTICS = with_operators(ultralytics.RULES, OPERATORS.values())
-# The built-in builder and measurement build YOLOv5 models.
-CHANNEL_MODULES = YOLOV5.channel_modules
-
-
 @dataclass(frozen=True)
 class Geometry:
     """Model-wide numbers parse_model reads from the yaml, at one scale ("" when the file has none)."""
@@ -48,13 +42,14 @@ class Geometry:
     depth: float
     max_channels: float
     divisor: int
-    exempt: int  # the c2 parse_model leaves unscaled (YOLOv5: outputs per anchor level; ultralytics: nc)
+    exempt: int  # the c2 parse_model leaves unscaled: outputs per anchor level, or nc (Rules.exempt)
     input_channels: int
 
 
 @dataclass(frozen=True)
 class Assumption:
-    """A layer whose module yolopatch does not know: numbers after it rest on YOLOv5's fallback rule."""
+    """A layer whose module yolopatch does not know: numbers after it rest on parse_model's fallback rule
+    (the output keeps the input's channels)."""
 
     index: int
     module: str
@@ -108,10 +103,9 @@ def make_divisible(x: float, divisor: int) -> int:
 
 
 def rules_for(values: Mapping[str, Any], operators: Sequence[Operator] = ()) -> Rules:
-    """YOLOv5's family writes `anchors:`; ultralytics' (YOLOv8 and later) is anchor-free. `operators`: the
-    user's own, registered like the built-ins."""
-    rules = YOLOV5 if "anchors" in values else ULTRALYTICS
-    rules = with_operators(rules, operators) if operators else rules
+    """The tables of the yaml's target, with the built-in operators registered as `inject` registers them;
+    `operators`: the user's own, registered like the built-ins."""
+    rules = with_operators(target_for(values).rules, [*OPERATORS.values(), *operators])
     return with_variants(rules, _modules_of(values), operators)
 
 
@@ -150,7 +144,7 @@ def geometries(
 def geometry(values: Mapping[str, Any], scale: str = "", operators: Sequence[Operator] = ()) -> Geometry:
     rules = rules_for(values, operators)
     nc = values.get("nc", 80)
-    if rules.exempt == "no":  # YOLOv5: outputs per anchor level, na * (nc + 5)
+    if rules.exempt == "no":  # outputs per anchor level, na * (nc + 5)
         anchors = values.get("anchors", 3)
         per_level = len(anchors[0]) // 2 if isinstance(anchors, list) and anchors else anchors
         exempt = per_level * (nc + 5) if isinstance(per_level, int) and isinstance(nc, int) else -1
@@ -210,7 +204,7 @@ def common_argument(channels: Mapping[str, int], geos: Mapping[str, Geometry]) -
     return min(common, key=lambda c: (-(c & -c), abs(c - guess), c))
 
 
-def layer_stride(module: str, args: Sequence[Any], rules: Rules = YOLOV5) -> Fraction | None:
+def layer_stride(module: str, args: Sequence[Any], rules: Rules) -> Fraction | None:
     """How much one layer divides the resolution (a Fraction below 1 upsamples); None when unknown."""
     module = normalize_module(module)
     if module in rules.stride_rules:

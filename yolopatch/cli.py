@@ -20,8 +20,8 @@ from yolopatch.files import FileChange
 
 app = typer.Typer(
     name="yolopatch",
-    help="Add operators (Involution, attention blocks) to YOLOv5 models: rewrite yamls, inject the modules, "
-    "measure.",
+    help="Add operators (Involution, attention blocks, your own modules) to YOLO models: rewrite yamls, inject "
+    "the modules, measure.",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -58,7 +58,7 @@ def root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    """yolopatch: operators for YOLOv5, without copy-pasting from blog posts."""
+    """yolopatch: operators for YOLO models, without copy-pasting from blog posts."""
 
 
 ModelArg = Annotated[Path, typer.Argument(metavar="MODEL.yaml", help="The model yaml.", dir_okay=False)]
@@ -230,13 +230,16 @@ def apply(
         _finish([change], diff, check, f"{model}: would change {len(result.changes)} layer(s)")
     out.print(changes_table(result.changes))
     out.print(f"Wrote {target}", markup=False)
+    from yolopatch.targets import target_named
+
+    family = target_named(result.family)
     if into is not None:
-        where = "--installed" if result.family == "ultralytics" else "PATH/TO/yolov5"
         out.print(
-            f"Next: yolopatch inject {where} --for {target}   then: yolopatch check {target}", markup=False
+            f"Next: yolopatch inject {family.inject_argument()} --for {target}   then: yolopatch check {target}",
+            markup=False,
         )
     else:
-        out.print(_next_after_apply(target, operator.name, result.family), markup=False)
+        out.print(family.next_after_apply(target, [operator.name]), markup=False)
 
 
 def _apply_each(model: Path, layers: str, options: Any, force: bool, diff: bool, check: bool) -> None:
@@ -277,66 +280,20 @@ def _apply_each(model: Path, layers: str, options: Any, force: bool, diff: bool,
     )
 
 
-def _next_after_apply(target: Path, name: str, family: str) -> str:
-    """The next command: for a yaml inside a checkout, that checkout (and no inject step once it is done)."""
-    if family == "ultralytics":
-        return _next_after_ultralytics_apply(target, name)
-    from yolopatch.operators import get_operator
-    from yolopatch.targets.yolov5 import enclosing_checkout, inject
-
-    root = enclosing_checkout(target)
-    if root is None:
-        return (
-            f"Next: yolopatch inject PATH/TO/yolov5{_op_flag(name)}   (once per checkout), then:\n"
-            f"      yolopatch check {target}"
-        )
-    try:
-        injected = not inject(root, [get_operator(name, _user_operators())]).changed
-    except YolopatchError:
-        injected = False
-    check = f"yolopatch check {target} --repo {root}"
-    return (
-        f"Next: {check}"
-        if injected
-        else f"Next: yolopatch inject {root}{_op_flag(name)}   (once), then:\n      {check}"
-    )
-
-
-def _next_after_ultralytics_apply(target: Path, name: str) -> str:
-    """The next command for an ultralytics yaml: inject into the installed ultralytics unless it has `name`."""
-    from yolopatch.targets import ultralytics
-
-    check = f"yolopatch check {target}   and   yolo train model={target}"
-    try:
-        injected = name in ultralytics.injected_names(ultralytics.installed_package(sys.executable))
-    except YolopatchError:
-        injected = False
-    if injected:
-        return f"Next: {check}"
-    return (
-        f"Next: yolopatch inject --installed{_op_flag(name)}   (once per ultralytics install; or a checkout), "
-        f"then:\n      {check}"
-    )
-
-
-def _op_flag(name: str) -> str:
-    return "" if name == "Involution" else f" --op {name.lower()}"
-
-
 @app.command()
 def inject(
     repo: Annotated[
         Path | None,
         typer.Argument(
             metavar="REPO",
-            help="A YOLOv5 (or yolov3) checkout, its models/ folder, or the yolov5 package; or an ultralytics "
-            "checkout (or its ultralytics/ folder).",
+            help="A checkout (its root folder, or its models/ folder), or an unpacked package; the family is "
+            "found from its files.",
         ),
     ] = None,
     installed: Annotated[
         bool,
         typer.Option(
-            "--installed", help="Patch the ultralytics package that Python imports (site-packages)."
+            "--installed", help=f"Patch the package that Python imports (site-packages): {_installable()}."
         ),
     ] = False,
     python: Annotated[
@@ -387,26 +344,26 @@ def inject(
         ),
     ] = None,
 ) -> None:
-    """Put operators into a checkout (YOLOv5: models/common.py and models/yolo.py) or into ultralytics
-    (a module file of its own, registered in nn/modules/__init__.py and nn/tasks.py)."""
+    """Put operators into a checkout or an installed package: the operator's class and its registration in
+    parse_model, where that family's code needs them (the plan's first line names the layout found)."""
     _exclusive(("--diff", diff), ("--check", check))
     _exclusive(("--op", op is not None), ("--for", for_model is not None))
     _exclusive(("REPO", repo is not None), ("--installed", installed))
     if repo is None and not installed:
         raise typer.BadParameter(
-            "give a checkout, or --installed for the installed ultralytics", param_hint="REPO"
+            f"give a checkout, or --installed for the installed {_installable()}", param_hint="REPO"
         )
-    if python is not None and repo is not None and not _is_ultralytics(repo):
-        raise typer.BadParameter("only means something for ultralytics", param_hint="--python")
     with _errors():
+        family, where = _inject_target(repo, installed, python or sys.executable)
+        if python is not None and not family.installable:
+            raise typer.BadParameter(f"only means something for {_installable()}", param_hint="--python")
         chosen = (
             _operators_for(for_model) if for_model else [_operator(n) for n in op.split(",")] if op else None
         )
         if into is not None:
             chosen = _with_variants(chosen or [_operator("involution")], into)
-        plan, target, operators = _inject_plan(
-            repo, installed, python or sys.executable, chosen, revert, force
-        )
+        plan, operators = _inject_plan(family, where, python or sys.executable, chosen, revert, force)
+        target = where.label if installed or family.installable else str(repo)
         out.print(f"{target}: {plan.flavour}", markup=False)  # with the per-file lines below: one stream
         for warning in plan.warnings:
             err.print(f"warning: {warning}", markup=False)
@@ -419,71 +376,46 @@ def inject(
     for action in plan.actions:
         out.print(f"  {action}", markup=False)
     if not revert:
-        out.print(_next_after_inject(target, repo is None or _is_ultralytics(repo), operators), markup=False)
+        out.print(family.next_after_inject(target, operators), markup=False)
 
 
-def _is_ultralytics(repo: Path) -> bool:
-    from yolopatch.targets import ultralytics
+def _installable() -> str:
+    from yolopatch.targets import installable
 
-    return ultralytics.find_package(repo) is not None
+    return " or ".join(target.installable for target in installable())
+
+
+def _inject_target(repo: Path | None, installed: bool, python: str) -> tuple[Any, Any]:
+    """The family and the checkout or package `inject` works on: REPO's, or the installed package's."""
+    from yolopatch.targets import installable, locate
+
+    if repo is not None:
+        return locate(repo)
+    (family, *_) = installable()
+    return family, family.installed(python)
 
 
 def _inject_plan(
-    repo: Path | None,
-    installed: bool,
-    python: str,
-    chosen: Sequence[Any] | None,
-    revert: bool,
-    force: bool,
-) -> tuple[Any, str, Sequence[Any]]:
-    """The plan for the target (REPO or --installed), how to name that target to the user, and the
-    operators it is about: those chosen, else the ones already injected (so that injecting again after an
-    upgrade restores them), else Involution. A revert without a choice removes every operator."""
+    family: Any, where: Any, python: str, chosen: Sequence[Any] | None, revert: bool, force: bool
+) -> tuple[Any, Sequence[Any]]:
+    """The plan for the target, and the operators it is about: those chosen, else the ones already injected
+    (so that injecting again after an upgrade restores them), else Involution. A revert without a choice
+    removes every operator."""
     from yolopatch.operators import DEFAULT
-    from yolopatch.targets import ultralytics, yolov5
 
-    package = ultralytics.installed_package(python) if installed else ultralytics.find_package(repo)  # type: ignore[arg-type]
     names = [o.name for o in chosen] if chosen else None
-    operators = chosen or [_injected_operator(name) for name in _injected(package, repo)] or [DEFAULT]
-    if package is None:
-        plan = yolov5.revert(repo, names, force) if revert else yolov5.inject(repo, operators, force)  # type: ignore[arg-type]
-        return plan, str(repo), operators
+    operators = chosen or [_injected_operator(name) for name in family.injected(where)] or [DEFAULT]
     if revert:
-        return ultralytics.revert(package, names, force), str(package.root), operators
-    plan = ultralytics.inject(package, operators, force)
-    return ultralytics.with_location_warnings(plan, package, python), str(package.root), operators
-
-
-def _injected(package: Any, repo: Path | None) -> list[str]:
-    """The operators the target already has (read only when the user chose none)."""
-    from yolopatch.targets import ultralytics, yolov5
-
-    if package is not None:
-        return ultralytics.injected_names(package)
-    checkout = yolov5.find_checkout(repo)  # type: ignore[arg-type]
-    return yolov5.injected_names(checkout, yolov5.read_checkout(checkout))
-
-
-def _next_after_inject(target: str, family_ultralytics: bool, operators: Sequence[Any]) -> str:
-    flag = _op_flag(operators[0].name)
-    if family_ultralytics:
-        return (
-            f"Next: yolopatch apply yolov8n.yaml --layers 9 --insert{flag or ' --op involution'}   (a copy of a "
-            "stock yaml), then:\n      yolopatch check yolov8n-"
-            f"{operators[0].name.lower()}.yaml   and   yolo train model=yolov8n-{operators[0].name.lower()}.yaml"
-        )
-    return (
-        f"Next: yolopatch apply MODEL.yaml --layers 8{flag}   (writes MODEL-{operators[0].name.lower()}.yaml), then:\n"
-        f"      yolopatch check MODEL-{operators[0].name.lower()}.yaml --repo {target}"
-    )
+        return family.revert(where, names, force), operators
+    return family.inject(where, operators, force, python), operators
 
 
 def _with_variants(operators: Sequence[Any], into: str) -> list[Any]:
     """Each operator, then its `--into` class for the CSP block `into`."""
     from yolopatch.csp import slot_of, variant_operator
-    from yolopatch.targets import ultralytics, yolov5
+    from yolopatch.targets import csp_blocks
 
-    blocks = {*yolov5.CSP, *ultralytics.CSP}
+    blocks = csp_blocks()
     if into not in blocks:
         raise OptionError("--into", f"--into {into}: the CSP blocks are {', '.join(sorted(blocks))}.")
     with_variants = []
@@ -499,11 +431,11 @@ def _injected_operator(name: str) -> Any:
     """An operator the target has a block for: a built-in, the user's own, or an `--into` class."""
     from yolopatch.csp import split_variant, variant_operator
     from yolopatch.operators import OPERATORS, get_operator
-    from yolopatch.targets import ultralytics, yolov5
+    from yolopatch.targets import csp_blocks
 
     users = _user_operators()
     known = {op.name: op for op in [*OPERATORS.values(), *users.values()]}
-    parts = split_variant(name, {**yolov5.CSP, **ultralytics.CSP}, known)
+    parts = split_variant(name, csp_blocks(), known)
     if parts is not None:
         return variant_operator(parts[0], known[parts[1]])
     return get_operator(name, users)
@@ -514,12 +446,12 @@ def _operators_for(model: Path) -> list[Any]:
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
     from yolopatch.operators import OPERATORS
-    from yolopatch.targets import ultralytics, yolov5
+    from yolopatch.targets import csp_blocks
 
     parsed = parse_model_yaml(read_text(model), str(model))
     used = {layer.module for layer in parsed.layers}
     known = [*OPERATORS.values(), *_user_operators().values()]
-    operators = operators_used(used, known, {**yolov5.CSP, **ultralytics.CSP})
+    operators = operators_used(used, known, csp_blocks())
     if not operators:
         raise YolopatchError(
             f"{model}: uses none of the operators yolopatch adds ({', '.join(o.name for o in known)}); "
@@ -559,8 +491,8 @@ def check(
         typer.Option(
             "--repo",
             metavar="REPO",
-            help="Build with this checkout's own code: a YOLOv5 checkout's Model class, or an ultralytics "
-            "checkout instead of the installed ultralytics.",
+            help="Build with this checkout's own code (its own Model class, in a child process) instead of "
+            "yolopatch's built-in blocks or the installed package.",
         ),
     ] = None,
     scale: Annotated[
@@ -568,7 +500,7 @@ def check(
         typer.Option(
             "--scale",
             metavar="X",
-            help="ultralytics yamls: the scale (default: the one the file name implies).",
+            help="For a yaml with scales: the scale (default: the one the file name implies).",
         ),
     ] = None,
     img: Annotated[
@@ -599,7 +531,7 @@ def check(
     fused: Annotated[
         bool,
         typer.Option(
-            "--fused", help="Also the figures after fusing (Conv + BatchNorm folded, as YOLOv5's fuse())."
+            "--fused", help="Also the figures after fusing (Conv + BatchNorm folded, as the target's fuse())."
         ),
     ] = False,
     bench: Annotated[
@@ -625,7 +557,7 @@ def check(
 
     if fused or bench:
         with _errors():
-            _family_of([*models, *([baseline] if baseline else [])], repo, "--fused" if fused else "--bench")
+            _target_of([*models, *([baseline] if baseline else [])], repo, "--fused" if fused else "--bench")
     if len(models) > 1 or table_format or bench:
         if export:
             raise typer.BadParameter("checks one model at a time", param_hint="--export")
@@ -635,8 +567,6 @@ def check(
     (model,) = models
     fmt = export.value if export else None
     with _errors(), err.status("building and running the model...", spinner="dots"):
-        if fmt:
-            _exportable(model, repo)
         reports = [
             _check_one(path, repo, scale, img, batch, fmt if path == model else None, fused)
             for path in [model, *([baseline] if baseline else [])]
@@ -662,7 +592,7 @@ def check(
         out.print(note, markup=False)
     if report.fused_params is not None:
         out.print(
-            f"fused (Conv + BatchNorm folded, as YOLOv5's fuse()): {report.fused_modules} layers, "
+            f"fused (Conv + BatchNorm folded, as the target's fuse()): {report.fused_modules} layers, "
             f"{report.fused_params} parameters, {report.fused_gflops:.1f} GFLOPs",
             markup=False,
         )
@@ -674,27 +604,27 @@ def check(
         out.print(export_line(exported), markup=False)
 
 
-def _family(path: Path) -> str:
-    """Whose parse_model a yaml is for ("YOLOv5" or "ultralytics"), from its content; the parse is cached."""
-    from yolopatch.channels import rules_for
+def _target(path: Path) -> Any:
+    """The target whose parse_model a yaml is for, from its content; the parse is cached."""
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
+    from yolopatch.targets import target_for
 
-    return rules_for(parse_model_yaml(read_text(path), str(path)).values).family
+    return target_for(parse_model_yaml(read_text(path), str(path)).values)
 
 
-def _family_of(paths: Sequence[Path], repo: Path | None, option: str) -> str:
-    """The one family the models belong to, for --fused and --bench (which time or fuse them together)."""
-    families = {_family(p) for p in paths}
+def _target_of(paths: Sequence[Path], repo: Path | None, option: str) -> Any:
+    """The one target the models belong to, for --fused and --bench (which time or fuse them together)."""
+    families = {_target(p).name: _target(p) for p in paths}
     if len(families) > 1:
         raise YolopatchError(
-            f"{option}: the models mix YOLOv5 and ultralytics yamls; compare one family at a time."
+            f"{option}: the models mix {' and '.join(families)} yamls; compare one family at a time."
         )
-    (family,) = families
-    if repo is not None and family != "ultralytics":
+    (family,) = families.values()
+    if repo is not None and not family.times_with_own_code:
         raise YolopatchError(
-            f"{paths[0]}: {option} builds YOLOv5 yamls with yolopatch's own builder (the checkout's layers); "
-            "leave out --repo."
+            f"{paths[0]}: {option} builds {family.name} yamls with yolopatch's own builder (the checkout's "
+            "layers); leave out --repo."
         )
     return family
 
@@ -715,7 +645,7 @@ def _compare(
     import dataclasses
     import json
 
-    from yolopatch.check import bench_builtin, bench_ultralytics
+    from yolopatch.check import bench_builtin
     from yolopatch.files import read_text
     from yolopatch.render import comparison_rows, comparison_table, comparison_text
 
@@ -723,8 +653,11 @@ def _compare(
     with _errors(), err.status(f"building and running {len(paths)} models...", spinner="dots"):
         reports = _check_all(paths, repo, scale, img, batch, fused)
         conditions, latencies = None, None
-        if timing and _family_of(paths, repo, "--bench") == "ultralytics":
-            conditions, latencies = bench_ultralytics(repo, paths, scale, img, batch, timing, fused)
+        family: Any = _target_of(paths, repo, "--bench") if timing else None
+        if timing and family.times_with_own_code:
+            conditions, latencies = family.bench(
+                [_request(p, repo, scale, img, batch, None, fused) for p in paths], timing
+            )
         elif timing:
             device, half, runs = timing
             texts = [(read_text(path), report.name) for path, report in zip(paths, reports, strict=True)]
@@ -768,28 +701,13 @@ def _refuse_bench_of_users(texts: Sequence[tuple[str, str]]) -> None:
 def _check_all(
     paths: Sequence[Path], repo: Path | None, scale: str | None, img: int, batch: int, fused: bool
 ) -> list[Any]:
-    """Each model's report; YOLOv5 yamls with a checkout are built in one child (imported once)."""
-    from yolopatch.check import check_many_with_repo
-
-    families = {_family(p) for p in paths}
-    if repo is None or families != {"YOLOv5"}:
-        return [_check_one(path, repo, scale, img, batch, None, fused) for path in paths]
-    if scale is not None:
-        raise OptionError("--scale", f"--scale {scale}: YOLOv5 yamls have one size.")
-    reports = check_many_with_repo(repo, paths, img, batch)
-    failed = next((r for r in reports if isinstance(r, YolopatchError)), None)
-    if failed is not None:
-        raise failed
-    return reports
-
-
-def _exportable(path: Path, repo: Path | None) -> None:
-    """Refuse, before any build, what --export does not cover: a YOLOv5 checkout's own Model."""
-    if repo is not None and _family(path) != "ultralytics":
-        raise YolopatchError(
-            f"{path}: --export builds YOLOv5 yamls with yolopatch's own builder; leave out --repo (the same "
-            "layers as the checkout's Model), or use the checkout's own export.py."
-        )
+    """Each model's report; the models of one family with a checkout are built in one child."""
+    families = {_target(p).name: _target(p) for p in paths}
+    requests = [_request(path, repo, scale, img, batch, None, fused) for path in paths]
+    if len(families) == 1:
+        (family,) = families.values()
+        return family.check_many(requests)
+    return [_target(r.path).check(r) for r in requests]
 
 
 def _check_one(
@@ -801,43 +719,21 @@ def _check_one(
     export: str | None = None,
     fused: bool = False,
 ) -> Any:
-    import dataclasses
+    return _target(path).check(_request(path, repo, scale, img, batch, export, fused))
 
-    from yolopatch.channels import rules_for
-    from yolopatch.check import (
-        check_builtin,
-        check_ultralytics,
-        check_with_repo,
-        check_with_users,
-        export_builtin,
-        users_in,
-    )
+
+def _request(
+    path: Path, repo: Path | None, scale: str | None, img: int, batch: int, export: str | None, fused: bool
+) -> Any:
+    """One check, with the user's operators the yaml uses (refused when their file changed since `ops add`)."""
+    from yolopatch.check import users_in
     from yolopatch.files import read_text
-    from yolopatch.modelyaml import parse_model_yaml
+    from yolopatch.targets.base import CheckRequest
 
     text = read_text(path)
-    if rules_for(parse_model_yaml(text, str(path)).values).family == "ultralytics":
-        return check_ultralytics(repo, path, scale, img, batch, export, fused)
-    if scale is not None:
-        raise OptionError("--scale", f"--scale {scale}: {path} is a YOLOv5 yaml; it has one size.")
-    if repo is not None:
-        return check_with_repo(repo, path, img, batch)
     users = users_in(text, str(path), list(_user_operators().values()))
-    if users:
-        _refuse_changed(users)
-        if export:
-            raise YolopatchError(
-                f"{path}: --export of a model with your own operators ({', '.join(op.name for op in users)}) "
-                "is not supported yet: export it with your target's own exporter after `inject`."
-            )
-        (result,) = check_with_users([(text, str(path))], img, batch, fused, users)
-        if isinstance(result, YolopatchError):
-            raise result
-        return result
-    report = check_builtin(text, str(path), img, batch, fused)
-    if export:
-        report = dataclasses.replace(report, export=export_builtin(text, str(path), img, batch, export))
-    return report
+    _refuse_changed(users)
+    return CheckRequest(path, text, repo, scale, img, batch, export, fused, tuple(users))
 
 
 @app.command("layers")
@@ -925,12 +821,11 @@ def ops_add(
     ] = None,
     repo: Annotated[
         Path | None,
-        typer.Option(
-            "--repo", metavar="PATH", help="The YOLOv5 or ultralytics checkout the file's imports come from."
-        ),
+        typer.Option("--repo", metavar="PATH", help="The checkout the file's imports come from."),
     ] = None,
     installed: Annotated[
-        bool, typer.Option("--installed", help="The file imports the installed ultralytics (of --python).")
+        bool,
+        typer.Option("--installed", help=f"The file imports the installed {_installable()} (of --python)."),
     ] = False,
     python: Annotated[
         str, typer.Option("--python", metavar="PATH", help="With --installed: the Python to probe in.")

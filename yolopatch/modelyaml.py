@@ -107,13 +107,13 @@ def parse_model_yaml(text: str, name: str = "<yaml>") -> ModelYaml:
     except YAMLError as exc:
         raise YolopatchError(f"{name}: not valid YAML ({exc}).") from None
     if not isinstance(root, MappingNode):
-        raise YolopatchError(f"{name}: expected a YOLOv5 model yaml (a mapping with backbone: and head:).")
+        raise YolopatchError(f"{name}: expected a YOLO model yaml (a mapping with backbone: and head:).")
     values = yaml.constructor.construct_document(root)
     nodes = {key.value: value for key, value in root.value if isinstance(key, ScalarNode)}
     missing = [s for s in SECTIONS if s not in nodes]
     if missing:
         raise YolopatchError(
-            f"{name}: no {' or '.join(missing)} section; a YOLOv5 model yaml has backbone: and head: "
+            f"{name}: no {' or '.join(missing)} section; a YOLO model yaml has backbone: and head: "
             "lists of [from, number, module, args] rows."
         )
     sections, index = [], 0

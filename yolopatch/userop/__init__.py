@@ -23,7 +23,7 @@ from yolopatch.operators.spec import Operator
 from yolopatch.userop.learn import PROBE_SECONDS, Learned, fit, parse_rule, probe, trials
 from yolopatch.userop.record import CONFIG, UserOp, find_config, load, record_text, removal_text, storable
 from yolopatch.userop.roles import RoleMap, parse_map, role_map
-from yolopatch.userop.source import ClassSource, read_class
+from yolopatch.userop.source import CHECKOUT_LAYOUT, ClassSource, read_class
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,6 @@ class ProbeTarget:
     description: str  # recorded: "ultralytics (installed, /…/python)", "YOLOv5 checkout ../yolov5"
     python: str = sys.executable
     sys_path: tuple[str, ...] = ()
-    yolov5: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,15 +73,13 @@ def parse_settings(source: ClassSource, pairs: Mapping[str, str]) -> dict[str, A
 
 def taken_names(ops: Mapping[str, UserOp]) -> dict[str, str]:
     """Names a user operator may not take, lower-cased, with who has them."""
-    from yolopatch.targets import ultralytics, yolov5
+    from yolopatch.targets import TARGETS
 
     owners: dict[str, list[str]] = {}
-    for family, names in (
-        ("YOLOv5's", yolov5.DEFINED | yolov5.RULES.known),
-        ("ultralytics'", ultralytics.DEFINED | ultralytics.RULES.known),
-    ):
-        for n in sorted(names):
-            owners.setdefault(n.lower(), []).append(f"{family} class {n}")
+    for target in TARGETS:
+        for n in sorted(target.defined | target.rules.known):
+            owner = f"{target.name}'" if target.name.endswith("s") else f"{target.name}'s"
+            owners.setdefault(n.lower(), []).append(f"{owner} class {n}")
     taken = {name: " and ".join(found) for name, found in owners.items()}
     taken.update({name: f"the built-in operator {op.name}" for name, op in OPERATORS.items()})
     return taken
@@ -207,51 +204,41 @@ def _refuse_clash(name: str, source: ClassSource, recorded: Mapping[str, UserOp]
 
 
 def default_target(source: ClassSource, cwd: Path) -> ProbeTarget:
-    """For a file that imports from a target: the YOLOv5 checkout around `cwd` or the file, or the
-    ultralytics this Python imports; for any other file, none."""
-    families = source.families
-    if "YOLOv5" in families:
-        from yolopatch.targets.yolov5 import enclosing_checkout
+    """For a file that imports from a target: the checkout around `cwd` or the file (models/common.py
+    imports), or the installed package this Python imports; for any other file, none."""
+    from yolopatch.targets import enclosing, installable
 
+    families = source.families
+    if CHECKOUT_LAYOUT in families:
         for place in (cwd / "probe", source.path):
-            root = enclosing_checkout(place)
-            if root is not None:
-                return yolov5_target(root)
+            found = enclosing(place)
+            if found is not None:
+                return repo_target(found)
         raise YolopatchError(
-            f"{source.path}:{source.target_imports[0].line}: imports from YOLOv5 "
+            f"{source.path}:{source.target_imports[0].line}: imports from a checkout "
             f"({source.target_imports[0].module}); name the checkout it was written for with --repo PATH."
         )
-    if "ultralytics" in families:
-        return ProbeTarget("ultralytics as this Python imports it")
+    package = next((t.installable for t in installable() if t.installable in families), None)
+    if package is not None:
+        return ProbeTarget(f"{package} as this Python imports it")
     return ProbeTarget("")
 
 
-def yolov5_target(root: Path) -> ProbeTarget:
-    from yolopatch.targets.yolov5 import find_checkout
-
-    checkout = find_checkout(root)
-    return ProbeTarget(
-        f"YOLOv5 checkout {root}", sys_path=(str(checkout.models.parent.resolve()),), yolov5=True
-    )
-
-
 def repo_target(repo: Path) -> ProbeTarget:
-    """--repo PATH: an ultralytics checkout (its package folder goes first on the probe's path) or a YOLOv5
-    checkout."""
-    from yolopatch.targets import ultralytics
+    """--repo PATH: a checkout or package folder, which goes first on the probe's path."""
+    from yolopatch.targets import locate
 
-    package = ultralytics.find_package(repo)
-    if package is not None:
-        return ProbeTarget(f"ultralytics checkout {repo}", sys_path=(str(package.root.parent.resolve()),))
-    return yolov5_target(repo)
+    target, where = locate(repo)
+    return ProbeTarget(f"{target.name} checkout {repo}", sys_path=(str(where.import_root.resolve()),))
 
 
 def installed_target(python: str) -> ProbeTarget:
-    """--installed [--python PATH]: the ultralytics that Python imports; the probe runs in that Python."""
-    from yolopatch.targets import ultralytics
+    """--installed [--python PATH]: the package that Python imports; the probe runs in that Python."""
+    from yolopatch.targets import installable
 
-    package = ultralytics.installed_package(python)
-    return ProbeTarget(f"ultralytics installed for {python} ({package.root})", python=python)
+    (target, *_) = installable()
+    package = target.installed(python)
+    return ProbeTarget(f"{target.installable} installed for {python} ({package.label})", python=python)
 
 
 def _probe(
@@ -262,7 +249,7 @@ def _probe(
     target: ProbeTarget,
     timeout: float,
 ) -> dict[str, Any]:
-    from yolopatch.targets.yolov5 import child_environment
+    from yolopatch.targets.base import child_environment
 
     with tempfile.TemporaryDirectory(prefix="yolopatch-") as scratch:
         env = child_environment(os.environ, Path.home(), platform.system(), Path(scratch))

@@ -1,4 +1,4 @@
-"""Child process for `check` on a YOLOv5 yaml that uses the user's own operators: the built-in builder with
+"""Child process for `check` (built-in builder) on a yaml that uses the user's own operators: the built-in builder with
 their adapter classes registered, so the user's code never runs inside the CLI process.
 
     python -m yolopatch.userop.build REQUEST.json OUT.json
@@ -34,7 +34,13 @@ def user_module(op: UserOp) -> Any:
         spec.loader.exec_module(module)  # type: ignore[union-attr]
     except Exception as exc:  # the user's code may raise anything
         del sys.modules[name]
-        raise YolopatchError(f"{op.file}: importing it failed: {type(exc).__name__}: {exc}") from None
+        hint = (
+            "; it imports a checkout's code, which the built-in builder does not have: check the model with "
+            "--repo PATH/TO/checkout (after `yolopatch inject`)"
+            if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in ("models", "utils")
+            else ""
+        )
+        raise YolopatchError(f"{op.file}: importing it failed: {type(exc).__name__}: {exc}{hint}") from None
     return module
 
 

@@ -17,9 +17,20 @@ from typing import Any
 from yolopatch.errors import YolopatchError
 
 # Where a framework's building blocks come from: imports of these modules are "target imports".
+# The checkout layout YOLOv5 made (models/common.py) is YOLOv7's and YOLOv9's too: their imports are one kind.
+CHECKOUT_LAYOUT = "YOLOv5"
 TARGET_MODULES = {
     "ultralytics": ("ultralytics",),
-    "YOLOv5": ("models.common", "models.experimental", "utils.", "yolov5.models", "yolov5.utils"),
+    CHECKOUT_LAYOUT: (
+        "models.common",
+        "models.experimental",
+        "utils.",
+        *(
+            f"{package}.{folder}"
+            for package in ("yolov5", "yolov7", "yolo9")
+            for folder in ("models", "utils")
+        ),
+    ),
 }
 _TORCH_BASES = frozenset({"nn.Module", "torch.nn.Module", "Module"})
 _LIST_ANNOTATIONS = frozenset({"list", "List", "tuple", "Tuple", "Sequence"})

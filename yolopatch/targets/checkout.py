@@ -1,25 +1,25 @@
-"""The YOLOv5 target: YOLOv5 checkouts v3.1 to master, the `yolov5` pip package, ultralytics/yolov3.
+"""The checkout layout YOLOv5 made and WongKinYiu's YOLOv7 and YOLOv9 kept: models/common.py holds the
+blocks, models/yolo.py holds parse_model, which `eval`s module names in yolo.py's globals (a star import of
+common). Shared by the targets of those families; each gives its `Layout` and its tables.
 
-Everything yolopatch knows about this family lives here: parse_model's module tables, how to find a
-checkout, where inject edits (models/common.py gets the operator blocks; models/yolo.py gets the names in
-parse_model's (c1, c2) collection and in an explicit `from models.common import ...`), the child process
-environment for building with the checkout's own code, and its summary line.
+inject edits two files: common.py gets the operator blocks; yolo.py gets the names in parse_model's
+(c1, c2) collection, its "insert n" collection for blocks that take the row's n, and an explicit
+`from models.common import ...` when yolo.py has one. The pip packages of these families (`yolov5`,
+`yolo9`, `yolov7detect`) have the same files under PACKAGE/models/ with absolute imports.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yolopatch import __version__
 from yolopatch.checkpoints import checkpoints_needing, listing
-from yolopatch.csp import CspBlock
-from yolopatch.errors import YolopatchError
+from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.files import FileChange, read_text
 from yolopatch.inject import (
     Block,
@@ -45,111 +45,41 @@ from yolopatch.inject import (
 from yolopatch.operators import OPERATORS
 from yolopatch.operators.spec import Operator
 from yolopatch.paste import operator_paste, template_paste
-from yolopatch.rules import Rules
 from yolopatch.splice import Edit, newline_of, splice
+from yolopatch.targets.base import CheckRequest, Target, op_flag
+from yolopatch.targets.collections import channel_collection, parse_model_of, repeat_collection
+from yolopatch.userop.source import CHECKOUT_LAYOUT
 
 if TYPE_CHECKING:
+    from yolopatch.report import ModelReport
     from yolopatch.userop.source import TargetImport
 
-# parse_model's `if m in {...}` set (operators join it when injected): these get
-# args = [c1, make_divisible(args[0] * gw), *args[1:]].
-CHANNEL_MODULES = frozenset(
-    {
-        "Conv",
-        "GhostConv",
-        "Bottleneck",
-        "GhostBottleneck",
-        "SPP",
-        "SPPF",
-        "DWConv",
-        "MixConv2d",
-        "Focus",
-        "CrossConv",
-        "BottleneckCSP",
-        "C3",
-        "C3TR",
-        "C3SPP",
-        "C3Ghost",
-        "nn.ConvTranspose2d",
-        "DWConvTranspose2d",
-        "C3x",
-        "nn.Conv2d",  # in the set up to v3.x
-    }
-)
-# parse_model's "insert n" set: the repeat count becomes the block's third argument.
-REPEAT_INSIDE = frozenset({"BottleneckCSP", "C3", "C3TR", "C3Ghost", "C3x"})
-# Modules whose third yaml argument is their stride.
-STRIDED = frozenset({"Conv", "GhostConv", "DWConv", "GhostBottleneck", "CrossConv", "MixConv2d", "nn.Conv2d"})
-UPSAMPLING = frozenset({"nn.ConvTranspose2d", "DWConvTranspose2d"})
-HEADS = frozenset({"Detect", "Segment"})
-# Why a known module's row cannot be replaced by an operator.
-NOT_REPLACEABLE = {
-    "Concat": "it joins several inputs; {op} takes one",
-    "Detect": "it is the detection head, not a feature map",
-    "Segment": "it is the segmentation head, not a feature map",
-    "nn.Upsample": "its first argument is not an output channel count",
-    "nn.MaxPool2d": "its first argument is not an output channel count",
-    "nn.ZeroPad2d": "its first argument is not an output channel count",
-    "nn.BatchNorm2d": "its first argument is not an output channel count",
-    "nn.Identity": "it has no output channel argument",
-    "Contract": "its first argument is a gain, not an output channel count",
-    "Expand": "its first argument is a gain, not an output channel count",
-    "Focus": "its space-to-depth step is not a convolution",
-    "nn.ConvTranspose2d": "it upsamples; {op} cannot",
-    "DWConvTranspose2d": "it upsamples; {op} cannot",
-}
-
-PASSTHROUGH = frozenset({"nn.Upsample", "nn.MaxPool2d", "nn.ZeroPad2d", "nn.BatchNorm2d", "nn.Identity"})
-
-
-def _gain(args: Sequence[Any]) -> int:
-    return args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else 2
-
-
-# --into: yaml args [c2, shortcut, g, e]
-CSP = {"C3": CspBlock("C3", e_at=3)}
-
-RULES = Rules(
-    family="YOLOv5",
-    channel_modules=CHANNEL_MODULES,
-    strided=STRIDED,
-    upsampling=UPSAMPLING,
-    heads=HEADS,
-    passthrough=PASSTHROUGH,
-    not_replaceable=NOT_REPLACEABLE,
-    stride_rules={
-        "Focus": lambda args: Fraction(2),
-        "Contract": lambda args: Fraction(_gain(args)),
-        "Expand": lambda args: Fraction(1, _gain(args)),
-    },
-    special={
-        "Contract": lambda args, c_in, _previous: None if c_in[0] is None else c_in[0] * _gain(args) ** 2,
-        "Expand": lambda args, c_in, _previous: None if c_in[0] is None else c_in[0] // _gain(args) ** 2,
-    },
-    exempt="no",
-    csp=CSP,
-)
-
-# YOLOv5's model_info line, e.g. "YOLOv5s summary: 214 layers, 7235389 parameters, 7235389 gradients, 16.6 GFLOPs";
-# master writes the counts with thousands separators ("6,320,733 parameters"), v4.0 to v6.0
-# "Model Summary: ... 17.0 GFLOPS".
-# Classes the family defines (models/common.py and experimental.py, v7.0): a user's module must not take
-# one of these names, or the yaml would build YOLOv5's class instead.
-DEFINED = frozenset(
-    "AutoShape Bottleneck BottleneckCSP C3 C3Ghost C3SPP C3TR C3x Classify Concat Contract Conv CrossConv DWConv "
-    "DWConvTranspose2d DetectMultiBackend Detections Expand Focus GhostBottleneck GhostConv Proto SPP SPPF "
-    "TransformerBlock TransformerLayer Ensemble MixConv2d Sum Detect Segment Model".split()
-)
-
+# The model_info line, e.g. "YOLOv5s summary: 214 layers, 7235389 parameters, 7235389 gradients, 16.6 GFLOPs";
+# YOLOv5 master writes the counts with thousands separators ("6,320,733 parameters"), YOLOv5 v4.0 to v6.0 and
+# YOLOv7 "Model Summary: ... 17.0 GFLOPS", YOLOv9 "yolov9-c summary: ...".
 _COUNT = r"\d{1,3}(?:,\d{3})+|\d+"
 _SUMMARY = re.compile(
     rf"(?:\S+ summary|Model Summary): (?:{_COUNT}) layers, (?:{_COUNT}) parameters, (?:{_COUNT}) gradients"
     r"(?:, [\d.]+ GFLOP[sS])?"
 )
-# The settings folder YOLOv5 (YOLOV5_CONFIG_DIR) and ultralytics (YOLO_CONFIG_DIR) use when the variable is
-# unset, by platform.system(); matplotlib's is ~/.config/matplotlib.
-_SETTINGS_HOME = {"Windows": "AppData/Roaming", "Linux": ".config", "Darwin": "Library/Application Support"}
 _REGISTRY = "yolo.py"  # where a block's recorded insertions are
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What tells the families of this layout apart: the name users know, the import name of its pip
+    package (whose yolo.py imports `PACKAGE.models.common`), and classes that only its yolo.py or common.py
+    defines (none: any checkout of this layout that no other family claims)."""
+
+    family: str
+    package: str
+    marks: frozenset[str] = frozenset()
+
+    def owns(self, models: Path) -> bool:
+        if not self.marks:
+            return True
+        texts = (read_text(models / name) for name in ("yolo.py", "common.py"))
+        return any(f"class {mark}(" in text for text in texts for mark in self.marks)
 
 
 @dataclass(frozen=True)
@@ -157,25 +87,50 @@ class Checkout:
     models: Path
     common: Path
     yolo: Path
+    layout: Layout
+
+    @property
+    def label(self) -> str:
+        return str(self.models.parent)
+
+    @property
+    def import_root(self) -> Path:
+        return self.models.parent
 
 
-def find_checkout(repo: Path) -> Checkout:
-    """The models/ folder of a YOLOv5 checkout, given its root, its models/ folder or an unpacked wheel."""
-    for models in (repo / "models", repo, repo / "yolov5" / "models"):
+def models_folder(repo: Path, package: str) -> Path | None:
+    """The models/ folder at `repo`: a checkout's root, its models/ folder, or an unpacked package."""
+    for models in (repo / "models", repo, repo / package / "models"):
         if (models / "yolo.py").is_file() and (models / "common.py").is_file():
-            return Checkout(models, models / "common.py", models / "yolo.py")
+            return models
+    return None
+
+
+def locate_checkout(repo: Path, layout: Layout) -> Checkout | None:
+    """The checkout at `repo` when it is this layout's family (None: not a checkout, or another family's)."""
+    models = models_folder(repo, layout.package)
+    if models is None or not layout.owns(models):
+        return None
+    return Checkout(models, models / "common.py", models / "yolo.py", layout)
+
+
+def find_checkout(repo: Path, layout: Layout) -> Checkout:
+    """As locate_checkout, with the reason when there is none."""
+    found = locate_checkout(repo, layout)
+    if found is not None:
+        return found
     if not repo.exists():
         raise YolopatchError(f"{repo}: no such folder.")
     raise YolopatchError(
-        f"{repo}: not a YOLOv5 checkout: found no models/yolo.py and models/common.py. "
-        "Pass the checkout's root folder (or its models/ folder)."
+        f"{repo}: not a {layout.family} checkout: found no models/yolo.py and models/common.py of "
+        f"{layout.family}. Pass the checkout's root folder (or its models/ folder)."
     )
 
 
-def enclosing_checkout(path: Path) -> Path | None:
-    """The YOLOv5 checkout a file sits in (relative to the working folder when it is below it)."""
+def enclosing_checkout(path: Path, layout: Layout) -> Path | None:
+    """The checkout of this layout a file sits in (relative to the working folder when it is below it)."""
     for folder in path.resolve().parents:
-        if (folder / "models" / "yolo.py").is_file() and (folder / "models" / "common.py").is_file():
+        if locate_checkout(folder, layout) is not None and (folder / "models").is_dir():
             try:
                 return folder.relative_to(Path.cwd())
             except ValueError:
@@ -198,7 +153,7 @@ def read_checkout(checkout: Checkout) -> dict[Path, str]:
     return {checkout.common: read_text(checkout.common), checkout.yolo: read_text(checkout.yolo), **copies}
 
 
-def manual_edit(names: Sequence[str] = ("Involution",)) -> str:
+def manual_edit(names: Sequence[str]) -> str:
     listed = ", ".join(names)
     return (
         f"By hand: 1) append the class(es) from `yolopatch ops` templates to models/common.py; "
@@ -224,7 +179,7 @@ class _Sites:
 
     def flavour(self) -> str:
         layout = (
-            "yolov5 pip package layout (absolute imports)"
+            f"{self.checkout.layout.package} pip package layout (absolute imports)"
             if self.absolute
             else "checkout layout (models.common)"
         )
@@ -241,7 +196,8 @@ class _Sites:
         return kind + (" (one name per line)" if one_per_line(self.collection.elts) else "")
 
 
-def _sites(checkout: Checkout, texts: Mapping[Path, str]) -> _Sites:
+def _sites(checkout: Checkout, texts: Mapping[Path, str], names: Sequence[str]) -> _Sites:
+    """The places inject edits; `names`: the operators asked for, for the manual steps of an error."""
     common, yolo = texts[checkout.common], texts[checkout.yolo]
     common_tree, yolo_tree = parse_python(common, checkout.common), parse_python(yolo, checkout.yolo)
     return _Sites(
@@ -249,9 +205,9 @@ def _sites(checkout: Checkout, texts: Mapping[Path, str]) -> _Sites:
         common,
         yolo,
         common_tree,
-        _collection(yolo_tree, checkout),
-        _repeat_collection(yolo_tree),
-        _explicit_import(yolo_tree, checkout),
+        _collection(yolo_tree, checkout, names),
+        repeat_collection(parse_model_of(yolo_tree)),
+        _explicit_import(yolo_tree, checkout, names),
         find_blocks(common, checkout.common),
         imports_as_package(yolo_tree, checkout.models),
         {path: text for path, text in texts.items() if path.name.startswith("yolopatch_")},
@@ -262,7 +218,7 @@ def plan_inject(
     checkout: Checkout, texts: Mapping[Path, str], operators: Sequence[Operator], force: bool = False
 ) -> InjectPlan:
     """Add each operator's block to common.py and its name to yolo.py, where they are missing."""
-    sites = _sites(checkout, texts)
+    sites = _sites(checkout, texts, _wanted(operators))
     common_edits: list[Edit] = []
     yolo_edits: list[Edit] = []
     actions: list[str] = []
@@ -294,8 +250,9 @@ def plan_inject(
     for op in operators:
         common_edits += _plan_block(sites, op, bound, outside, missing_in, force, actions)
     new = {checkout.common: splice(sites.common, common_edits), checkout.yolo: splice(sites.yolo, yolo_edits)}
+    layout_name = sites.checkout.layout.family
     copies = copy_changes(
-        operators, sites.checkout.models, sites.copies, "YOLOv5", _pointer(sites), force, actions
+        operators, sites.checkout.models, sites.copies, layout_name, _pointer(sites), force, actions
     )
     verify_compiles({**new, **{c.path: c.new for c in copies}})
     return _plan(sites, new, actions, copies)
@@ -313,14 +270,15 @@ def _missing_repeats(sites: _Sites, operators: Sequence[Operator]) -> list[str]:
 
 
 def _pointer(sites: _Sites) -> Callable[[TargetImport], str | None]:
-    """Where a user's import of YOLOv5's code points in this checkout: `models.common` in a checkout,
-    `yolov5.models.common` in the pip package; another family's code has no place here."""
+    """Where a user's import of this layout's code points in this checkout: `models.common` in a checkout,
+    `PACKAGE.models.common` in the pip package; an import of another layout's code has no place here."""
     package = sites.checkout.models.parent.name
+    layout = sites.checkout.layout
 
     def point(imported: TargetImport) -> str | None:
-        if imported.family != "YOLOv5":
+        if imported.family != CHECKOUT_LAYOUT:
             return None
-        bare = imported.module.removeprefix("yolov5.")
+        bare = imported.module.removeprefix(f"{layout.package}.")
         return f"{package}.{bare}" if sites.absolute else bare
 
     return point
@@ -344,8 +302,8 @@ def _plan_block(
     absent = sorted(paste.requires - bound)
     if absent:
         raise YolopatchError(
-            f"{checkout.common}: defines no {', '.join(absent)}, which {op.name} builds on; is this YOLOv5? "
-            f"{manual_edit([op.name])}"
+            f"{checkout.common}: defines no {', '.join(absent)}, which {op.name} builds on; is this "
+            f"{checkout.layout.family}? {manual_edit([op.name])}"
         )
     block = sites.blocks.get(op.name)
     body = block_body(paste, bound)
@@ -382,7 +340,7 @@ def plan_revert(
     checkout: Checkout, texts: Mapping[Path, str], names: Sequence[str] | None = None, force: bool = False
 ) -> InjectPlan:
     """Remove the blocks of the named operators (all when None) and exactly the names yolopatch added."""
-    sites = _sites(checkout, texts)
+    sites = _sites(checkout, texts, names or list(find_blocks(texts[checkout.common], checkout.common)))
     blocks = [b for b in sites.blocks.values() if names is None or b.name in names]
     common_edits: list[Edit] = []
     yolo_edits: list[Edit] = []
@@ -419,15 +377,13 @@ def injected_names(checkout: Checkout, texts: Mapping[Path, str]) -> list[str]:
     return list(find_blocks(texts[checkout.common], checkout.common))
 
 
-def inject(repo: Path, operators: Sequence[Operator], force: bool = False) -> InjectPlan:
-    """Read the checkout at `repo` and plan the injection of `operators`."""
-    checkout = find_checkout(repo)
+def inject(checkout: Checkout, operators: Sequence[Operator], force: bool = False) -> InjectPlan:
+    """Read the checkout and plan the injection of `operators`."""
     return plan_inject(checkout, read_checkout(checkout), operators, force)
 
 
-def revert(repo: Path, names: Sequence[str] | None = None, force: bool = False) -> InjectPlan:
-    """Read the checkout at `repo` and plan the revert, warning about checkpoints that need the classes."""
-    checkout = find_checkout(repo)
+def revert(checkout: Checkout, names: Sequence[str] | None = None, force: bool = False) -> InjectPlan:
+    """Read the checkout and plan the revert, warning about checkpoints that need the classes."""
     texts = read_checkout(checkout)
     plan = plan_revert(checkout, texts, names, force)
     removed = [name for name in injected_names(checkout, texts) if names is None or name in names]
@@ -444,47 +400,24 @@ def _plan(
     return InjectPlan(sites.flavour(), (*changes, *copies), tuple(actions))
 
 
-def _collection(tree: ast.Module, checkout: Checkout) -> ast.List | ast.Tuple | ast.Set:
-    """The `if m in <collection>:` of parse_model that gives modules (c1, c2) handling: the one with Conv."""
-    parse_model = next(
-        (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "parse_model"), None
-    )
-    if parse_model is None:
-        raise YolopatchError(f"{checkout.yolo}: has no parse_model function; is this YOLOv5? {manual_edit()}")
-    for node in ast.walk(parse_model):
-        if (
-            isinstance(node, ast.Compare)
-            and isinstance(node.left, ast.Name)
-            and node.left.id == "m"
-            and len(node.ops) == 1
-            and isinstance(node.ops[0], ast.In)
-            and isinstance(node.comparators[0], (ast.List, ast.Tuple, ast.Set))
-            and "Conv" in names_of(node.comparators[0].elts)
-        ):
-            return node.comparators[0]
-    raise YolopatchError(
-        f"{checkout.yolo}: parse_model has no `if m in {{Conv, ...}}:` collection (an unknown fork?); "
-        f"nothing was changed. {manual_edit()}"
-    )
+def _collection(tree: ast.Module, checkout: Checkout, names: Sequence[str]) -> ast.List | ast.Tuple | ast.Set:
+    """parse_model's (c1, c2) collection, or the reason there is none."""
+    function = parse_model_of(tree)
+    family = checkout.layout.family
+    if function is None:
+        raise YolopatchError(
+            f"{checkout.yolo}: has no parse_model function; is this {family}? {manual_edit(names)}"
+        )
+    found = channel_collection(function)
+    if found is None:
+        raise YolopatchError(
+            f"{checkout.yolo}: parse_model has no `if m in {{Conv, ...}}:` collection (an unknown fork?); "
+            f"nothing was changed. {manual_edit(names)}"
+        )
+    return found
 
 
-def _repeat_collection(tree: ast.Module) -> ast.List | ast.Tuple | ast.Set | None:
-    """parse_model's `if m in {BottleneckCSP, C3, ...}: args.insert(2, n)` collection (None: none)."""
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Compare)
-            and isinstance(node.left, ast.Name)
-            and node.left.id == "m"
-            and isinstance(node.ops[0], ast.In)
-            and isinstance(node.comparators[0], (ast.List, ast.Tuple, ast.Set))
-        ):
-            listed = names_of(node.comparators[0].elts)
-            if {"BottleneckCSP", "C3"} & set(listed) and "Conv" not in listed:
-                return node.comparators[0]
-    return None
-
-
-def _explicit_import(tree: ast.Module, checkout: Checkout) -> ast.ImportFrom | None:
+def _explicit_import(tree: ast.Module, checkout: Checkout, names: Sequence[str]) -> ast.ImportFrom | None:
     """yolo.py's `from models.common import A, B` (None when it star-imports common)."""
     imports = [
         n for n in tree.body if isinstance(n, ast.ImportFrom) and (n.module or "").endswith("models.common")
@@ -493,7 +426,8 @@ def _explicit_import(tree: ast.Module, checkout: Checkout) -> ast.ImportFrom | N
         return None
     if not imports:
         raise YolopatchError(
-            f"{checkout.yolo}: does not import models.common at the top level; nothing was changed. {manual_edit()}"
+            f"{checkout.yolo}: does not import models.common at the top level; nothing was changed. "
+            f"{manual_edit(names)}"
         )
     return imports[0]
 
@@ -508,34 +442,149 @@ def checkpoint_warnings(checkout: Checkout, names: Sequence[str]) -> tuple[str, 
         return ()
     listed = ", ".join(names)
     return (
-        f"{len(found)} checkpoint(s) in this checkout hold {listed} layers ({listing(found)}); YOLOv5 pickles "
+        f"{len(found)} checkpoint(s) in this checkout hold {listed} layers ({listing(found)}); {checkout.layout.family} pickles "
         f"the class by name, so they load only while {listed} is injected. Run `yolopatch inject` again to "
         "load them.",
     )
-
-
-def child_environment(environ: Mapping[str, str], home: Path, system: str, scratch: Path) -> dict[str, str]:
-    """The environment of the child that imports the checkout (YOLOv5's or ultralytics').
-
-    The user's own settings folders are kept when set or when they exist (v6.0 and v6.1 look for a cached
-    Arial.ttf there at import and download it otherwise); only a folder that does not exist yet is sent to
-    `scratch`, so a check creates nothing in the home folder. pip installs and hub calls are switched off.
-    """
-    settings = home / _SETTINGS_HOME.get(system, "")
-    defaults = {
-        "YOLOV5_CONFIG_DIR": settings / "Ultralytics",
-        "YOLO_CONFIG_DIR": settings / "Ultralytics",
-        "MPLCONFIGDIR": home / ".config" / "matplotlib",
-    }
-    # ultralytics reads both as the words "True"/"False"
-    env = {**environ, "PIP_NO_INDEX": "1", "YOLO_OFFLINE": "True", "YOLO_AUTOINSTALL": "False"}
-    for variable, default in defaults.items():
-        if not environ.get(variable) and not default.is_dir():
-            env[variable] = str(scratch)
-    return env
 
 
 def reference_summary(log: str) -> str:
     """The first summary line a checkout printed while building ("" when it printed none)."""
     match = _SUMMARY.search(log)
     return match.group(0) if match else ""
+
+
+# --- the Target of a family with this layout ----------------------------------------------------------------
+
+
+class CheckoutTarget(Target):
+    """A family of this layout: YOLOv5, YOLOv7 or YOLOv9. `signature`: modules only its yamls use;
+    `anchor_style`: how its stock yamls write `anchors:` ("list" of pairs or an "int" count)."""
+
+    layout: Layout
+    signature: frozenset[str] = frozenset()
+    anchor_style: str = "list"
+    example: str = "--layers 8"  # an apply that fits the family's stock yamls, for next-step text
+
+    def claims(self, values: Mapping[str, Any], modules: Iterable[str]) -> int:
+        """A yaml with `anchors:` whose modules this family knows; its own modules weigh most."""
+        if "anchors" not in values:
+            return 0
+        modules = list(modules)
+        anchors = values["anchors"]
+        style = "int" if isinstance(anchors, int) and not isinstance(anchors, bool) else "list"
+        known = sum(m in self.rules.known for m in modules)
+        return 1 + known + 10 * len(self.signature & set(modules)) + (style == self.anchor_style)
+
+    def locate(self, repo: Path) -> Checkout | None:
+        return locate_checkout(repo, self.layout)
+
+    def inject(self, where: Any, operators: Sequence[Operator], force: bool, python: str) -> InjectPlan:
+        return inject(where, operators, force)
+
+    def revert(self, where: Any, names: Sequence[str] | None, force: bool) -> InjectPlan:
+        return revert(where, names, force)
+
+    def injected(self, where: Any) -> list[str]:
+        return injected_names(where, read_checkout(where))
+
+    def check(self, request: CheckRequest) -> ModelReport:
+        """The built-in builder, in a child when the yaml uses the user's operators; with --repo, the
+        checkout's own Model class in a child."""
+        import dataclasses
+
+        from yolopatch.check import check_builtin, check_with_users, export_builtin
+
+        if request.scale is not None:
+            raise OptionError(
+                "--scale", f"--scale {request.scale}: {request.path} has one size (no scales:)."
+            )
+        if request.repo is not None:
+            (report,) = self.check_many([request])
+            return report
+        builtin = self.builtin()
+        if request.fused and builtin is not None and builtin.fuse_differs:
+            raise YolopatchError(
+                f"{request.path}: --fused: {self.name}'s fuse() also {builtin.fuse_differs}, which yolopatch's "
+                f"built-in blocks do not; fuse with {self.name}'s own code for those figures."
+            )
+        text, name = request.text, str(request.path)
+        if request.users:
+            if request.export:
+                raise YolopatchError(
+                    f"{name}: --export of a model with your own operators "
+                    f"({', '.join(op.name for op in request.users)}) is not supported yet: export it with "
+                    f"{self.name}'s own exporter after `inject`."
+                )
+            (result,) = check_with_users(
+                [(text, name)], request.img, request.batch, request.fused, request.users
+            )
+            if isinstance(result, YolopatchError):
+                raise result
+            return result
+        report = check_builtin(text, name, request.img, request.batch, request.fused)
+        if request.export:
+            exported = export_builtin(text, name, request.img, request.batch, request.export)
+            report = dataclasses.replace(report, export=exported)
+        return report
+
+    def check_many(self, requests: Sequence[CheckRequest]) -> list[ModelReport]:
+        """With --repo, every yaml in one child (torch and the checkout imported once)."""
+        from yolopatch.check import run_child
+
+        repo = requests[0].repo if requests else None
+        if repo is None:
+            return [self.check(request) for request in requests]
+        for request in requests:
+            if request.scale is not None:
+                raise OptionError("--scale", f"--scale {request.scale}: {self.name} yamls have one size.")
+            if request.export:
+                raise YolopatchError(
+                    f"{request.path}: --export builds {self.name} yamls with yolopatch's own builder; leave "
+                    "out --repo (the same layers as the checkout's Model), or use the checkout's own export.py."
+                )
+        # the child runs in a scratch folder: every path the user typed is resolved here, where they typed it
+        models = find_checkout(repo, self.layout).models.resolve()
+        pairs = [str(p) for r in requests for p in (r.path.resolve(), r.path)]
+        img, batch = requests[0].img, requests[0].batch
+        arguments = [str(models), str(img), str(batch), *pairs]
+        results = run_child(
+            "yolopatch.targets.checkout_build", arguments, f"{models}: building with the checkout"
+        )
+        failed = next((r for r in results if isinstance(r, YolopatchError)), None)
+        if failed is not None:
+            raise failed
+        return results  # type: ignore[return-value]
+
+    def next_after_apply(self, written: Path, names: Sequence[str]) -> str:
+        """For a yaml inside a checkout, that checkout (and no inject step once it is done)."""
+        from yolopatch.operators import get_operator
+        from yolopatch.userop import user_ops
+        from yolopatch.userop.adapter import user_operators
+
+        flag = op_flag(names[0])
+        root = enclosing_checkout(written, self.layout)
+        if root is None:
+            return (
+                f"Next: yolopatch inject {self.checkout_hint}{flag}   (once per checkout), then:\n"
+                f"      yolopatch check {written}"
+            )
+        try:
+            users = user_operators(user_ops(Path.cwd()))
+            operators = [get_operator(name, users) for name in names]
+            injected = not inject(find_checkout(root, self.layout), operators).changed
+        except YolopatchError:
+            injected = False
+        check = f"yolopatch check {written} --repo {root}"
+        return (
+            f"Next: {check}"
+            if injected
+            else f"Next: yolopatch inject {root}{flag}   (once), then:\n      {check}"
+        )
+
+    def next_after_inject(self, where: str, operators: Sequence[Operator]) -> str:
+        flag, written = op_flag(operators[0].name), operators[0].name.lower()
+        return (
+            f"Next: yolopatch apply MODEL.yaml {self.example}{flag}   (writes MODEL-{written}.yaml), then:\n"
+            f"      yolopatch check MODEL-{written}.yaml --repo {where}"
+        )

@@ -1,6 +1,6 @@
 """Child process for `check` on an ultralytics yaml: build it with ultralytics' own code and measure it.
 
-    python -m yolopatch.ultralytics_build ROOT MODEL.yaml NAME SCALE IMG BATCH OUT.json
+    python -m yolopatch.targets.ultralytics.build ROOT MODEL.yaml NAME SCALE IMG BATCH OUT.json
 
 ROOT is the folder holding the `ultralytics` package of a checkout (`-`: the installed one); SCALE `-` picks
 the scale the file name implies, as ultralytics does. MODEL.yaml is absolute (the child runs in a scratch

@@ -15,8 +15,9 @@ from __future__ import annotations
 import ast
 import os
 import subprocess
+import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -52,8 +53,11 @@ from yolopatch.operators.spec import Operator
 from yolopatch.paste import operator_paste
 from yolopatch.rules import Rules
 from yolopatch.splice import Edit, newline_of, splice
+from yolopatch.targets.base import CheckRequest, Target, op_flag
 
 if TYPE_CHECKING:
+    from yolopatch.bench import Conditions, Latency
+    from yolopatch.report import ModelReport
     from yolopatch.userop.source import TargetImport
 
 # parse_model's (c1, c2) collection, the union over 8.1 to 8.4 (Classify is there too, but it is a head)
@@ -237,6 +241,14 @@ class Package:
 
     root: Path
     installed: bool = False
+
+    @property
+    def label(self) -> str:
+        return str(self.root)
+
+    @property
+    def import_root(self) -> Path:
+        return self.root.parent
 
     @property
     def kind(self) -> str:
@@ -987,3 +999,116 @@ def _checkpoints_needing(package: Package, workdir: Path | None, names: Sequence
 
 def with_location_warnings(plan: InjectPlan, package: Package, python: str) -> InjectPlan:
     return replace(plan, warnings=(*plan.warnings, *location_warnings(package, python)))
+
+
+# --- the Target ----------------------------------------------------------------------------------------------
+
+
+class Ultralytics(Target):
+    """ultralytics' own model classes build its yamls (installed, or a checkout's), always in a child."""
+
+    name = "ultralytics"
+    rules = RULES
+    defined = DEFINED
+    installable = "ultralytics"
+    has_scales = True
+    checkout_hint = "PATH/TO/ultralytics"
+    times_with_own_code = True
+
+    def claims(self, values: Mapping[str, Any], modules: Iterable[str]) -> int:
+        """An anchor-free yaml (YOLOv8 and later); the more of its modules ultralytics knows, the surer."""
+        if "anchors" in values:
+            return 0
+        return 1 + sum(m in self.rules.known for m in modules)
+
+    def locate(self, repo: Path) -> Package | None:
+        return find_package(repo)
+
+    def installed(self, python: str) -> Package:
+        return installed_package(python)
+
+    def inject(self, where: Any, operators: Sequence[Operator], force: bool, python: str) -> InjectPlan:
+        return with_location_warnings(inject(where, operators, force), where, python)
+
+    def revert(self, where: Any, names: Sequence[str] | None, force: bool) -> InjectPlan:
+        return revert(where, names, force)
+
+    def injected(self, where: Any) -> list[str]:
+        return injected_names(where)
+
+    def check(self, request: CheckRequest) -> ModelReport:
+        """Build with ultralytics' own model classes in a child process, with yolopatch's operators
+        registered in memory where the package lacks them, and measure; with `export`, also export the model
+        as ultralytics' exporter does (yolopatch.export); with `fused`, the figures after its fuse()."""
+        from yolopatch.check import run_child
+
+        r = request
+        arguments = [_root(r.repo), str(r.path.resolve()), str(r.path), r.scale or "-", str(r.img)]
+        arguments += [str(r.batch), r.export or "-", "1" if r.fused else "0"]
+        (result,) = run_child("yolopatch.targets.ultralytics.build", arguments, "building with ultralytics")
+        if isinstance(result, YolopatchError):
+            raise result
+        return result
+
+    def bench(
+        self, requests: Sequence[CheckRequest], timing: tuple[str, bool, int]
+    ) -> tuple[Conditions, dict[str, Latency]]:
+        """Time the yamls with ultralytics' own model classes, all built in one child so they run in turns."""
+        from yolopatch.bench import Conditions, Latency
+        from yolopatch.check import child_results
+
+        device, half, runs = timing
+        first = requests[0]
+        pairs = [str(p) for r in requests for p in (r.path.resolve(), r.path)]
+        arguments = [
+            "--bench",
+            _root(first.repo),
+            first.scale or "-",
+            str(first.img),
+            str(first.batch),
+            device,
+        ]
+        arguments += ["1" if half else "0", "1" if first.fused else "0", str(runs), *pairs]
+        (result,) = child_results("yolopatch.targets.ultralytics.build", arguments, "timing with ultralytics")
+        if "error" in result:
+            raise YolopatchError(result["error"])
+        latencies = {name: Latency(**value) for name, value in result["latencies"].items()}
+        return Conditions(**result["conditions"]), latencies
+
+    def next_after_apply(self, written: Path, names: Sequence[str]) -> str:
+        """Inject into the installed ultralytics unless it has the operators already."""
+        check = f"yolopatch check {written}   and   yolo train model={written}"
+        try:
+            injected = set(names) <= set(injected_names(installed_package(sys.executable)))
+        except YolopatchError:
+            injected = False
+        if injected:
+            return f"Next: {check}"
+        return (
+            f"Next: yolopatch inject --installed{op_flag(names[0])}   (once per ultralytics install; or a "
+            f"checkout), then:\n      {check}"
+        )
+
+    def next_after_inject(self, where: str, operators: Sequence[Operator]) -> str:
+        flag, written = op_flag(operators[0].name), operators[0].name.lower()
+        return (
+            f"Next: yolopatch apply yolov8n.yaml --layers 9 --insert{flag or ' --op involution'}   (a copy of a "
+            f"stock yaml), then:\n      yolopatch check yolov8n-{written}.yaml   and   yolo train "
+            f"model=yolov8n-{written}.yaml"
+        )
+
+
+def _root(repo: Path | None) -> str:
+    """The folder holding the ultralytics to build with ("-": the installed one)."""
+    if repo is None:
+        return "-"
+    package = find_package(repo)
+    if package is None:
+        raise YolopatchError(
+            f"{repo}: not an ultralytics checkout: found no ultralytics/nn/tasks.py. Pass the checkout's "
+            "root folder, or leave out --repo to use the installed ultralytics."
+        )
+    return str(package.root.parent.resolve())
+
+
+TARGET = Ultralytics()

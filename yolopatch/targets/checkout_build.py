@@ -1,6 +1,6 @@
 """Child process for `check --repo`: build yamls with a checkout's own Model class and measure them.
 
-    python -m yolopatch.repo_build MODELS_DIR IMG BATCH MODEL.yaml NAME [MODEL.yaml NAME ...] OUT.json
+    python -m yolopatch.targets.checkout_build MODELS_DIR IMG BATCH MODEL.yaml NAME [MODEL.yaml NAME ...] OUT.json
 
 MODELS_DIR and each MODEL.yaml are absolute (the child runs in a scratch folder); NAME is the yaml path as
 the user typed it, for the report and messages. Several yamls share one child: torch and the checkout are
@@ -32,7 +32,7 @@ from yolopatch.errors import YolopatchError
 
 def import_yolo(models: Path):
     """models/yolo.py as its checkout imports it: `models.yolo`, or `yolov5.models.yolo` for the pip package."""
-    from yolopatch.targets.yolov5 import imports_as_package
+    from yolopatch.targets.checkout import imports_as_package
 
     tree = ast.parse(models.joinpath("yolo.py").read_text(encoding="utf-8"))
     package = models.parent
@@ -56,7 +56,7 @@ def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int) ->
     from yolopatch.files import read_text
     from yolopatch.measure import measure
     from yolopatch.modelyaml import parse_model_yaml
-    from yolopatch.targets.yolov5 import reference_summary
+    from yolopatch.targets.checkout import reference_summary
 
     parsed = parse_model_yaml(read_text(yaml_path), name)
     from yolopatch.userop.adapter import recorded_operators
@@ -104,6 +104,18 @@ def _offline_hint(exc: Exception) -> str:
     )
 
 
+def default_activations(yolo) -> dict[type, Any]:
+    """The classes' `default_act` as imported. A yaml's `activation:` sets it for the whole process (YOLOv5
+    v7.0's and YOLOv9's Conv, YOLOv9's RepConvN), so each later yaml would get it too."""
+    classes = {v for v in vars(yolo).values() if isinstance(v, type) and "default_act" in vars(v)}
+    return {cls: vars(cls)["default_act"] for cls in classes}
+
+
+def restore(activations: dict[type, Any]) -> None:
+    for cls, act in activations.items():
+        setattr(cls, "default_act", act)  # noqa: B010 (the attribute is the family's, unknown to the type)
+
+
 def main(argv: list[str]) -> None:
     models, img, batch, *pairs, out = argv
     # v4.0 to v6.0 log their summary line at INFO level without configuring logging themselves
@@ -114,7 +126,9 @@ def main(argv: list[str]) -> None:
     except YolopatchError as exc:
         results = [{"error": str(exc)}] * (len(pairs) // 2)
     else:
+        activations = default_activations(yolo)
         for yaml_path, name in zip(pairs[::2], pairs[1::2], strict=True):
+            restore(activations)
             try:
                 results.append(
                     {"report": build_and_measure(yolo, Path(yaml_path), name, int(img), int(batch))}
