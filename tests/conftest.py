@@ -8,7 +8,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from helpers import ULTRALYTICS_VERSIONS, YOLOV5_VERSIONS, download_ultralytics, download_yolov5
+from helpers import (
+    ULTRALYTICS_VERSIONS,
+    YOLOV5_VERSIONS,
+    download_ultralytics,
+    download_yolo9,
+    download_yolov5,
+    download_yolov7,
+    download_yolov7_checkout,
+)
 from hypothesis import settings
 
 # CI runs the same examples every time: a red CI names a real regression, not a new random draw
@@ -39,6 +47,19 @@ def ultralytics_packages() -> dict[str, Path]:
     return _downloaded(download_ultralytics, ULTRALYTICS_VERSIONS, "ultralytics")
 
 
+@pytest.fixture(scope="session")
+def wky_packages() -> dict[str, Path]:
+    """WongKinYiu's YOLOv7 and YOLOv9 as PyPI packages them: "yolo9" (the yolo9 package folder, with its
+    detect yamls), "yolov7" (yolov7detect's yolov7 package folder), "yolov7-checkout" (the upstream layout
+    with cfg/training and cfg/deploy)."""
+    downloads = {
+        "yolo9": download_yolo9,
+        "yolov7": download_yolov7,
+        "yolov7-checkout": download_yolov7_checkout,
+    }
+    return _downloaded(lambda name: downloads[name](), list(downloads), "WongKinYiu packages")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """One torch thread per pytest-xdist worker (and its children): two workers on two cores, not four
     threads fighting over them."""
@@ -50,7 +71,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Every test that needs the downloaded wheels carries the `real` marker (`-m "not real"` skips them);
     `exhaustive` tests run only when a `-m` expression names them (`-m exhaustive`)."""
     for item in items:
-        if {"yolov5_packages", "ultralytics_packages"} & set(getattr(item, "fixturenames", ())):
+        if {"yolov5_packages", "ultralytics_packages", "wky_packages"} & set(
+            getattr(item, "fixturenames", ())
+        ):
             item.add_marker(pytest.mark.real)
     if "exhaustive" not in (config.option.markexpr or ""):
         left_out = [item for item in items if item.get_closest_marker("exhaustive")]

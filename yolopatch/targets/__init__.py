@@ -13,11 +13,11 @@ from typing import Any
 
 from yolopatch.csp import CspBlock
 from yolopatch.errors import YolopatchError
-from yolopatch.targets import ultralytics, yolov5
+from yolopatch.targets import ultralytics, yolov5, yolov7, yolov9
 from yolopatch.targets.base import Location, Target
 
 # In order of preference where two claim the same yaml equally (the most used family first).
-TARGETS: tuple[Target, ...] = (yolov5.TARGET, ultralytics.TARGET)
+TARGETS: tuple[Target, ...] = (yolov5.TARGET, ultralytics.TARGET, yolov7.TARGET, yolov9.TARGET)
 
 
 def target_for(values: Mapping[str, Any]) -> Target:

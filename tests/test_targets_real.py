@@ -1,0 +1,259 @@
+"""YOLOv7 and YOLOv9 on the real repositories as PyPI packages them (downloaded into the test cache, never
+committed): every stock yaml is claimed by its family and simulated with the channels its own Model builds;
+the built-in builder gives the parameters of the family's own Model; inject then revert is byte-identical on
+the real trees, and the family's own Model builds every built-in operator once injected.
+
+The family's own code runs only in `check --repo`'s child (it edits sys.path and global state on import).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import EXHAUSTIVE, STUBS, run_cli, sweep_cases
+
+from yolopatch.apply import ApplyOptions, apply_operator
+from yolopatch.channels import geometry, simulate
+from yolopatch.check import check_builtin
+from yolopatch.errors import YolopatchError
+from yolopatch.modelyaml import parse_model_yaml
+from yolopatch.operators import OPERATORS
+from yolopatch.targets import target_for
+
+# torchvision cannot load beside the CPU torch here: the families import it, a build uses none of it
+CHILD = {"PYTHONPATH": str(STUBS)}
+# The yamls whose build covers each family's traps, checked by default (-m exhaustive: every one)
+FEATURED = {
+    "yolov9-c.yaml",  # Silence, CBLinear/CBFuse, DualDDetect
+    "gelan.yaml",  # `activation: nn.ReLU()`
+    "gelan-s.yaml",  # ELAN1, AConv
+    "yolov7-af.yaml",  # YOLOv7's body in YOLOv9
+    "training/yolov7.yaml",  # MP, SPPCSPC, RepConv, IDetect
+    "training/yolov7-tiny.yaml",  # LeakyReLU arguments, SP
+    "training/yolov7-w6.yaml",  # ReOrg, IAuxDetect with 8 inputs, stride 64
+    "deploy/yolov7-e6e.yaml",  # Shortcut, DownC, the largest graph
+}
+
+
+def _yamls(wky_packages: dict[str, Path]) -> dict[str, list[Path]]:
+    cfg = wky_packages["yolov7-checkout"] / "cfg"
+    return {
+        "YOLOv9": sorted((wky_packages["yolo9"] / "models" / "detect").glob("*.yaml")),
+        "YOLOv7": sorted([*(cfg / "training").glob("*.yaml"), *(cfg / "deploy").glob("*.yaml")]),
+    }
+
+
+def _name(path: Path) -> str:
+    return path.name if path.parent.name == "detect" else f"{path.parent.name}/{path.name}"
+
+
+def _img(path: Path) -> int:
+    """A multiple of the largest stride: 64 for the P6 models."""
+    return 128 if "6" in path.stem.split("-")[-1] else 64
+
+
+def test_every_stock_yaml_is_claimed_by_its_family(wky_packages):
+    for family, paths in _yamls(wky_packages).items():
+        assert len(paths) == (14 if family == "YOLOv9" else 15)
+        for path in paths:
+            assert target_for(parse_model_yaml(path.read_text(), str(path)).values).name == family, path
+
+
+def _own_model(repo: Path, paths: list[Path], img: int, tmp_path: Path) -> list[dict]:
+    """`check --repo` of every yaml, in one child: the family's own Model's per-layer report."""
+    result = run_cli("check", *map(str, paths), "--repo", str(repo), "--img", str(img), "--json", env=CHILD)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    return data["models"] if len(paths) > 1 else [data["model"]]
+
+
+def _channels(output: str) -> int | None:
+    """The channels of a layer's one 4-D output ("[1, 64, 32, 32]"); None for heads and lists."""
+    shapes = re.findall(r"\[(\d+), (\d+), \d+, \d+\]", output)
+    return int(shapes[0][1]) if len(shapes) == 1 and output.count("[") == 1 else None
+
+
+@pytest.mark.parametrize("exhaustive", EXHAUSTIVE)
+@pytest.mark.parametrize("family", ["YOLOv7", "YOLOv9"])
+def test_stock_yamls_simulate_and_build_as_the_familys_own_model(wky_packages, tmp_path, family, exhaustive):
+    """Per layer, the simulated channels are the own Model's; the built-in builder's parameters and layer
+    count are the own Model's, as its summary line prints them."""
+    repo = wky_packages["yolo9" if family == "YOLOv9" else "yolov7"]
+    paths = [p for p in _yamls(wky_packages)[family] if exhaustive or _name(p) in FEATURED]
+    for img in sorted({_img(p) for p in paths}):
+        batch = [p for p in paths if _img(p) == img]
+        for path, theirs in zip(batch, _own_model(repo, batch, img, tmp_path), strict=True):
+            text = path.read_text(encoding="utf-8")
+            parsed = parse_model_yaml(text, str(path))
+            shapes = simulate(parsed.logical_rows(), geometry(parsed.values), str(path)).shapes
+            for layer, shape in zip(theirs["layers"], shapes, strict=True):
+                built = _channels(layer["output"])
+                if built is not None and shape.c2 is not None:
+                    assert shape.c2 == built, (path.name, layer["index"], layer["module"])
+            ours = check_builtin(text, str(path), img, 1)
+            assert (ours.params, ours.modules) == (theirs["params"], theirs["modules"]), path.name
+            assert f"{ours.modules} layers, {ours.params} parameters" in theirs["reference"], path.name
+
+
+@pytest.fixture
+def trees(wky_packages, tmp_path) -> dict[str, Path]:
+    """Copies of the three real trees, each under its package's own name (absolute imports need it)."""
+    copies = {
+        "yolo9": tmp_path / "site" / "yolo9",
+        "yolov7": tmp_path / "site" / "yolov7",
+        "yolov7-checkout": tmp_path / "yolov7",
+    }
+    for name, copy in copies.items():
+        ignore = shutil.ignore_patterns("__pycache__", "*.dist-info", "*.pt")
+        shutil.copytree(wky_packages[name], copy, ignore=ignore)
+    return copies
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.py"))}
+
+
+ALL = ",".join(op.name.lower() for op in OPERATORS.values())
+
+
+@pytest.mark.parametrize(
+    ("tree", "family", "yaml", "layers"),
+    [
+        pytest.param("yolo9", "YOLOv9", "yolov9-c.yaml", "3,9,16,22", id="yolo9-package"),
+        pytest.param("yolov7", "YOLOv7", "training/yolov7.yaml", "24,37,50,63", id="yolov7detect-package"),
+        pytest.param(
+            "yolov7-checkout", "YOLOv7", "training/yolov7-tiny.yaml", "7,14,21,28", id="yolov7-checkout"
+        ),
+    ],
+)
+def test_inject_builds_every_operator_with_the_own_model_and_reverts_byte_for_byte(
+    wky_packages, trees, tmp_path, tree, family, yaml, layers
+):
+    repo = trees[tree]
+    pristine = _snapshot(repo)
+    injected = run_cli("inject", str(repo), "--op", ALL)
+    assert injected.returncode == 0, injected.stderr
+    assert run_cli("inject", str(repo), "--op", ALL, "--check").returncode == 0  # twice equals once
+    stock = next(p for p in _yamls(wky_packages)[family] if _name(p) == yaml)
+    model = tmp_path / f"with-operators-{stock.name}"
+    text = stock.read_text(encoding="utf-8")
+    first, *rest = layers.split(",")
+    for op, layer in zip(OPERATORS.values(), [first, *rest, first, rest[0]], strict=False):
+        insert = op.name in ("SimAM", "CoordAtt")
+        try:
+            text = apply_operator(text, layer, ApplyOptions(op, insert=insert), str(stock)).text
+        except YolopatchError:
+            text = apply_operator(text, layer, ApplyOptions(op, insert=True), str(stock)).text
+    model.write_text(text, encoding="utf-8")
+    (theirs,) = _own_model(repo, [model], _img(stock), tmp_path)
+    used = {layer["module"] for layer in theirs["layers"]}
+    assert {op.name for op in OPERATORS.values()} <= used
+    ours = check_builtin(text, str(model), _img(stock), 1)
+    # the module counts may differ: a YOLOv7 tree's Conv inside Involution has a SiLU of its own
+    assert ours.params == theirs["params"] and f"{ours.params} parameters" in theirs["reference"]
+    reverted = run_cli("inject", str(repo), "--revert")
+    assert reverted.returncode == 0, reverted.stderr
+    assert _snapshot(repo) == pristine
+
+
+def result_c2(text: str, layer: int) -> int | None:
+    parsed = parse_model_yaml(text)
+    return simulate(parsed.logical_rows(), geometry(parsed.values)).shapes[layer].c2
+
+
+def _built_channels(text: str, layer: int, img: int) -> int | None:
+    """The channels of one layer's output when the built-in builder's model runs forward."""
+    import torch
+
+    from yolopatch.builder import build_model
+
+    parsed = parse_model_yaml(text)
+    model = build_model(parsed, simulate(parsed.logical_rows(), geometry(parsed.values)))
+    seen: list[int] = []
+    model.model[layer].register_forward_hook(lambda _m, _i, out: seen.append(out.shape[1]))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, img, img))
+    return seen[0]
+
+
+@pytest.mark.parametrize("exhaustive", EXHAUSTIVE)
+@pytest.mark.parametrize("family", ["YOLOv7", "YOLOv9"])
+def test_stock_yamls_layer_by_layer_build_or_are_refused_in_one_line(wky_packages, family, exhaustive):
+    """Every layer (default: a fixed-seed sample), replaced and inserted after: the result builds with the
+    built-in builder (the own Model's parameters, as above) with the channels apply promised, or apply
+    refuses it in one line naming the layer."""
+    yamls = [(p, p.read_text(encoding="utf-8")) for p in _yamls(wky_packages)[family]]
+    outcomes = {"ok": 0, "refused": 0}
+    ops = list(OPERATORS.values())
+    cases = sweep_cases(yamls, lambda text: len(parse_model_yaml(text).layers), 2, family, exhaustive)
+    for number, (path, text, index, mode) in enumerate(cases):
+        if not exhaustive and number % 16:
+            continue  # building is the slow part: one case in sixteen by default
+        options = ApplyOptions(ops[number % len(ops)], insert=bool(mode))
+        try:
+            result = apply_operator(text, str(index), options, str(path))
+        except YolopatchError as exc:
+            assert f"layer {index} (" in str(exc) and "\n" not in str(exc), str(exc)
+            outcomes["refused"] += 1
+            continue
+        at = index + 1 if mode else index
+        assert _built_channels(result.text, at, _img(path)) == result_c2(result.text, at), (
+            path.name,
+            index,
+            mode,
+        )
+        outcomes["ok"] += 1
+    assert outcomes["ok"] > 0 and outcomes["refused"] > 0, outcomes
+
+
+@pytest.mark.parametrize(
+    ("file", "cls", "name", "stock", "how"),
+    [
+        pytest.param(
+            "se_attention.py",
+            "SEAttention",
+            "seattention",
+            "training/yolov7-tiny.yaml",
+            ("--insert",),
+            id="keep",
+        ),
+        pytest.param(
+            "v5_import.py", "ConvGateV5", "convgatev5", "training/yolov7-tiny.yaml", (), id="checkout-conv"
+        ),
+    ],
+)
+def test_your_own_module_works_on_yolov7_as_on_yolov5(
+    wky_packages, trees, tmp_path, file, cls, name, stock, how
+):
+    """ops add (probed against the checkout), apply, inject --for, check with the built-in builder and with
+    the checkout's own Model: the same parameters; revert leaves the checkout as it was."""
+    from helpers import FIXTURES
+
+    repo = trees["yolov7-checkout"]
+    pristine = _snapshot(repo)
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(FIXTURES / "user_modules" / file, work / file)
+    source = next(p for p in _yamls(wky_packages)["YOLOv7"] if _name(p) == stock)
+    shutil.copy(source, work / "model.yaml")
+    added = run_cli("ops", "add", f"{file}:{cls}", "--repo", str(repo), cwd=work, env=CHILD)
+    assert added.returncode == 0, added.stderr
+    applied = run_cli("apply", "model.yaml", "--layers", "7", "--op", name, *how, "-o", "mine.yaml", cwd=work)
+    assert applied.returncode == 0, applied.stderr
+    injected = run_cli("inject", str(repo), "--for", "mine.yaml", cwd=work)
+    assert injected.returncode == 0, injected.stderr
+    own = run_cli("check", "mine.yaml", "--repo", str(repo), "--img", "64", "--json", cwd=work, env=CHILD)
+    theirs = json.loads(own.stdout)["model"]
+    assert cls in {layer["module"] for layer in theirs["layers"]}
+    builtin = run_cli("check", "mine.yaml", "--img", "64", "--json", cwd=work, env=CHILD)
+    if file == "v5_import.py":  # built on the checkout's Conv: only the checkout's own Model has it
+        assert builtin.returncode == 1 and "--repo PATH/TO/checkout" in builtin.stderr
+    else:
+        ours = json.loads(builtin.stdout)["model"]
+        assert ours["params"] == theirs["params"] and f"{ours['params']} parameters" in theirs["reference"]
+    assert run_cli("inject", str(repo), "--revert", cwd=work).returncode == 0
+    assert _snapshot(repo) == pristine
