@@ -16,6 +16,7 @@ from helpers import (
     download_yolov5,
     download_yolov7,
     download_yolov7_checkout,
+    download_yolov7_easy,
 )
 from hypothesis import settings
 
@@ -50,11 +51,13 @@ def ultralytics_packages() -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def wky_packages() -> dict[str, Path]:
     """WongKinYiu's YOLOv7 and YOLOv9 as PyPI packages them: "yolo9" (the yolo9 package folder, with its
-    detect yamls), "yolov7" (yolov7detect's yolov7 package folder), "yolov7-checkout" (the upstream layout
-    with cfg/training and cfg/deploy)."""
+    detect yamls), "yolov7" and "yolov7-easy" (the yolov7 package folder of yolov7detect, and of yolov7-easy,
+    whose files end lines with CRLF), "yolov7-checkout" (the upstream layout with cfg/training and
+    cfg/deploy)."""
     downloads = {
         "yolo9": download_yolo9,
         "yolov7": download_yolov7,
+        "yolov7-easy": download_yolov7_easy,
         "yolov7-checkout": download_yolov7_checkout,
     }
     return _downloaded(lambda name: downloads[name](), list(downloads), "WongKinYiu packages")

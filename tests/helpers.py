@@ -226,8 +226,14 @@ def download_ultralytics(version: str) -> Path:
 
 # WongKinYiu's repositories as PyPI packages them (GPL-3.0: downloaded, never committed):
 # yolo9 (YOLOv9's models/ and its detect yamls), yolov7detect (YOLOv7's models/, as `yolov7`, an sdist),
-# yolov7-wky-package (the upstream layout: top-level models/ and cfg/ with the stock yamls).
-YOLO9_VERSION, YOLOV7_VERSION, YOLOV7_YAMLS_VERSION = "1.0.18", "1.0.1", "2024.9.23.1"
+# yolov7-wky-package (the upstream layout: top-level models/ and cfg/ with the stock yamls), yolov7-easy
+# (yolov7detect's models/ with CRLF line endings).
+YOLO9_VERSION, YOLOV7_VERSION, YOLOV7_YAMLS_VERSION, YOLOV7_EASY_VERSION = (
+    "1.0.18",
+    "1.0.1",
+    "2024.9.23.1",
+    "0.0.1",
+)
 
 
 def download_yolo9() -> Path:
@@ -238,6 +244,11 @@ def download_yolo9() -> Path:
 def download_yolov7() -> Path:
     """The `yolov7` package folder of yolov7detect (holds models/; no yamls)."""
     return _unpacked_wheel("yolov7detect", YOLOV7_VERSION, "yolov7") / "yolov7"
+
+
+def download_yolov7_easy() -> Path:
+    """The `yolov7` package folder of yolov7-easy (CRLF files)."""
+    return _unpacked_wheel("yolov7-easy", YOLOV7_EASY_VERSION, "yolov7") / "yolov7"
 
 
 def download_yolov7_checkout() -> Path:

@@ -286,7 +286,9 @@ def _break(repo: Path, name: str, old: str, new: str) -> None:
 
 BAD = [
     pytest.param(lambda r: shutil.rmtree(r / "models"), "not a checkout yolopatch knows", id="not-yolov5"),
-    pytest.param(lambda r: (r / "models" / "yolo.py").unlink(), "not a checkout yolopatch knows", id="no-yolo-py"),
+    pytest.param(
+        lambda r: (r / "models" / "yolo.py").unlink(), "not a checkout yolopatch knows", id="no-yolo-py"
+    ),
     pytest.param(
         lambda r: _break(r, "yolo.py", "if m in [nn.Conv2d, Conv,", "if m in [nn.Conv2d,"),
         "parse_model has no `if m in {Conv, ...}:` collection",

@@ -130,20 +130,21 @@ def test_inserting_in_a_yolov9_yaml_renumbers_cblinear_cbfuse_and_both_head_bran
 
 
 @pytest.mark.parametrize(
-    ("text", "layers", "reason"),
+    ("text", "layers", "insert", "reason"),
     [
-        pytest.param(V9, "23", "CBLinear", id="v9-cblinear"),
-        pytest.param(V9, "30", "CBFuse", id="v9-cbfuse"),
-        pytest.param(V9, "0", "Silence", id="v9-silence"),
-        pytest.param(V7, "8", "MP", id="v7-mp"),
-        pytest.param(V7, "53", "IDetect", id="v7-head"),
+        pytest.param(V9, "23", False, "a list of tensors", id="v9-cblinear"),
+        pytest.param(V9, "23", True, "a list of tensors for CBFuse", id="v9-after-cblinear"),
+        pytest.param(V9, "30", False, "takes several inputs", id="v9-cbfuse"),
+        pytest.param(V9, "0", False, "passes the image through", id="v9-silence"),
+        pytest.param(V7, "8", False, "not an output channel count", id="v7-mp"),
+        pytest.param(V7, "53", True, "IDetect is the model's output", id="v7-after-head"),
     ],
 )
-def test_rows_that_cannot_become_an_operator_are_refused_with_their_reason(text, layers, reason):
+def test_rows_that_cannot_take_an_operator_are_refused_with_their_reason(text, layers, insert, reason):
     from yolopatch.errors import YolopatchError
 
-    with pytest.raises(YolopatchError, match=reason):
-        apply_operator(text, layers, ApplyOptions(get_operator("se")), name="m.yaml")
+    with pytest.raises(YolopatchError, match=f"layer {layers} .*{reason}"):
+        apply_operator(text, layers, ApplyOptions(get_operator("se"), insert=insert), name="m.yaml")
 
 
 @pytest.mark.parametrize("text", [V7, V9], ids=["yolov7", "yolov9"])
@@ -200,3 +201,23 @@ def test_a_failed_inject_names_the_operator_asked_for_and_changes_nothing(tmp_pa
     assert result.returncode == 1
     assert "add CBAM to" in result.stderr and "Involution" not in result.stderr
     assert _snapshot(repo) == pristine
+
+
+def test_check_repo_gives_each_yaml_the_activation_its_family_imported_with():
+    """YOLOv5 v7.0's and YOLOv9's `activation:` sets Conv.default_act for the whole process; the build child
+    puts the imported value back before each yaml."""
+    import types
+
+    from yolopatch.targets.checkout_build import default_activations, restore
+
+    class Conv:
+        default_act = "SiLU"
+
+    class RepConvN:
+        default_act = "SiLU too"
+
+    yolo = types.SimpleNamespace(Conv=Conv, RepConvN=RepConvN, Concat=object, nn=types)
+    imported = default_activations(yolo)
+    Conv.default_act = RepConvN.default_act = "ReLU"  # what building gelan.yaml leaves behind
+    restore(imported)
+    assert (Conv.default_act, RepConvN.default_act) == ("SiLU", "SiLU too")

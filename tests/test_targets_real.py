@@ -9,6 +9,7 @@ The family's own code runs only in `check --repo`'s child (it edits sys.path and
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 from pathlib import Path
@@ -105,6 +106,7 @@ def trees(wky_packages, tmp_path) -> dict[str, Path]:
     copies = {
         "yolo9": tmp_path / "site" / "yolo9",
         "yolov7": tmp_path / "site" / "yolov7",
+        "yolov7-easy": tmp_path / "easy" / "yolov7",
         "yolov7-checkout": tmp_path / "yolov7",
     }
     for name, copy in copies.items():
@@ -128,6 +130,7 @@ ALL = ",".join(op.name.lower() for op in OPERATORS.values())
         pytest.param(
             "yolov7-checkout", "YOLOv7", "training/yolov7-tiny.yaml", "7,14,21,28", id="yolov7-checkout"
         ),
+        pytest.param("yolov7-easy", "YOLOv7", "deploy/yolov7.yaml", "24,37,50,63", id="yolov7-easy-crlf"),
     ],
 )
 def test_inject_builds_every_operator_with_the_own_model_and_reverts_byte_for_byte(
@@ -191,8 +194,8 @@ def test_stock_yamls_layer_by_layer_build_or_are_refused_in_one_line(wky_package
     ops = list(OPERATORS.values())
     cases = sweep_cases(yamls, lambda text: len(parse_model_yaml(text).layers), 2, family, exhaustive)
     for number, (path, text, index, mode) in enumerate(cases):
-        if not exhaustive and number % 16:
-            continue  # building is the slow part: one case in sixteen by default
+        if not exhaustive and number % 32:
+            continue  # building is the slow part: one case in 32 by default
         options = ApplyOptions(ops[number % len(ops)], insert=bool(mode))
         try:
             result = apply_operator(text, str(index), options, str(path))
@@ -211,38 +214,51 @@ def test_stock_yamls_layer_by_layer_build_or_are_refused_in_one_line(wky_package
 
 
 @pytest.mark.parametrize(
-    ("file", "cls", "name", "stock", "how"),
+    ("tree", "file", "cls", "stock", "how"),
     [
         pytest.param(
+            "yolov7-checkout",
             "se_attention.py",
             "SEAttention",
-            "seattention",
             "training/yolov7-tiny.yaml",
-            ("--insert",),
-            id="keep",
+            ("7", "--insert"),
+            id="yolov7-keep",
         ),
         pytest.param(
-            "v5_import.py", "ConvGateV5", "convgatev5", "training/yolov7-tiny.yaml", (), id="checkout-conv"
+            "yolov7-checkout",
+            "v5_import.py",
+            "ConvGateV5",
+            "training/yolov7-tiny.yaml",
+            ("7",),
+            id="yolov7-conv",
+        ),
+        pytest.param(
+            "yolo9", "v5_import.py", "ConvGateV5", "yolov9-c.yaml", ("9", "--insert"), id="yolo9-package-conv"
         ),
     ],
 )
-def test_your_own_module_works_on_yolov7_as_on_yolov5(
-    wky_packages, trees, tmp_path, file, cls, name, stock, how
+def test_your_own_module_works_on_yolov7_and_yolov9_as_on_yolov5(
+    wky_packages, trees, tmp_path, tree, file, cls, stock, how
 ):
     """ops add (probed against the checkout), apply, inject --for, check with the built-in builder and with
-    the checkout's own Model: the same parameters; revert leaves the checkout as it was."""
+    the checkout's own Model: the same parameters; revert leaves the checkout as it was. A module built on
+    the checkout's Conv imports it from the package in the pip layout (yolo9.models.common)."""
     from helpers import FIXTURES
 
-    repo = trees["yolov7-checkout"]
+    repo = trees[tree]
     pristine = _snapshot(repo)
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(FIXTURES / "user_modules" / file, work / file)
-    source = next(p for p in _yamls(wky_packages)["YOLOv7"] if _name(p) == stock)
+    family = "YOLOv9" if tree == "yolo9" else "YOLOv7"
+    source = next(p for p in _yamls(wky_packages)[family] if _name(p) == stock)
     shutil.copy(source, work / "model.yaml")
     added = run_cli("ops", "add", f"{file}:{cls}", "--repo", str(repo), cwd=work, env=CHILD)
     assert added.returncode == 0, added.stderr
-    applied = run_cli("apply", "model.yaml", "--layers", "7", "--op", name, *how, "-o", "mine.yaml", cwd=work)
+    at, *insert = how
+    applied = run_cli(
+        "apply", "model.yaml", "--layers", at, "--op", cls, *insert, "-o", "mine.yaml", cwd=work
+    )
     assert applied.returncode == 0, applied.stderr
     injected = run_cli("inject", str(repo), "--for", "mine.yaml", cwd=work)
     assert injected.returncode == 0, injected.stderr
@@ -255,5 +271,55 @@ def test_your_own_module_works_on_yolov7_as_on_yolov5(
     else:
         ours = json.loads(builtin.stdout)["model"]
         assert ours["params"] == theirs["params"] and f"{ours['params']} parameters" in theirs["reference"]
+    if file == "v5_import.py" and tree == "yolo9":
+        copied = (repo / "models" / "yolopatch_v5_import.py").read_text(encoding="utf-8")
+        assert "from yolo9.models.common import Conv" in copied
     assert run_cli("inject", str(repo), "--revert", cwd=work).returncode == 0
     assert _snapshot(repo) == pristine
+
+
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("family", ["YOLOv7", "YOLOv9"])
+def test_sampled_layers_build_with_the_familys_own_model_at_batch_2(wky_packages, trees, tmp_path, family):
+    """A fixed-seed sample of (yaml, layer, replace or insert, operator), built by the family's own Model
+    (all six operators injected) at 2x3x128x128, forward and backward: the channels apply promised."""
+    repo = trees["yolo9" if family == "YOLOv9" else "yolov7"]
+    assert run_cli("inject", str(repo), "--op", ALL).returncode == 0
+    ops, generator = list(OPERATORS.values()), random.Random(family)
+    cases = []
+    for path in _yamls(wky_packages)[family]:
+        text = path.read_text(encoding="utf-8")
+        for index in range(len(parse_model_yaml(text).layers)):
+            for insert in (False, True):
+                op = ops[generator.randrange(len(ops))]
+                if generator.random() > 0.04:
+                    continue
+                try:
+                    result = apply_operator(text, str(index), ApplyOptions(op, insert=insert), str(path))
+                except YolopatchError:
+                    continue
+                variant = tmp_path / f"{path.parent.name}-{path.stem}-{index}-{int(insert)}-{op.name}.yaml"
+                variant.write_text(result.text, encoding="utf-8")
+                cases.append((variant, index + insert, result_c2(result.text, index + insert)))
+    assert len(cases) > 20
+    for start in range(0, len(cases), 12):
+        chunk = cases[start : start + 12]
+        paths = [variant for variant, _, _ in chunk]
+        result = run_cli(
+            "check",
+            *map(str, paths),
+            "--repo",
+            str(repo),
+            "--img",
+            "128",
+            "--batch",
+            "2",
+            "--json",
+            env=CHILD,
+        )
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        for (variant, at, promised), report in zip(
+            chunk, data["models"] if len(chunk) > 1 else [data["model"]], strict=True
+        ):
+            assert _channels(report["layers"][at]["output"]) == promised, variant.name

@@ -271,10 +271,13 @@ def test_an_upgrade_that_replaced_the_files_is_reported_and_repaired(tmp_path):
     assert {c.path for c in repaired.changes if c.changed} == {package.tasks, package.init}
 
 
-def test_an_unknown_layout_fails_with_the_manual_edit(tmp_path):
+def test_an_unknown_layout_fails_with_the_manual_edit_for_the_operator_asked_for(tmp_path):
     package = make_package(tmp_path, IMPORTS + "\n\ndef parse_model(d, ch):\n    return d\n")
-    with pytest.raises(YolopatchError, match=r"no `if m in \{Conv, \.\.\.\}:` collection.*By hand: 1\)"):
-        plan_inject(package, texts_of(package), [SE])
+    with pytest.raises(
+        YolopatchError, match=r"no `if m in \{Conv, \.\.\.\}:` collection.*By hand: 1\)"
+    ) as raised:
+        plan_inject(package, texts_of(package), [INV])
+    assert "(Involution)" in str(raised.value) and "SE" not in str(raised.value)
 
 
 # --- the command line ------------------------------------------------------------------------------------

@@ -284,6 +284,8 @@ def _why_not_insert(context: _Context, layer: Layer, shape: Shape) -> str | None
             f"{op.name} {how}: inserted, it would change the size of every later layer; replace a layer of "
             "that stride instead (an nn.Upsample row for an upsampler)"
         )
+    if shape.c2 is None and module in geo.rules.not_replaceable:  # no one feature map (YOLOv9's CBLinear)
+        return geo.rules.not_replaceable[module].format(op=one)
     unsure = _unsure("output", shape.c2, shape.c2_assumed)
     if unsure or shape.c2 is None:
         return unsure

@@ -46,8 +46,8 @@ class Location(Protocol):
     def label(self) -> str: ...
 
     @property
-    def import_root(self) -> Path:
-        """The folder whose imports the family's code uses: first on a child's sys.path."""
+    def import_paths(self) -> tuple[Path, ...]:
+        """The folders a child puts first on sys.path to import the family's code as this copy has it."""
         ...
 
 

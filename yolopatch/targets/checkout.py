@@ -94,8 +94,12 @@ class Checkout:
         return str(self.models.parent)
 
     @property
-    def import_root(self) -> Path:
-        return self.models.parent
+    def import_paths(self) -> tuple[Path, ...]:
+        """The root, for `models.common`; in a pip package's layout also the folder holding the package, for
+        the absolute imports inside it (`yolo9.utils`)."""
+        tree = ast.parse(read_text(self.yolo))
+        absolute = imports_as_package(tree, self.models)
+        return (self.models.parent, self.models.parent.parent) if absolute else (self.models.parent,)
 
 
 def models_folder(repo: Path, package: str) -> Path | None:

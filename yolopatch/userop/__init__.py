@@ -229,7 +229,9 @@ def repo_target(repo: Path) -> ProbeTarget:
     from yolopatch.targets import locate
 
     target, where = locate(repo)
-    return ProbeTarget(f"{target.name} checkout {repo}", sys_path=(str(where.import_root.resolve()),))
+    return ProbeTarget(
+        f"{target.name} checkout {repo}", sys_path=tuple(str(p.resolve()) for p in where.import_paths)
+    )
 
 
 def installed_target(python: str) -> ProbeTarget:

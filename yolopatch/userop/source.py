@@ -18,7 +18,7 @@ from yolopatch.errors import YolopatchError
 
 # Where a framework's building blocks come from: imports of these modules are "target imports".
 # The checkout layout YOLOv5 made (models/common.py) is YOLOv7's and YOLOv9's too: their imports are one kind.
-CHECKOUT_LAYOUT = "YOLOv5"
+CHECKOUT_LAYOUT = "YOLOv5/YOLOv7/YOLOv9"
 TARGET_MODULES = {
     "ultralytics": ("ultralytics",),
     CHECKOUT_LAYOUT: (

@@ -247,8 +247,8 @@ class Package:
         return str(self.root)
 
     @property
-    def import_root(self) -> Path:
-        return self.root.parent
+    def import_paths(self) -> tuple[Path, ...]:
+        return (self.root.parent,)
 
     @property
     def kind(self) -> str:
@@ -402,11 +402,12 @@ def _our_imports(tree: ast.Module, module: str) -> dict[str, ast.ImportFrom]:
     return found
 
 
-def _sites(package: Package, texts: Mapping[Path, str | None]) -> _Sites:
+def _sites(package: Package, texts: Mapping[Path, str | None], names: Sequence[str]) -> _Sites:
+    """The places inject edits; `names`: the operators asked for, for the manual steps of an error."""
     init, tasks = texts[package.init] or "", texts[package.tasks] or ""
     module = texts.get(package.module)
     init_tree, tasks_tree = parse_python(init, package.init), parse_python(tasks, package.tasks)
-    collection, kind = _collection(tasks_tree, package)
+    collection, kind = _collection(tasks_tree, package, names)
     repeat = _tested_collection(tasks_tree, lambda names: "C2f" in names and "Conv" not in names)
     return _Sites(
         package=package,
@@ -421,7 +422,7 @@ def _sites(package: Package, texts: Mapping[Path, str | None]) -> _Sites:
         repeat=repeat[0] if repeat else None,
         identity=_c3k2_test(tasks_tree),
         copies={path: text for path, text in texts.items() if path.name.startswith("yolopatch_") and text},
-        modules_import=_modules_import(tasks_tree, package),
+        modules_import=_modules_import(tasks_tree, package, names),
         all_names=_all_names(init_tree),
         blocks={} if module is None else find_blocks(module, package.module),
         defined=_defined_classes(package, texts),
@@ -441,18 +442,20 @@ def _defined_classes(package: Package, texts: Mapping[Path, str | None]) -> dict
     return defined
 
 
-def _collection(tree: ast.Module, package: Package) -> tuple[ast.Set | ast.Tuple | ast.List, str]:
+def _collection(
+    tree: ast.Module, package: Package, names: Sequence[str]
+) -> tuple[ast.Set | ast.Tuple | ast.List, str]:
     """parse_model's (c1, c2) collection: the one with Conv that `if m in ...:` tests, written inline or
     bound to a local name first (`base_modules = frozenset({...})`). Never the repeat collection."""
     if not any(isinstance(n, ast.FunctionDef) and n.name == "parse_model" for n in ast.walk(tree)):
         raise YolopatchError(
-            f"{package.tasks}: has no parse_model function; is this ultralytics? {manual_edit(['SE'])}"
+            f"{package.tasks}: has no parse_model function; is this ultralytics? {manual_edit(names)}"
         )
     found = _tested_collection(tree, lambda names: "Conv" in names)
     if found is None:
         raise YolopatchError(
             f"{package.tasks}: parse_model has no `if m in {{Conv, ...}}:` collection (an unknown release?); "
-            f"nothing was changed. {manual_edit(['SE'])}"
+            f"nothing was changed. {manual_edit(names)}"
         )
     return found
 
@@ -540,13 +543,13 @@ def _c3k2_variants(operators: Sequence[Operator]) -> list[str]:
     return [op.name for op in operators if op.generated is not None and "C3k2" in op.generated.requires]
 
 
-def _modules_import(tree: ast.Module, package: Package) -> ast.ImportFrom:
+def _modules_import(tree: ast.Module, package: Package, names: Sequence[str]) -> ast.ImportFrom:
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "ultralytics.nn.modules":
             return node
     raise YolopatchError(
         f"{package.tasks}: does not import `from ultralytics.nn.modules import ...` at the top level; "
-        f"nothing was changed. {manual_edit(['SE'])}"
+        f"nothing was changed. {manual_edit(names)}"
     )
 
 
@@ -599,8 +602,8 @@ def plan_inject(
     package: Package, texts: Mapping[Path, str | None], operators: Sequence[Operator], force: bool = False
 ) -> InjectPlan:
     """Write each operator's block into our module file and register its name where it is missing."""
-    sites = _sites(package, texts)
     names = [op.name for op in operators]
+    sites = _sites(package, texts, names)
     _refuse_conflicts(sites, names, force)
     repeating = [op.name for op in operators if op.repeats]
     if repeating and sites.repeat is None:
@@ -786,7 +789,9 @@ def plan_revert(
 ) -> InjectPlan:
     """Remove the blocks of the named operators (all when None), exactly the registration yolopatch added,
     and our module file once no block is left in it."""
-    sites = _sites(package, texts)
+    sites = _sites(
+        package, texts, names or list(find_blocks(texts.get(package.module) or "", package.module))
+    )
     blocks = [b for b in sites.blocks.values() if names is None or b.name in names]
     module_edits, actions = [], []
     for block in blocks:
@@ -957,7 +962,7 @@ def inject(
     registration, also name the checkpoints (under `workdir` and the checkout) that cannot load until then."""
     texts = read_package(package)
     plan = plan_inject(package, texts, operators, force)
-    lost = _lost(_sites(package, texts))
+    lost = _lost(_sites(package, texts, [op.name for op in operators]))
     found = _checkpoints_needing(package, workdir, lost) if lost else []
     if not found:
         return plan
