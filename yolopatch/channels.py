@@ -15,7 +15,7 @@ from yolopatch.modelyaml import From
 from yolopatch.operators import OPERATORS
 from yolopatch.operators.spec import Operator
 from yolopatch.rules import Rules
-from yolopatch.targets import target_for
+from yolopatch.targets import modules_of, target_for
 
 
 def with_operators(rules: Rules, operators: Iterable[Operator]) -> Rules:
@@ -106,7 +106,7 @@ def rules_for(values: Mapping[str, Any], operators: Sequence[Operator] = ()) -> 
     """The tables of the yaml's target, with the built-in operators registered as `inject` registers them;
     `operators`: the user's own, registered like the built-ins."""
     rules = with_operators(target_for(values).rules, [*OPERATORS.values(), *operators])
-    return with_variants(rules, _modules_of(values), operators)
+    return with_variants(rules, modules_of(values), operators)
 
 
 def with_variants(rules: Rules, modules: Iterable[str], operators: Sequence[Operator] = ()) -> Rules:
@@ -114,11 +114,6 @@ def with_variants(rules: Rules, modules: Iterable[str], operators: Sequence[Oper
     names = [op.name for op in [*OPERATORS.values(), *operators]]
     found = variants_in(modules, rules.csp, names)
     return replace(rules, channel_modules=rules.channel_modules | set(found)) if found else rules
-
-
-def _modules_of(values: Mapping[str, Any]) -> list[str]:
-    rows = [*(values.get("backbone") or []), *(values.get("head") or [])]
-    return [str(row[2]) for row in rows if isinstance(row, (list, tuple)) and len(row) > 2]
 
 
 def geometries(

@@ -20,11 +20,16 @@ from yolopatch.targets.base import Location, Target
 TARGETS: tuple[Target, ...] = (yolov5.TARGET, ultralytics.TARGET, yolov7.TARGET, yolov9.TARGET)
 
 
-def target_for(values: Mapping[str, Any]) -> Target:
-    """The family whose parse_model a yaml (its parsed top-level values) is written for."""
+def modules_of(values: Mapping[str, Any]) -> list[str]:
+    """The module names of a parsed yaml's rows, `torch.nn.X` written `nn.X`."""
     rows = [*(values.get("backbone") or []), *(values.get("head") or [])]
     modules = [str(row[2]) for row in rows if isinstance(row, (list, tuple)) and len(row) > 2]
-    modules = [m[len("torch.") :] if m.startswith("torch.nn.") else m for m in modules]
+    return [m[len("torch.") :] if m.startswith("torch.nn.") else m for m in modules]
+
+
+def target_for(values: Mapping[str, Any]) -> Target:
+    """The family whose parse_model a yaml (its parsed top-level values) is written for."""
+    modules = modules_of(values)
     scores = [target.claims(values, modules) for target in TARGETS]
     return TARGETS[scores.index(max(scores))]
 
