@@ -84,17 +84,19 @@ class DownC(nn.Module):
 class SPPCSPC(nn.Module):
     """CSP spatial pyramid pooling: parallel k max-pools on one branch, a 1x1 Conv on the other; n is unused."""
 
+    conv: type[nn.Module] = Conv  # the family's Conv (YOLOv9's subclass sets its own)
+
     def __init__(self, c1, c2, n=1, shortcut=False, g=1, e=0.5, k=(5, 9, 13)):
         super().__init__()
-        hidden = int(2 * c2 * e)
-        self.cv1 = Conv(c1, hidden, 1, 1)
-        self.cv2 = Conv(c1, hidden, 1, 1)
-        self.cv3 = Conv(hidden, hidden, 3, 1)
-        self.cv4 = Conv(hidden, hidden, 1, 1)
+        hidden, conv = int(2 * c2 * e), self.conv
+        self.cv1 = conv(c1, hidden, 1, 1)
+        self.cv2 = conv(c1, hidden, 1, 1)
+        self.cv3 = conv(hidden, hidden, 3, 1)
+        self.cv4 = conv(hidden, hidden, 1, 1)
         self.m = nn.ModuleList(nn.MaxPool2d(kernel_size=x, stride=1, padding=x // 2) for x in k)
-        self.cv5 = Conv(4 * hidden, hidden, 1, 1)
-        self.cv6 = Conv(hidden, hidden, 3, 1)
-        self.cv7 = Conv(2 * hidden, c2, 1, 1)
+        self.cv5 = conv(4 * hidden, hidden, 1, 1)
+        self.cv6 = conv(hidden, hidden, 3, 1)
+        self.cv7 = conv(2 * hidden, c2, 1, 1)
 
     def forward(self, x):
         y = self.cv4(self.cv3(self.cv1(x)))

@@ -18,6 +18,10 @@ import torch.nn as nn
 
 from yolopatch.modules import _ACTIVATION, _SILU, autopad
 from yolopatch.modules import Conv as _V5Conv
+from yolopatch.targets.yolov7 import blocks as _v7
+
+# YOLOv9 kept these from YOLOv7 as they were; SPPCSPC is built of YOLOv9's Conv.
+MP, SP, ReOrg = _v7.MP, _v7.SP, _v7.ReOrg
 
 
 def _activation(act):
@@ -148,28 +152,6 @@ class RepNCSPELAN4(_ELAN):
         self.cv4 = Conv(c3 + 2 * c4, c2, 1, 1)
 
 
-class SP(nn.Module):
-    """Max-pool of size k, stride s, 'same' padding."""
-
-    def __init__(self, k=3, s=1):
-        super().__init__()
-        self.m = nn.MaxPool2d(kernel_size=k, stride=s, padding=k // 2)
-
-    def forward(self, x):
-        return self.m(x)
-
-
-class MP(nn.Module):
-    """Max-pool of size and stride k."""
-
-    def __init__(self, k=2):
-        super().__init__()
-        self.m = nn.MaxPool2d(kernel_size=k, stride=k)
-
-    def forward(self, x):
-        return self.m(x)
-
-
 class SPPELAN(nn.Module):
     """A 1x1 Conv to c3, three chained 5x5 max-pools, and a 1x1 Conv of the four to c2."""
 
@@ -186,32 +168,10 @@ class SPPELAN(nn.Module):
         return self.cv5(torch.cat(y, 1))
 
 
-class SPPCSPC(nn.Module):
-    """YOLOv7's CSP spatial pyramid pooling (parallel 5, 9, 13 max-pools); n is unused, as in YOLOv9."""
+class SPPCSPC(_v7.SPPCSPC):
+    """YOLOv7's CSP spatial pyramid pooling, of YOLOv9's Conv; n is unused, as in YOLOv9."""
 
-    def __init__(self, c1, c2, n=1, shortcut=False, g=1, e=0.5, k=(5, 9, 13)):
-        super().__init__()
-        hidden = int(2 * c2 * e)
-        self.cv1 = Conv(c1, hidden, 1, 1)
-        self.cv2 = Conv(c1, hidden, 1, 1)
-        self.cv3 = Conv(hidden, hidden, 3, 1)
-        self.cv4 = Conv(hidden, hidden, 1, 1)
-        self.m = nn.ModuleList(nn.MaxPool2d(kernel_size=x, stride=1, padding=x // 2) for x in k)
-        self.cv5 = Conv(4 * hidden, hidden, 1, 1)
-        self.cv6 = Conv(hidden, hidden, 3, 1)
-        self.cv7 = Conv(2 * hidden, c2, 1, 1)
-
-    def forward(self, x):
-        y = self.cv4(self.cv3(self.cv1(x)))
-        y = self.cv6(self.cv5(torch.cat([y] + [pool(y) for pool in self.m], 1)))
-        return self.cv7(torch.cat((y, self.cv2(x)), 1))
-
-
-class ReOrg(nn.Module):
-    """Space to depth: each 2x2 patch into channels, (b, c, h, w) -> (b, 4c, h/2, w/2)."""
-
-    def forward(self, x):
-        return torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), 1)
+    conv = Conv
 
 
 class Silence(nn.Module):
