@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from yolopatch.apply import ApplyOptions, apply_operator  # noqa: E402
-from yolopatch.check import bench_builtin  # noqa: E402
-from yolopatch.operators import get_operator  # noqa: E402
+from yolopatch.build.check import bench_builtin  # noqa: E402
+from yolopatch.commands.apply import ApplyOptions, apply_operator  # noqa: E402
+from yolopatch.operators.registry import get_operator  # noqa: E402
 
 EXAMPLE = (Path(__file__).resolve().parent.parent / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
 

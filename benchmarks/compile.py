@@ -17,8 +17,8 @@ import torch._dynamo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from yolopatch.modules import Conv  # noqa: E402
-from yolopatch.operators import OPERATORS  # noqa: E402
+from yolopatch.operators.registry import OPERATORS  # noqa: E402
+from yolopatch.templates.common import Conv  # noqa: E402
 
 SHAPES = [(1, 64, 40, 40), (2, 64, 32, 24), (4, 64, 17, 13)]
 

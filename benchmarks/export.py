@@ -23,10 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from yolopatch.apply import ApplyOptions, apply_operator  # noqa: E402
-from yolopatch.builder import build_model  # noqa: E402
+from yolopatch.build.builder import build_model  # noqa: E402
 from yolopatch.channels import geometry, simulate  # noqa: E402
+from yolopatch.commands.apply import ApplyOptions, apply_operator  # noqa: E402
 from yolopatch.modelyaml import parse_model_yaml  # noqa: E402
+from yolopatch.targets.registry import target_for  # noqa: E402
 from yolopatch.templates.involution import Involution  # noqa: E402
 
 RUNS = 15
@@ -95,7 +96,11 @@ def compare(name, model, x, multiple):
 
 def yolov5s(text):
     parsed = parse_model_yaml(text)
-    return build_model(parsed, simulate(parsed.logical_rows(), geometry(parsed.values), "m"))
+    return build_model(
+        parsed,
+        simulate(parsed.logical_rows(), geometry(parsed.values, target_for(parsed.values).rules), "m"),
+        target_for(parsed.values).builtin(),
+    )
 
 
 def main():

@@ -23,7 +23,7 @@ import yaml
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from yolopatch.apply import ApplyOptions
+from yolopatch.commands.apply import ApplyOptions
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
@@ -292,14 +292,46 @@ def _archives(name: str, version: str) -> list[Path]:
 
 def inject_into(repo: Path, operators: Sequence[Any], force: bool = False) -> Any:
     """The inject plan for the checkout or package at `repo`, whatever its family (the registry finds it)."""
-    from yolopatch.targets import locate
+    from yolopatch.targets.registry import locate
 
     target, where = locate(repo)
     return target.inject(where, operators, force, sys.executable)
 
 
 def revert_from(repo: Path, names: Sequence[str] | None = None, force: bool = False) -> Any:
-    from yolopatch.targets import locate
+    from yolopatch.targets.registry import locate
 
     target, where = locate(repo)
     return target.revert(where, names, force)
+
+
+# The built-in builder and the simulation are told their target; tests resolve it from the yaml, as the
+# commands do.
+def check_yaml(text: str, name: str, img: int, batch: int, *args, **kwargs):
+    from yolopatch.build.check import check_builtin
+    from yolopatch.modelyaml import parse_model_yaml
+    from yolopatch.targets.registry import target_for
+
+    target = target_for(parse_model_yaml(text, name).values)
+    return check_builtin(target, text, name, img, batch, *args, **kwargs)
+
+
+def geometry_of(values, scale: str = "", operators=()):
+    from yolopatch.channels import geometry
+    from yolopatch.targets.registry import target_for
+
+    return geometry(values, target_for(values).rules, scale, operators)
+
+
+def geometries_of(values, scale=None, operators=()):
+    from yolopatch.channels import geometries
+    from yolopatch.targets.registry import target_for
+
+    return geometries(values, target_for(values).rules, scale, operators)
+
+
+def build_of(parsed, simulation, *args, **kwargs):
+    from yolopatch.build.builder import build_model
+    from yolopatch.targets.registry import target_for
+
+    return build_model(parsed, simulation, target_for(parsed.values).builtin(), *args, **kwargs)

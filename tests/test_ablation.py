@@ -7,11 +7,10 @@ import json
 
 import pytest
 import torch
-from helpers import ROOT, contract_inserted, graph, run_cli
+from helpers import ROOT, check_yaml, contract_inserted, graph, run_cli
 from rich.console import Console
 
-from yolopatch.bench import Conditions, Latency, bench_on_device, time_models
-from yolopatch.check import check_builtin
+from yolopatch.build.bench import Conditions, Latency, bench_on_device, time_models
 from yolopatch.render import comparison_rows, comparison_table, comparison_text
 from yolopatch.report import ModelReport
 
@@ -181,7 +180,7 @@ def test_check_compares_several_models_with_the_numbers_of_each(tmp_path):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     for path, row in zip([model, *variants], data["comparison"], strict=True):
-        assert row["params"] == check_builtin(path.read_text(), str(path), 64, 1).params
+        assert row["params"] == check_yaml(path.read_text(), str(path), 64, 1).params
     assert [row["reference"] for row in data["comparison"]] == [True, False, False]
     assert data["comparison"][1]["params_change"] == data["comparison"][1]["params"] - 7235389
 

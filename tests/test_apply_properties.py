@@ -8,7 +8,7 @@ from helpers import TRANSFORMS, check_result, fixture_text, graph
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yolopatch.apply import ApplyOptions, apply_operator
+from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.errors import YolopatchError
 
 FIXTURES = ["../../examples/yolov5s.yaml", "spaced.yaml", "master.yaml", "darknet.yaml", "p6.yaml"]

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from helpers import EXHAUSTIVE, YOLOV5_VERSIONS, check_result, first_shipped, sweep_cases
 
-from yolopatch.apply import ApplyOptions, apply_operator
+from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import parse_model_yaml
 

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from helpers import TRANSFORMS, fixture_text
 
-from yolopatch.apply import ApplyOptions, apply_operator
+from yolopatch.commands.apply import ApplyOptions, apply_operator
 
 REPLACE = ApplyOptions()
 INSERT = ApplyOptions(insert=True)

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from references import REFERENCES, randomize, simam_reference
 from torch import nn
 
-from yolopatch.modules import Conv
-from yolopatch.operators import OPERATORS, get_operator
+from yolopatch.operators.registry import OPERATORS, get_operator
 from yolopatch.paste import template_paste
 from yolopatch.templates.cbam import CBAM
+from yolopatch.templates.common import Conv
 from yolopatch.templates.coordatt import CoordAtt
 from yolopatch.templates.eca import ECA
 from yolopatch.templates.se import SE

@@ -8,36 +8,35 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, YOLOV5_VERSIONS, fixture_text, font_home, run_cli
+from helpers import ROOT, YOLOV5_VERSIONS, build_of, check_yaml, fixture_text, font_home, geometry_of, run_cli
 from torch import nn
 
-from yolopatch.apply import ApplyOptions, apply_operator
-from yolopatch.builder import build_model
-from yolopatch.channels import geometry, simulate
-from yolopatch.check import check_builtin
+from yolopatch.build.measure import measure
+from yolopatch.channels import simulate
+from yolopatch.child import child_environment
+from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.errors import YolopatchError
-from yolopatch.measure import measure
 from yolopatch.modelyaml import parse_model_yaml
 from yolopatch.operators.involution import involution_macs, involution_params
 from yolopatch.render import summary_line
-from yolopatch.targets import yolov5
-from yolopatch.targets.base import CheckRequest, child_environment
+from yolopatch.targets.base import CheckRequest
 from yolopatch.targets.checkout import reference_summary
+from yolopatch.targets.yolov5 import target as yolov5
 
 EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
 STUBS = Path(__file__).parent / "stubs"
 
 
 def _simulation(parsed):
-    return simulate(parsed.logical_rows(), geometry(parsed.values), parsed.name)
+    return simulate(parsed.logical_rows(), geometry_of(parsed.values), parsed.name)
 
 
 def _build(parsed):
-    return build_model(parsed, _simulation(parsed))
+    return build_of(parsed, _simulation(parsed))
 
 
 def test_example_matches_yolov5s_numbers():
-    report = check_builtin(EXAMPLE, "yolov5s", 256, 1)
+    report = check_yaml(EXAMPLE, "yolov5s", 256, 1)
     assert (report.modules, report.params, report.gradients) == (214, 7235389, 7235389)
     assert round(report.gflops, 1) == 16.6 and report.uncounted_gflops == 0
     assert report.strides == [8.0, 16.0, 32.0]
@@ -45,7 +44,7 @@ def test_example_matches_yolov5s_numbers():
 
 def test_replaced_layer_numbers_follow_the_formulas():
     patched = apply_operator(EXAMPLE, "8", ApplyOptions()).text
-    base, report = check_builtin(EXAMPLE, "base", 256, 1), check_builtin(patched, "patched", 256, 1)
+    base, report = check_yaml(EXAMPLE, "base", 256, 1), check_yaml(patched, "patched", 256, 1)
     c3_params = base.layers[8].params
     assert report.params == base.params - c3_params + involution_params(512, 512, 7)
     # the aggregation at 640: 7*7 offsets x 512 channels x 20x20 pixels, x2 for FLOPs
@@ -99,7 +98,7 @@ def test_failures_exit_1_with_the_layer_and_cause(tmp_path, change, message):
 
 def test_unknown_module_suggests_repo():
     with pytest.raises(YolopatchError, match="--repo"):
-        check_builtin(EXAMPLE.replace("SPPF", "SPPCSPC"), "m", 128, 1)
+        check_yaml(EXAMPLE.replace("SPPF", "SPPCSPC"), "m", 128, 1)
 
 
 class _DropsChannels(nn.Module):
@@ -144,8 +143,8 @@ def test_json_output_and_baseline(tmp_path):
 
 
 def test_replaced_yolov5s_numbers_against_the_original():
-    report = check_builtin(apply_operator(EXAMPLE, "8", ApplyOptions()).text, "yolov5s-inv", 128, 1)
-    base = check_builtin(EXAMPLE, "yolov5s", 128, 1)
+    report = check_yaml(apply_operator(EXAMPLE, "8", ApplyOptions()).text, "yolov5s-inv", 128, 1)
+    base = check_yaml(EXAMPLE, "yolov5s", 128, 1)
     layer = report.layers[8]
     assert (layer.module, layer.args, layer.output, layer.params) == (
         "Involution",
@@ -172,7 +171,7 @@ def test_every_v7_yaml_matches_yolov5s_own_model_and_summary(yolov5_packages, mo
     sizes = {img: [p for p in files if ("p7" in p.name) == (img == 256)] for img in (128, 256)}
     for img, paths in sizes.items():
         for path, theirs in zip(paths, _with_repo(package, paths, img) if paths else [], strict=True):
-            ours = check_builtin(path.read_text(encoding="utf-8"), str(path), img, 1)
+            ours = check_yaml(path.read_text(encoding="utf-8"), str(path), img, 1)
             assert (ours.params, ours.modules) == (theirs.params, theirs.modules), path
             assert (
                 f"{ours.modules} layers, {ours.params} parameters, {ours.gradients} gradients, {ours.gflops:.1f} GFLOPs"
@@ -183,7 +182,7 @@ def test_every_v7_yaml_matches_yolov5s_own_model_and_summary(yolov5_packages, mo
 @pytest.mark.parametrize("name", ["spaced.yaml", "master.yaml", "darknet.yaml", "p6.yaml"])
 def test_fixtures_build_with_a_row_per_layer(name):
     text = fixture_text(name)
-    report = check_builtin(text, name, 128, 1)
+    report = check_yaml(text, name, 128, 1)
     assert [layer.index for layer in report.layers] == list(range(len(parse_model_yaml(text).layers)))
     assert report.params == sum(layer.params for layer in report.layers) > 0
 
@@ -295,7 +294,7 @@ def test_fused_figures_equal_yolov5s_own_fused_model(yolov5_packages, tmp_path, 
     )
     assert run.returncode == 0, run.stderr[-2000:]
     modules, params = json.loads(run.stdout.strip().splitlines()[-1])
-    ours = check_builtin(path.read_text(encoding="utf-8"), name, 128, 1, fused=True)
+    ours = check_yaml(path.read_text(encoding="utf-8"), name, 128, 1, fused=True)
     assert (ours.fused_modules, ours.fused_params) == (modules, params)
 
 

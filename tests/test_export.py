@@ -7,13 +7,13 @@ import json
 
 import pytest
 import torch
-from helpers import ROOT, run_cli
+from helpers import ROOT, build_of, geometry_of, run_cli
 from torch import nn
 
-from yolopatch.apply import ApplyOptions, apply_operator
+from yolopatch.build.export import export_model, other_shape
+from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.errors import YolopatchError
-from yolopatch.export import export_model, other_shape
-from yolopatch.operators import get_operator
+from yolopatch.operators.registry import get_operator
 
 EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
 pytest.importorskip("onnxscript")
@@ -109,12 +109,11 @@ def test_export_with_a_yolov5_checkout_is_refused_before_any_build(tmp_path):
 
 def test_the_trace_of_a_whole_model_runs_at_other_sizes():
     """What TorchScript users get: the traced yolov5s-with-operators is not fixed to its example size."""
-    from yolopatch.builder import build_model
-    from yolopatch.channels import geometry, simulate
+    from yolopatch.channels import simulate
     from yolopatch.modelyaml import parse_model_yaml
 
     parsed = parse_model_yaml(apply_operator(EXAMPLE, "8", ApplyOptions()).text)
-    model = build_model(parsed, simulate(parsed.logical_rows(), geometry(parsed.values), "m")).eval()
+    model = build_of(parsed, simulate(parsed.logical_rows(), geometry_of(parsed.values), "m")).eval()
     with torch.no_grad():
         traced = torch.jit.trace(model, torch.randn(1, 3, 64, 64), strict=False)
         x = torch.randn(2, 3, 96, 128)

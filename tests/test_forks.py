@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from helpers import ROOT, fixture_text, graph, run_cli
+from helpers import ROOT, check_yaml, fixture_text, geometry_of, graph, run_cli
 
-from yolopatch.apply import ApplyOptions, apply_operator
-from yolopatch.channels import ChannelHints, geometry, parse_channel_hints, simulate
-from yolopatch.check import check_builtin
+from yolopatch.channels import ChannelHints, parse_channel_hints, simulate
+from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.modelyaml import parse_model_yaml
-from yolopatch.operators import get_operator
+from yolopatch.operators.registry import get_operator
 
 SHUFFLE = fixture_text("forks/shufflenet.yaml")
 TINY = fixture_text("forks/tiny-branches.yaml")
@@ -86,7 +85,7 @@ def test_a_layer_whose_input_sets_its_own_channels_needs_no_statement():
 
 def test_simulation_names_what_each_number_rests_on():
     parsed = parse_model_yaml(SHUFFLE)
-    shapes = simulate(parsed.logical_rows(), geometry(parsed.values)).shapes
+    shapes = simulate(parsed.logical_rows(), geometry_of(parsed.values)).shapes
     assert [str(s.c2_assumed) if s.c2_assumed else "" for s in shapes[:8]] == [
         "layer 0 (conv_bn_relu_maxpool)",
         "layer 1 (Shuffle_Block)",
@@ -134,14 +133,14 @@ def test_check_accepts_a_four_input_detect_that_yolov5_builds():
     text = EXAMPLE.replace("anchors:\n", "anchors: 3\nold_anchors:\n").replace(
         "[[17, 20, 23], 1, Detect, [nc, anchors]]", "[[13, 17, 20, 23], 1, Detect, [nc, anchors]]"
     )
-    report = check_builtin(text, "four.yaml", 128, 1)
+    report = check_yaml(text, "four.yaml", 128, 1)
     assert report.strides == [16.0, 8.0, 16.0, 32.0]
 
 
 def test_check_errors_name_the_file():
     text = EXAMPLE.replace("[[-1, 14], 1, Concat, [1]]", "[[-1, 2], 1, Concat, [1]]")
     with pytest.raises(YolopatchError, match=r"^broken\.yaml: layer \d+ \(Concat\): forward pass failed"):
-        check_builtin(text, "broken.yaml", 128, 1)
+        check_yaml(text, "broken.yaml", 128, 1)
 
 
 EXISTING = [

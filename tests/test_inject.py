@@ -8,12 +8,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES, ROOT, inject_into, revert_from, run_cli
+from helpers import FIXTURES, ROOT, check_yaml, inject_into, revert_from, run_cli
 
 from yolopatch import __version__, files
 from yolopatch.errors import YolopatchError
 from yolopatch.inject import block_digest
-from yolopatch.operators import DEFAULT
+from yolopatch.operators.registry import DEFAULT
 
 STUBS = Path(__file__).parent / "stubs"
 
@@ -271,12 +271,11 @@ def test_apply_points_at_the_checkout_the_yaml_sits_in(tmp_path):
     shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
     shutil.copy(ROOT / "examples" / "yolov5s.yaml", repo / "models" / "yolov5s.yaml")
     before = run_cli("apply", "models/yolov5s.yaml", "-l", "8", cwd=repo)
-    assert "Next: yolopatch inject .   (once)" in before.stdout
-    assert "yolopatch check models/yolov5s-involution.yaml --repo ." in before.stdout
-    run_cli("inject", ".", cwd=repo)
-    after = run_cli("apply", "models/yolov5s.yaml", "-l", "9", "-o", "models/nine.yaml", cwd=repo)
-    assert "Next: yolopatch check models/nine.yaml --repo .\n" in after.stdout
-    assert "inject" not in after.stdout
+    assert "Next: yolopatch inject . --for models/yolov5s-involution.yaml   (once" in before.stdout
+    assert "yolopatch check models/yolov5s-involution.yaml --repo .\n" in before.stdout
+    assert run_cli("inject", ".", "--for", "models/yolov5s-involution.yaml", cwd=repo).returncode == 0
+    again = run_cli("inject", ".", "--for", "models/yolov5s-involution.yaml", "--check", cwd=repo)
+    assert again.returncode == 0
 
 
 def _break(repo: Path, name: str, old: str, new: str) -> None:
@@ -377,10 +376,9 @@ def test_yolov5s_with_involution_builds_with_yolov5s_own_model(
     yolov5_packages, tmp_path, monkeypatch, version
 ):
     """Inject, then build a replaced and an inserted yolov5s with that tree's own Model: same numbers as ours."""
-    from yolopatch.apply import ApplyOptions, apply_operator
-    from yolopatch.check import check_builtin
-    from yolopatch.targets import yolov5
+    from yolopatch.commands.apply import ApplyOptions, apply_operator
     from yolopatch.targets.base import CheckRequest
+    from yolopatch.targets.yolov5 import target as yolov5
 
     monkeypatch.setenv("PYTHONPATH", str(STUBS))
     package = _copy_package(yolov5_packages[version], tmp_path)
@@ -391,7 +389,7 @@ def test_yolov5s_with_involution_builds_with_yolov5s_own_model(
         path.write_text(apply_operator(original, "8", options).text, encoding="utf-8")
         text = path.read_text(encoding="utf-8")
         theirs = yolov5.TARGET.check(CheckRequest(path, text, package, None, 320, 1))
-        ours = check_builtin(path.read_text(encoding="utf-8"), str(path), 320, 1)
+        ours = check_yaml(path.read_text(encoding="utf-8"), str(path), 320, 1)
         assert theirs.params == ours.params
         assert round(theirs.gflops, 1) == round(ours.gflops, 1)
         assert f"{theirs.params} parameters" in theirs.reference

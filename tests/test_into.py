@@ -11,16 +11,15 @@ import shutil
 
 import pytest
 import torch
-from helpers import FIXTURES, ROOT, inject_into, revert_from, run_cli
+from helpers import FIXTURES, ROOT, build_of, check_yaml, geometry_of, inject_into, revert_from, run_cli
 from test_ultralytics_inject import snapshot
 
-from yolopatch.apply import ApplyOptions, apply_into
-from yolopatch.check import check_builtin
+from yolopatch.commands.apply import ApplyOptions, apply_into
 from yolopatch.csp import slot_of, variant_operator
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.files import write_changes
-from yolopatch.modules import C3, Bottleneck
-from yolopatch.operators import OPERATORS, get_operator
+from yolopatch.operators.registry import OPERATORS, get_operator
+from yolopatch.targets.yolov5.blocks import C3, Bottleneck
 
 EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
 C3_ROWS = [(64, 1), (128, 2), (256, 3), (512, 1), (256, 1), (128, 1), (256, 1), (512, 1)]  # yolov5s: c2, n
@@ -59,20 +58,19 @@ def test_every_operator_into_yolov5s_c3_has_the_parameters_computed_independentl
     variant = f"C3_{op.name}"
     assert [c.index for c in result.changes] == [2, 4, 6, 8, 13, 17, 20, 23]
     assert result.text.count(f", {variant}, ") == 8 and "[-1, 3, C3_" in result.text  # n and args kept
-    report = check_builtin(result.text, "m.yaml", 64, 2)
+    report = check_yaml(result.text, "m.yaml", 64, 2)
     assert report.params == _expected(name)
     rows = [layer for layer in report.layers if layer.module == variant]
     assert all(layer.operator == op.name for layer in rows)
 
 
 def test_n_bottlenecks_really_hold_the_operator():
-    from yolopatch.builder import build_model
-    from yolopatch.channels import geometry, simulate
+    from yolopatch.channels import simulate
     from yolopatch.modelyaml import parse_model_yaml
 
     text = apply_into(EXAMPLE, "C3", ApplyOptions(get_operator("cbam")), "C3").text
     parsed = parse_model_yaml(text, "m.yaml")
-    model = build_model(parsed, simulate(parsed.logical_rows(), geometry(parsed.values), "m.yaml"))
+    model = build_of(parsed, simulate(parsed.logical_rows(), geometry_of(parsed.values), "m.yaml"))
     cbams = [type(m).__name__ for m in model.modules()].count("CBAM")
     assert cbams == sum(n for _, n in C3_ROWS)  # the n parse_model gives each row at depth 0.33
     for layer in model.model:

@@ -13,7 +13,7 @@ import shutil
 from helpers import ROOT, STUBS, font_home, run_cli
 from test_ultralytics_real import Environment, checked, snapshot
 
-from yolopatch.operators import OPERATORS
+from yolopatch.operators.registry import OPERATORS
 
 # Builds each (stock yaml, patched yaml, scale, operator, slot) with ultralytics' own DetectionModel and
 # counts what the patched one must have, from the stock model and the operator's template class alone.

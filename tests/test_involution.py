@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from references import unfold_aggregation
 
-from yolopatch.modules import Conv
 from yolopatch.operators.involution import involution_macs, involution_params, output_size
+from yolopatch.templates.common import Conv
 from yolopatch.templates.involution import Involution, InvolutionAggregate
 
 shapes = st.fixed_dictionaries(

@@ -16,7 +16,7 @@ import pytest
 import torch
 from references import REFERENCES, randomize
 
-from yolopatch.operators import OPERATORS
+from yolopatch.operators.registry import OPERATORS
 from yolopatch.operators.spec import Operator
 
 OPS = [pytest.param(op, id=key) for key, op in OPERATORS.items()]

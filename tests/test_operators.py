@@ -8,13 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES, ROOT, YOLOV5_VERSIONS, contract_inserted, font_home, graph, run_cli
+from helpers import FIXTURES, ROOT, YOLOV5_VERSIONS, check_yaml, contract_inserted, font_home, graph, run_cli
 
-from yolopatch.apply import ApplyOptions, apply_operator
-from yolopatch.check import check_builtin
+from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.errors import OptionError, YolopatchError
-from yolopatch.operators import OPERATORS, get_operator
 from yolopatch.operators.eca import adaptive_kernel
+from yolopatch.operators.registry import OPERATORS, get_operator
 from yolopatch.operators.spec import resolve_values
 from yolopatch.paste import template_paste
 
@@ -143,8 +142,8 @@ def _all_operators_yaml() -> str:
 
 
 def test_check_builds_every_operator_with_the_formula_parameters():
-    base = check_builtin(EXAMPLE, "yolov5s", 128, 1)
-    report = check_builtin(_all_operators_yaml(), "all", 128, 1)
+    base = check_yaml(EXAMPLE, "yolov5s", 128, 1)
+    report = check_yaml(_all_operators_yaml(), "all", 128, 1)
     marked = {layer.operator: layer for layer in report.layers if layer.operator}
     assert list(marked) == ["SE", "CBAM", "ECA", "Involution", "CoordAtt", "SimAM"]
     attention = ["SE", "CBAM", "ECA", "CoordAtt", "SimAM"]
@@ -219,7 +218,7 @@ def test_every_operator_in_each_releases_yolov5s_builds_with_its_own_model(
     theirs = run_cli("check", str(model), "--repo", str(package), "--img", "128", "--json", env=env)
     assert theirs.returncode == 0, theirs.stderr
     report = json.loads(theirs.stdout)["model"]
-    ours = check_builtin(text, str(model), 128, 1)
+    ours = check_yaml(text, str(model), 128, 1)
     assert report["params"] == ours.params
     assert [layer["operator"] for layer in report["layers"][10:15]] == [
         get_operator(n).name for n in ATTENTION

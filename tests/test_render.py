@@ -6,10 +6,10 @@ import io
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES
+from helpers import FIXTURES, check_yaml, geometries_of
 from rich.console import Console
 
-from yolopatch.operators import get_operator
+from yolopatch.operators.registry import get_operator
 from yolopatch.render import operator_detail, operator_note, operators_table, report_table, summary_line
 from yolopatch.report import LayerReport, ModelReport
 
@@ -102,21 +102,20 @@ def test_operator_detail_shows_options_and_an_example_row():
 
 def _real_report():
     """yolov5s as check measures it, its Detect row with three outputs: the widest rows yolopatch prints."""
-    from yolopatch.check import check_builtin
 
     text = (Path(__file__).parent.parent / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
-    return check_builtin(text, "examples/yolov5s.yaml", 64, 1)
+    return check_yaml(text, "examples/yolov5s.yaml", 64, 1)
 
 
 def _layers_table(name):
-    from yolopatch.channels import geometries, simulate
+    from yolopatch.channels import simulate
     from yolopatch.modelyaml import parse_model_yaml
     from yolopatch.render import layers_table
 
     parsed = parse_model_yaml((FIXTURES / name).read_text(encoding="utf-8"))
     return lambda width: layers_table(
         parsed.layers,
-        {s: simulate(parsed.logical_rows(), g, name).shapes for s, g in geometries(parsed.values).items()},
+        {s: simulate(parsed.logical_rows(), g, name).shapes for s, g in geometries_of(parsed.values).items()},
         width,
     )
 

@@ -15,15 +15,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import EXHAUSTIVE, STUBS, run_cli, sweep_cases
+from helpers import EXHAUSTIVE, STUBS, build_of, check_yaml, geometry_of, run_cli, sweep_cases
 
-from yolopatch.apply import ApplyOptions, apply_operator
-from yolopatch.channels import geometry, simulate
-from yolopatch.check import check_builtin
+from yolopatch.channels import simulate
+from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import parse_model_yaml
-from yolopatch.operators import OPERATORS
-from yolopatch.targets import target_for
+from yolopatch.operators.registry import OPERATORS
+from yolopatch.targets.registry import target_for
 
 # torchvision cannot load beside the CPU torch here: the families import it, a build uses none of it
 CHILD = {"PYTHONPATH": str(STUBS)}
@@ -90,12 +89,12 @@ def test_stock_yamls_simulate_and_build_as_the_familys_own_model(wky_packages, t
         for path, theirs in zip(batch, _own_model(repo, batch, img, tmp_path), strict=True):
             text = path.read_text(encoding="utf-8")
             parsed = parse_model_yaml(text, str(path))
-            shapes = simulate(parsed.logical_rows(), geometry(parsed.values), str(path)).shapes
+            shapes = simulate(parsed.logical_rows(), geometry_of(parsed.values), str(path)).shapes
             for layer, shape in zip(theirs["layers"], shapes, strict=True):
                 built = _channels(layer["output"])
                 if built is not None and shape.c2 is not None:
                     assert shape.c2 == built, (path.name, layer["index"], layer["module"])
-            ours = check_builtin(text, str(path), img, 1)
+            ours = check_yaml(text, str(path), img, 1)
             assert (ours.params, ours.modules) == (theirs["params"], theirs["modules"]), path.name
             assert f"{ours.modules} layers, {ours.params} parameters" in theirs["reference"], path.name
 
@@ -155,7 +154,7 @@ def test_inject_builds_every_operator_with_the_own_model_and_reverts_byte_for_by
     (theirs,) = _own_model(repo, [model], _img(stock), tmp_path)
     used = {layer["module"] for layer in theirs["layers"]}
     assert {op.name for op in OPERATORS.values()} <= used
-    ours = check_builtin(text, str(model), _img(stock), 1)
+    ours = check_yaml(text, str(model), _img(stock), 1)
     # the module counts may differ: a YOLOv7 tree's Conv inside Involution has a SiLU of its own
     assert ours.params == theirs["params"] and f"{ours.params} parameters" in theirs["reference"]
     reverted = run_cli("inject", str(repo), "--revert")
@@ -165,17 +164,15 @@ def test_inject_builds_every_operator_with_the_own_model_and_reverts_byte_for_by
 
 def result_c2(text: str, layer: int) -> int | None:
     parsed = parse_model_yaml(text)
-    return simulate(parsed.logical_rows(), geometry(parsed.values)).shapes[layer].c2
+    return simulate(parsed.logical_rows(), geometry_of(parsed.values)).shapes[layer].c2
 
 
 def _built_channels(text: str, layer: int, img: int) -> int | None:
     """The channels of one layer's output when the built-in builder's model runs forward."""
     import torch
 
-    from yolopatch.builder import build_model
-
     parsed = parse_model_yaml(text)
-    model = build_model(parsed, simulate(parsed.logical_rows(), geometry(parsed.values)))
+    model = build_of(parsed, simulate(parsed.logical_rows(), geometry_of(parsed.values)))
     seen: list[int] = []
     model.model[layer].register_forward_hook(lambda _m, _i, out: seen.append(out.shape[1]))
     with torch.no_grad():

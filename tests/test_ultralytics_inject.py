@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from yolopatch import __version__
 from yolopatch.errors import YolopatchError
 from yolopatch.files import write_changes
-from yolopatch.operators import OPERATORS, get_operator
-from yolopatch.targets import ultralytics
-from yolopatch.targets.ultralytics import Package, plan_inject, plan_revert
+from yolopatch.operators.registry import OPERATORS, get_operator
+from yolopatch.targets.ultralytics import target as ultralytics
+from yolopatch.targets.ultralytics.target import Package, plan_inject, plan_revert
 
 IMPORTS = '''"""yolopatch's own stand-in for ultralytics' nn/tasks.py: the places inject edits."""
 
@@ -357,7 +357,7 @@ def test_cli_inject_needs_one_target(args):
 
 
 def test_missing_ultralytics_in_the_check_child_says_how_to_install(monkeypatch):
-    from yolopatch.targets.ultralytics.build import import_tasks
+    from yolopatch.targets.ultralytics.child import import_tasks
 
     monkeypatch.setitem(sys.modules, "ultralytics", None)
     with pytest.raises(YolopatchError, match=r"ultralytics is not installed: install it .*--repo"):
@@ -418,22 +418,17 @@ def test_revert_and_a_check_after_an_upgrade_name_the_checkpoints_that_will_not_
     assert "Run `yolopatch inject` again to load them" in reverted.stderr
 
 
-def test_cli_next_step_after_apply_skips_inject_once_ultralytics_has_the_operator(tmp_path):
+def test_cli_next_step_after_apply_injects_what_the_yaml_uses_then_checks_and_trains(tmp_path):
     _, env = site_environment(tmp_path)
     model = tmp_path / "yolov8n.yaml"
     model.write_bytes((Path(__file__).parent / "fixtures" / "ultralytics" / "scales.yaml").read_bytes())
-    before = run_cli(
-        "apply", str(model), "-l", "2", "--insert", "--op", "se", "-o", str(tmp_path / "a.yaml"), env=env
-    )
-    assert "Next: yolopatch inject --installed --op se" in before.stdout
-    assert run_cli("inject", "--installed", "--op", "se", env=env).returncode == 0
-    after = run_cli(
-        "apply", str(model), "-l", "2", "--insert", "--op", "se", "-o", str(tmp_path / "b.yaml"), env=env
-    )
-    assert (
-        f"Next: yolopatch check {tmp_path / 'b.yaml'}   and   yolo train model={tmp_path / 'b.yaml'}"
-        in after.stdout
-    )
+    written = tmp_path / "a.yaml"
+    result = run_cli("apply", str(model), "-l", "2", "--insert", "--op", "se", "-o", str(written), env=env)
+    assert f"Next: yolopatch inject --installed --for {written}" in result.stdout
+    assert f"yolopatch check {written}   and   yolo train model={written}" in result.stdout
+    injected = run_cli("inject", "--installed", "--for", str(written), env=env)
+    assert injected.returncode == 0, injected.stderr
+    assert run_cli("inject", "--installed", "--for", str(written), "--check", env=env).returncode == 0
 
 
 def test_cli_diff_shows_the_new_file_and_writes_nothing(tmp_path):

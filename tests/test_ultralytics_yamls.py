@@ -29,9 +29,9 @@ from helpers import (
     sweep_cases,
 )
 
-from yolopatch.apply import ApplyOptions, apply_operator
+from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.errors import OptionError, YolopatchError
-from yolopatch.operators import get_operator
+from yolopatch.operators.registry import get_operator
 
 SCALES = fixture_text("ultralytics/scales.yaml")
 SE, INVOLUTION = get_operator("se"), get_operator("involution")

@@ -15,9 +15,9 @@ import pytest
 from helpers import ROOT, run_cli
 from user_module_cases import CASES, USER_MODULES, Case
 
-from yolopatch.apply import ApplyOptions, apply_operator
+from yolopatch.commands.apply import ApplyOptions, apply_operator
+from yolopatch.commands.ops import AddResult, add_operator, remove_operator
 from yolopatch.errors import YolopatchError
-from yolopatch.userop import AddResult, add_operator, remove_operator
 from yolopatch.userop.adapter import adapter_source, as_operator
 from yolopatch.userop.learn import Rule
 from yolopatch.userop.record import UserOp, load
@@ -162,7 +162,7 @@ def test_adapter_passes_channel_counts_only_to_channel_parameters(case_id, call)
 def test_seam_given_96_output_channels_keeps_its_own_depth():
     import torch
 
-    from yolopatch.userop.build import adapter_classes
+    from yolopatch.children.users import adapter_classes
 
     op = _learned("seam").op
     (cls,) = adapter_classes([op]).values()

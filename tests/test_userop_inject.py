@@ -16,7 +16,7 @@ from user_module_cases import USER_MODULES
 
 from yolopatch.errors import YolopatchError
 from yolopatch.files import write_changes
-from yolopatch.targets import ultralytics
+from yolopatch.targets.ultralytics import target as ultralytics
 from yolopatch.userop.adapter import as_operator
 from yolopatch.userop.learn import Rule
 from yolopatch.userop.record import UserOp

@@ -21,9 +21,9 @@ import ultralytics
 import yaml
 from ultralytics.nn.tasks import parse_model
 
-from yolopatch.apply import ApplyOptions, apply_operator
+from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.errors import YolopatchError
-from yolopatch.operators import get_operator
+from yolopatch.operators.registry import get_operator
 
 
 def main(path: str) -> dict:

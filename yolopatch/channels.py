@@ -12,10 +12,9 @@ from typing import Any, Literal
 from yolopatch.csp import variants_in
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.modelyaml import From
-from yolopatch.operators import OPERATORS
+from yolopatch.operators.registry import OPERATORS
 from yolopatch.operators.spec import Operator
 from yolopatch.rules import Rules
-from yolopatch.targets import modules_of, target_for
 
 
 def with_operators(rules: Rules, operators: Iterable[Operator]) -> Rules:
@@ -92,6 +91,7 @@ class Shape:
 class Simulation:
     shapes: tuple[Shape, ...]
     warnings: tuple[str, ...]
+    geometry: Geometry
 
 
 def normalize_module(name: str) -> str:
@@ -102,10 +102,16 @@ def make_divisible(x: float, divisor: int) -> int:
     return math.ceil(x / divisor) * divisor
 
 
-def rules_for(values: Mapping[str, Any], operators: Sequence[Operator] = ()) -> Rules:
-    """The tables of the yaml's target, with the built-in operators registered as `inject` registers them;
-    `operators`: the user's own, registered like the built-ins."""
-    rules = with_operators(target_for(values).rules, [*OPERATORS.values(), *operators])
+def modules_of(values: Mapping[str, Any]) -> list[str]:
+    """The module names of a parsed yaml's rows, `torch.nn.X` written `nn.X`."""
+    rows = [*(values.get("backbone") or []), *(values.get("head") or [])]
+    return [normalize_module(str(row[2])) for row in rows if isinstance(row, (list, tuple)) and len(row) > 2]
+
+
+def rules_for(rules: Rules, values: Mapping[str, Any], operators: Sequence[Operator] = ()) -> Rules:
+    """The tables of the yaml's target (`rules`), with the built-in operators registered as `inject`
+    registers them; `operators`: the user's own, registered like the built-ins."""
+    rules = with_operators(rules, [*OPERATORS.values(), *operators])
     return with_variants(rules, modules_of(values), operators)
 
 
@@ -117,27 +123,30 @@ def with_variants(rules: Rules, modules: Iterable[str], operators: Sequence[Oper
 
 
 def geometries(
-    values: Mapping[str, Any], scale: str | None = None, operators: Sequence[Operator] = ()
+    values: Mapping[str, Any], rules: Rules, scale: str | None = None, operators: Sequence[Operator] = ()
 ) -> dict[str, Geometry]:
     """The file's geometry at each scale of its `scales:` (or at `scale` alone); one ("") without scales."""
     scales = values.get("scales")
     if not isinstance(scales, dict) or not scales:
         if scale:
             raise OptionError("--scale", f"--scale {scale}: this file defines no scales: (it has one size).")
-        return {"": geometry(values, "", operators)}
+        return {"": geometry(values, rules, "", operators)}
     if scale is not None and scale not in scales:
         raise OptionError(
             "--scale", f"--scale {scale}: this file defines scales {', '.join(map(str, scales))}."
         )
     return {
-        str(name): geometry(values, str(name), operators)
+        str(name): geometry(values, rules, str(name), operators)
         for name in scales
         if scale is None or str(name) == scale
     }
 
 
-def geometry(values: Mapping[str, Any], scale: str = "", operators: Sequence[Operator] = ()) -> Geometry:
-    rules = rules_for(values, operators)
+def geometry(
+    values: Mapping[str, Any], rules: Rules, scale: str = "", operators: Sequence[Operator] = ()
+) -> Geometry:
+    """The yaml's numbers at `scale`, with its target's tables (`rules`) and the operators registered."""
+    rules = rules_for(rules, values, operators)
     nc = values.get("nc", 80)
     if rules.exempt == "no":  # outputs per anchor level, na * (nc + 5)
         anchors = values.get("anchors", 3)
@@ -259,7 +268,7 @@ def simulate(
                 stride_assumed=own or sized_by.stride_assumed,
             )
         )
-    return Simulation(shapes=tuple(shapes), warnings=tuple(warnings))
+    return Simulation(shapes=tuple(shapes), warnings=tuple(warnings), geometry=geo)
 
 
 def _output_channels(

@@ -12,10 +12,9 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from yolopatch import __version__
 from yolopatch.errors import YolopatchError
@@ -404,53 +403,3 @@ def retarget_imports(text: str, path: Path, rewrite: Mapping[str, str]) -> str:
             at = text.index(module, offset(text, node.lineno, node.col_offset))
             edits.append(Edit(at, at + len(module), rewrite[module]))
     return splice(text, edits)
-
-
-def copy_changes(
-    operators: Sequence[Any],
-    folder: Path,
-    copies: Mapping[Path, str],
-    target: str,
-    point: Callable[[Any], str | None],
-    force: bool,
-    actions: list[str],
-    shown: str = "",
-) -> list[FileChange]:
-    """The users' files as modules of their own in `folder` (imports pointed where `point` says), one change
-    per file however many operators come from it; `shown` prefixes the file in the action lines."""
-    from yolopatch.userop.adapter import copied_module, module_stem
-
-    changes: dict[Path, FileChange] = {}
-    for op in operators:
-        if op.user is None:
-            continue
-        path = folder / f"{module_stem(op.user)}.py"
-        change = own_module_change(path, copies.get(path), copied_module(op.user, target, point), force)
-        if change.changed and path not in changes:
-            verb = "created" if change.old is None else "updated"
-            actions.append(
-                f"{shown}{path.name}: {verb}, a copy of {op.user.file.name} (the class {op.user.cls})"
-            )
-        changes[path] = change
-    return list(changes.values())
-
-
-def copy_removals(
-    folder: Path,
-    copies: Mapping[Path, str],
-    blocks: Iterable[Block],
-    removed: Sequence[Block],
-    force: bool,
-    actions: list[str],
-    shown: str = "",
-) -> list[FileChange]:
-    """The copied modules that no block staying imports from any more."""
-    staying = {m for b in blocks if b not in removed for m in own_modules_of(b.body)}
-    leaving = {m for b in removed for m in own_modules_of(b.body)} - staying
-    changes = []
-    for module in sorted(leaving):
-        path = folder / f"{module}.py"
-        if path in copies:
-            changes.append(own_module_removal(path, copies[path], force))
-            actions.append(f"{shown}{path.name}: deleted (yolopatch's copy of your module)")
-    return changes

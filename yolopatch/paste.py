@@ -49,14 +49,10 @@ def template_paste(template: str) -> Paste:
 
 
 def operator_paste(op: Operator) -> Paste:
-    """What inject pastes for an operator: its template, or, for a user's own, its adapter class (which
-    imports the user's class from the copied module)."""
+    """What inject pastes for an operator: its template, or what yolopatch wrote for it (a user's adapter
+    class, which imports the user's class from the copied module; an `--into` class)."""
     if op.generated is not None:
-        return op.generated
-    if op.user is not None:
-        from yolopatch.userop.adapter import user_paste
-
-        return user_paste(op)
+        return op.generated  # type: ignore[no-any-return]
     return template_paste(op.template)
 
 

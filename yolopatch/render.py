@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from rich.table import Table
 from rich.text import Text
 
-from yolopatch.apply import Change
 from yolopatch.channels import Shape
+from yolopatch.commands.apply import Change
 from yolopatch.modelyaml import Layer
-from yolopatch.operators import OPERATORS
+from yolopatch.operators.registry import OPERATORS
 
 if TYPE_CHECKING:
-    from yolopatch.bench import Latency
-    from yolopatch.export import ExportReport
+    from yolopatch.report import ExportReport, Latency
+from yolopatch.hints import after_add
 from yolopatch.operators.spec import Operator
 from yolopatch.report import ModelReport
 
@@ -187,6 +187,26 @@ def summary_line(report: ModelReport, baseline: ModelReport | None = None) -> st
     return f"{line} (layers: {report.layers_note})" if report.layers_note else line
 
 
+def check_lines(report: ModelReport, baseline: ModelReport | None, img: int) -> list[str]:
+    """What `check` says under the table: the summary, the target's own line, operators, fusion, export."""
+    lines = [summary_line(report, baseline)]
+    if report.reference:
+        owner = report.builder.split(" at ")[0] if report.builder else "the checkout"
+        lines.append(f"{owner}'s own summary (thop's count only): {report.reference}")
+    note = operator_note(report)
+    if note:
+        lines.append(note)
+    if report.fused_params is not None:
+        lines.append(
+            f"fused (Conv + BatchNorm folded, as the target's fuse()): {report.fused_modules} layers, "
+            f"{report.fused_params} parameters, {report.fused_gflops:.1f} GFLOPs"
+        )
+    lines.append(f"forward and backward at {img}x{img}: ok; every parameter got a gradient; outputs finite.")
+    if report.export:
+        lines.append(export_line(report.export))
+    return lines
+
+
 def operator_note(report: ModelReport) -> str:
     """What the `*` rows are, and the work thop misses that their GFLOPs include."""
     names = list(dict.fromkeys(layer.operator for layer in report.layers if layer.operator))
@@ -327,13 +347,8 @@ def learned_lines(result: Any) -> list[str]:
     if user.unused:
         lines.append(f"warning: {_unused_warning(op.name, user.unused)}")
     lines.append(f"{result.change.path}: {verb} [ops.{op.name}]")
-    lines.append(_next_after_add(op))
+    lines.append(after_add(op))
     return lines
-
-
-def _next_after_add(op: Operator) -> str:
-    where = "--layers 9 --insert" if op.own_stride == 1 else "--layers N"
-    return f"Next: yolopatch apply MODEL.yaml {where} --op {op.name}   then: yolopatch inject REPO --op {op.name}"
 
 
 def _yaml_args(op: Operator) -> str:

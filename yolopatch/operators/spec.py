@@ -53,7 +53,8 @@ class Operator:
       below 1 it upsamples. `stride_rule` reads a row's stride from its args where that is not the third.
     - `repeats`: parse_model gives it the row's repeat count (its class is in the repeat collection).
     - `user`: the record of a user's own module (`yolopatch ops add`); None for the built-ins.
-    - `generated`: what inject pastes when it is not a template (`apply --into`'s CSP classes).
+    - `generated`: what inject pastes when it is not a template (`apply --into`'s CSP classes, the
+      adapter class of a user's own module).
     """
 
     name: str
@@ -74,7 +75,7 @@ class Operator:
     upsamples: bool = False  # its stride is an upsampling factor (own_stride below 1, or set per row)
     repeats: bool = False
     user: Any = None
-    generated: Any = None  # a Paste yolopatch wrote for it (a CSP block with an operator inside, --into)
+    generated: Any = None  # a Paste yolopatch wrote for it (an --into CSP class, a user's adapter)
     uncounted_macs: Callable[[Any, tuple[Any, ...], Any], int] | None = None
     uncounted_note: str = ""
     defaults: Values = field(init=False)

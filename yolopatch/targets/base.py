@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from yolopatch.bench import Conditions, Latency
     from yolopatch.inject import InjectPlan
     from yolopatch.operators.spec import Operator
-    from yolopatch.report import ModelReport
+    from yolopatch.report import Conditions, Latency, ModelReport
     from yolopatch.rules import Rules
 
 
@@ -75,6 +74,7 @@ class Target:
     installable: str = ""  # the package `inject --installed` patches ("": none)
     has_scales: bool = False  # its yamls carry `scales:` (and `check --scale` picks one)
     checkout_hint: str = "PATH/TO/checkout"  # how next-step text names a checkout of this family
+    example: str = "MODEL.yaml --layers 8"  # an `apply` that fits the family's stock yamls (next-step text)
     # it claims any checkout of its layout: asked after the families that mark theirs
     fallback: bool = False
     # `check --bench/--fused` build with its own code (else the built-in builder)
@@ -118,43 +118,10 @@ class Target:
         """Time the yamls with the family's own code (None: the built-in builder times them)."""
         return None
 
-    def next_after_apply(self, written: Path, names: Sequence[str]) -> str:
-        raise NotImplementedError
-
-    def next_after_inject(self, where: str, operators: Sequence[Operator]) -> str:
-        raise NotImplementedError
+    def train_command(self, model: str) -> str:
+        """How the family trains a yaml, for next-step text ("": next-step text names no training)."""
+        return ""
 
     def inject_argument(self) -> str:
         """How `inject` names a target of this family in next-step text: `--installed` or a checkout."""
         return "--installed" if self.installable else self.checkout_hint
-
-
-# The settings folder YOLOv5 (YOLOV5_CONFIG_DIR) and ultralytics (YOLO_CONFIG_DIR) use when the variable is
-# unset, by platform.system(); matplotlib's is ~/.config/matplotlib.
-_SETTINGS_HOME = {"Windows": "AppData/Roaming", "Linux": ".config", "Darwin": "Library/Application Support"}
-
-
-def child_environment(environ: Mapping[str, str], home: Path, system: str, scratch: Path) -> dict[str, str]:
-    """The environment of the child that imports the checkout (any family's: they share these settings variables).
-
-    The user's own settings folders are kept when set or when they exist (v6.0 and v6.1 look for a cached
-    Arial.ttf there at import and download it otherwise); only a folder that does not exist yet is sent to
-    `scratch`, so a check creates nothing in the home folder. pip installs and hub calls are switched off.
-    """
-    settings = home / _SETTINGS_HOME.get(system, "")
-    defaults = {
-        "YOLOV5_CONFIG_DIR": settings / "Ultralytics",
-        "YOLO_CONFIG_DIR": settings / "Ultralytics",
-        "MPLCONFIGDIR": home / ".config" / "matplotlib",
-    }
-    # ultralytics reads both as the words "True"/"False"
-    env = {**environ, "PIP_NO_INDEX": "1", "YOLO_OFFLINE": "True", "YOLO_AUTOINSTALL": "False"}
-    for variable, default in defaults.items():
-        if not environ.get(variable) and not default.is_dir():
-            env[variable] = str(scratch)
-    return env
-
-
-def op_flag(name: str) -> str:
-    """`--op NAME` for next-step text (Involution is inject's default)."""
-    return "" if name == "Involution" else f" --op {name.lower()}"

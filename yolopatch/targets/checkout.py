@@ -11,13 +11,15 @@ inject edits two files: common.py gets the operator blocks; yolo.py gets the nam
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yolopatch import __version__
+from yolopatch import __version__, child
+from yolopatch.build.check import check_builtin, check_with_users, export_builtin
 from yolopatch.checkpoints import checkpoints_needing, listing
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.files import FileChange, read_text
@@ -27,8 +29,6 @@ from yolopatch.inject import (
     block_body,
     bound_names,
     compose_block,
-    copy_changes,
-    copy_removals,
     disable_classes,
     find_blocks,
     inside,
@@ -42,12 +42,14 @@ from yolopatch.inject import (
     restore_classes,
     verify_compiles,
 )
-from yolopatch.operators import OPERATORS
+from yolopatch.operators.registry import OPERATORS
 from yolopatch.operators.spec import Operator
 from yolopatch.paste import operator_paste, template_paste
 from yolopatch.splice import Edit, newline_of, splice
-from yolopatch.targets.base import CheckRequest, Target, op_flag
+from yolopatch.targets.base import CheckRequest, Target
 from yolopatch.targets.collections import channel_collection, parse_model_of, repeat_collection
+from yolopatch.userop.copies import copy_changes, copy_removals
+from yolopatch.userop.record import find_config
 from yolopatch.userop.source import CHECKOUT_LAYOUT
 
 if TYPE_CHECKING:
@@ -62,6 +64,7 @@ _SUMMARY = re.compile(
     rf"(?:\S+ summary|Model Summary): (?:{_COUNT}) layers, (?:{_COUNT}) parameters, (?:{_COUNT}) gradients"
     r"(?:, [\d.]+ GFLOP[sS])?"
 )
+_CHILD = "yolopatch.targets.checkout_build"
 _REGISTRY = "yolo.py"  # where a block's recorded insertions are
 
 
@@ -468,7 +471,7 @@ class CheckoutTarget(Target):
     layout: Layout
     signature: frozenset[str] = frozenset()
     anchor_style: str = "list"
-    example: str = "--layers 8"  # an apply that fits the family's stock yamls, for next-step text
+    example = "yolov5s.yaml --layers 8"
 
     def claims(self, values: Mapping[str, Any], modules: Iterable[str]) -> int:
         """A yaml with `anchors:` whose modules this family knows; its own modules weigh most."""
@@ -495,10 +498,6 @@ class CheckoutTarget(Target):
     def check(self, request: CheckRequest) -> ModelReport:
         """The built-in builder, in a child when the yaml uses the user's operators; with --repo, the
         checkout's own Model class in a child."""
-        import dataclasses
-
-        from yolopatch.check import check_builtin, check_with_users, export_builtin
-
         if request.scale is not None:
             raise OptionError(
                 "--scale", f"--scale {request.scale}: {request.path} has one size (no scales:)."
@@ -521,21 +520,19 @@ class CheckoutTarget(Target):
                     f"{self.name}'s own exporter after `inject`."
                 )
             (result,) = check_with_users(
-                [(text, name)], request.img, request.batch, request.fused, request.users
+                self, [(text, name)], request.img, request.batch, request.fused, request.users
             )
             if isinstance(result, YolopatchError):
                 raise result
             return result
-        report = check_builtin(text, name, request.img, request.batch, request.fused)
+        report = check_builtin(self, text, name, request.img, request.batch, request.fused)
         if request.export:
-            exported = export_builtin(text, name, request.img, request.batch, request.export)
+            exported = export_builtin(self, text, name, request.img, request.batch, request.export)
             report = dataclasses.replace(report, export=exported)
         return report
 
     def check_many(self, requests: Sequence[CheckRequest]) -> list[ModelReport]:
         """With --repo, every yaml in one child (torch and the checkout imported once)."""
-        from yolopatch.check import run_child
-
         repo = requests[0].repo if requests else None
         if repo is None:
             return [self.check(request) for request in requests]
@@ -551,44 +548,12 @@ class CheckoutTarget(Target):
         models = find_checkout(repo, self.layout).models.resolve()
         pairs = [str(p) for r in requests for p in (r.path.resolve(), r.path)]
         img, batch = requests[0].img, requests[0].batch
-        arguments = [str(models), str(img), str(batch), *pairs]
-        results = run_child(
-            "yolopatch.targets.checkout_build", arguments, f"{models}: building with the checkout"
+        arguments = [type(self).__module__, str(models), str(img), str(batch), *pairs]
+        value = child.call(
+            _CHILD, arguments, f"{models}: building with the checkout", config=find_config(Path.cwd())
         )
+        results = child.reports(value)
         failed = next((r for r in results if isinstance(r, YolopatchError)), None)
         if failed is not None:
             raise failed
         return results  # type: ignore[return-value]
-
-    def next_after_apply(self, written: Path, names: Sequence[str]) -> str:
-        """For a yaml inside a checkout, that checkout (and no inject step once it is done)."""
-        from yolopatch.operators import get_operator
-        from yolopatch.userop import user_ops
-        from yolopatch.userop.adapter import user_operators
-
-        flag = op_flag(names[0])
-        root = enclosing_checkout(written, self.layout)
-        if root is None:
-            return (
-                f"Next: yolopatch inject {self.checkout_hint}{flag}   (once per checkout), then:\n"
-                f"      yolopatch check {written}"
-            )
-        try:
-            users = user_operators(user_ops(Path.cwd()))
-            operators = [get_operator(name, users) for name in names]
-            injected = not inject(find_checkout(root, self.layout), operators).changed
-        except YolopatchError:
-            injected = False
-        check = f"yolopatch check {written} --repo {root}"
-        return (
-            f"Next: {check}"
-            if injected
-            else f"Next: yolopatch inject {root}{flag}   (once), then:\n      {check}"
-        )
-
-    def next_after_inject(self, where: str, operators: Sequence[Operator]) -> str:
-        flag, written = op_flag(operators[0].name), operators[0].name.lower()
-        return (
-            f"Next: yolopatch apply MODEL.yaml {self.example}{flag}   (writes MODEL-{written}.yaml), then:\n"
-            f"      yolopatch check MODEL-{written}.yaml --repo {where}"
-        )

@@ -18,7 +18,6 @@ import ast
 import dataclasses
 import importlib
 import io
-import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.error import URLError
 
+from yolopatch import child
 from yolopatch.errors import YolopatchError
 
 
@@ -51,10 +51,10 @@ def load_yolo(models: Path):
         ) from None
 
 
-def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int) -> dict:
+def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int, rules: Any) -> dict:
+    from yolopatch.build.measure import measure
     from yolopatch.channels import geometry, simulate
     from yolopatch.files import read_text
-    from yolopatch.measure import measure
     from yolopatch.modelyaml import parse_model_yaml
     from yolopatch.targets.checkout import reference_summary
 
@@ -62,7 +62,7 @@ def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int) ->
     from yolopatch.userop.adapter import recorded_operators
 
     operators = recorded_operators()
-    simulation = simulate(parsed.logical_rows(), geometry(parsed.values, "", operators), name)
+    simulation = simulate(parsed.logical_rows(), geometry(parsed.values, rules, "", operators), name)
     with captured_output() as log:
         try:
             model = yolo.Model(str(yaml_path), ch=3)
@@ -117,7 +117,9 @@ def restore(activations: dict[type, Any]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    models, img, batch, *pairs, out = argv
+    family, models, img, batch, *pairs, out = argv
+    # the family's target module, named by the parent (a child may import any family; the parent imports none)
+    rules = importlib.import_module(family).TARGET.rules
     # v4.0 to v6.0 log their summary line at INFO level without configuring logging themselves
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results: list[dict[str, Any]] = []
@@ -131,11 +133,11 @@ def main(argv: list[str]) -> None:
             restore(activations)
             try:
                 results.append(
-                    {"report": build_and_measure(yolo, Path(yaml_path), name, int(img), int(batch))}
+                    {"report": build_and_measure(yolo, Path(yaml_path), name, int(img), int(batch), rules)}
                 )
             except YolopatchError as exc:
                 results.append({"error": str(exc)})
-    Path(out).write_text(json.dumps(results), encoding="utf-8")
+    child.write(Path(out), results)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ own Conv); `check` imports it with yolopatch's Conv.
 import torch
 import torch.nn as nn
 
-from yolopatch.modules import Conv
+from yolopatch.templates.common import Conv
 
 
 class InvolutionAggregate(torch.autograd.Function):

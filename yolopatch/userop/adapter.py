@@ -45,6 +45,7 @@ def as_operator(op: UserOp) -> Operator:
         upsamples=op.rule.upsamples,
         repeats=op.rule.channels == "csp",
         user=op,
+        generated=user_paste(op),
     )
 
 
@@ -163,9 +164,8 @@ def module_stem(op: UserOp) -> str:
     return f"yolopatch_{stem}"
 
 
-def user_paste(operator: Operator) -> Paste:
+def user_paste(op: UserOp) -> Paste:
     """The adapter as inject pastes it: it imports the user's class from the copied module."""
-    op = operator.user
     alias = f"_{op.cls}Base"
     line = f"from .{module_stem(op)} import {op.cls} as {alias}"
     return Paste(adapter_source(op, alias), ((frozenset({alias}), line),), frozenset(), (op.name,))

@@ -8,9 +8,6 @@ agrees with the role map; nothing is guessed: an output that follows no rule of 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from yolopatch import child
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.userop.roles import RoleMap
 from yolopatch.userop.source import ClassSource
@@ -152,7 +150,6 @@ def probe(
     sys_path: Sequence[str] = (),
     python: str | None = None,
     timeout: float = PROBE_SECONDS,
-    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run the probe child on the user's file and return its observations."""
     request = {
@@ -161,26 +158,27 @@ def probe(
         "sys_path": list(sys_path),
         "trials": dict(request_trials),
     }
-    script = Path(__file__).with_name("probe.py")
+
+    def too_long() -> YolopatchError:
+        return YolopatchError(
+            f"{source.path}:{source.line}: probing {source.name} took longer than {timeout:g} s (the time "
+            "limit); nothing was recorded. A class that sleeps, downloads or builds something huge at "
+            "construction cannot be probed: declare what it needs with --set, or make it cheaper to build."
+        )
+
+    script = Path(__file__).parents[1] / "children" / "probe.py"  # run by path: not imported here
     with tempfile.TemporaryDirectory(prefix="yolopatch-probe-") as scratch:
-        request_path, result_path = Path(scratch) / "request.json", Path(scratch) / "result.json"
+        request_path = Path(scratch) / "request.json"
         request_path.write_text(json.dumps(request), encoding="utf-8")
-        command = [python or sys.executable, str(script), str(request_path), str(result_path)]
-        child_env = {**(env or os.environ), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-        try:
-            process = subprocess.run(
-                command, capture_output=True, text=True, cwd=scratch, timeout=timeout, env=child_env
-            )
-        except subprocess.TimeoutExpired:
-            raise YolopatchError(
-                f"{source.path}:{source.line}: probing {source.name} took longer than {timeout:g} s (the time "
-                "limit); nothing was recorded. A class that sleeps, downloads or builds something huge at "
-                "construction cannot be probed: declare what it needs with --set, or make it cheaper to build."
-            ) from None
-        if not result_path.exists():
-            tail = " | ".join((process.stderr or process.stdout).strip().splitlines()[-2:])
-            raise YolopatchError(f"{source.path}: the probe of {source.name} crashed: {tail}")
-        return json.loads(result_path.read_text(encoding="utf-8"))
+        return child.call(
+            script,
+            [str(request_path)],
+            f"{source.path}: the probe of {source.name}",
+            python=python,
+            timeout=timeout,
+            extra={"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""},
+            on_timeout=too_long,
+        )
 
 
 # --- fitting ----------------------------------------------------------------------------------------------

@@ -18,13 +18,13 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
 from yolopatch import __version__
+from yolopatch.child import CONFIG_VARIABLE
 from yolopatch.errors import YolopatchError
 from yolopatch.files import read_text
 from yolopatch.userop.learn import CHANNEL_RULES, Rule
 from yolopatch.userop.source import file_digest
 
 CONFIG = "yolopatch.toml"
-CONFIG_VARIABLE = "YOLOPATCH_CONFIG"  # tells a build child (run in a scratch folder) where the record is
 _HEADER = (
     "yolopatch's record of your own operators (`yolopatch ops add FILE.py:CLASS`). You may edit it: what\n"
     "you write here counts as declared. `yolopatch ops NAME` shows one, `yolopatch ops remove NAME` drops it."

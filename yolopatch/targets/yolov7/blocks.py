@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from yolopatch.modules import SPP, SPPF, Bottleneck, Focus, autopad
-from yolopatch.modules import Conv as _V5Conv
+from yolopatch.targets.yolov5.blocks import SPP, SPPF, Bottleneck, Focus
+from yolopatch.templates.common import Conv as _V5Conv
+from yolopatch.templates.common import autopad
 
 
 class Conv(_V5Conv):

@@ -4,7 +4,7 @@ Each class has the sub-modules, attribute names and parameter shapes of the bloc
 WongKinYiu/yolov9 as packaged in `yolo9` 1.0.18 (https://arxiv.org/abs/2402.13616), so state_dict keys,
 parameter counts and thop's MACs match the real ones. Only what a forward and backward pass needs is here:
 no re-parameterisation, no box decoding. Every activation left at its default is the yaml's `activation:`
-(the top of yolopatch.modules._ACTIVATION while the builder runs), else SiLU.
+(the top of yolopatch.templates.common._ACTIVATION while the builder runs), else SiLU.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import weakref
 import torch
 import torch.nn as nn
 
-from yolopatch.modules import _ACTIVATION, _SILU, autopad
-from yolopatch.modules import Conv as _V5Conv
 from yolopatch.targets.yolov7 import blocks as _v7
+from yolopatch.templates.common import _ACTIVATION, _SILU, autopad
+from yolopatch.templates.common import Conv as _V5Conv
 
 # YOLOv9 kept these from YOLOv7 as they were; SPPCSPC is built of YOLOv9's Conv.
 MP, SP, ReOrg = _v7.MP, _v7.SP, _v7.ReOrg

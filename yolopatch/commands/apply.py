@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Literal
 
 from yolopatch.channels import (
@@ -27,12 +28,15 @@ from yolopatch.channels import (
 )
 from yolopatch.csp import CspBlock, slot_channels, slot_of, split_variant, variant_name
 from yolopatch.errors import OptionError, YolopatchError
+from yolopatch.files import FileChange, read_text
 from yolopatch.modelyaml import From, Layer, ModelYaml, Span, line_col, parse_model_yaml
-from yolopatch.operators import DEFAULT, OPERATORS
+from yolopatch.operators.registry import DEFAULT, OPERATORS
 from yolopatch.operators.spec import Operator, resolve_values
 from yolopatch.rules import Rules
 from yolopatch.selection import select_layers
 from yolopatch.splice import Edit, splice
+from yolopatch.targets.base import Target
+from yolopatch.targets.registry import enclosing, target_for
 
 _INDEX_COMMENT = re.compile(r"#[ \t]*(\d+)(?!\d)")
 
@@ -78,7 +82,8 @@ class ApplyResult:
     text: str
     changes: tuple[Change, ...]
     notes: tuple[str, ...]
-    family: str  # whose parse_model the file is for (a target's name)
+    target: Target  # whose parse_model the file is for
+    written: str  # the class the edit wrote (the operator, or the first `--into` class)
     selected: tuple[int, ...] = ()  # the input's layers that were edited (replaced, or inserted after)
 
     @property
@@ -111,7 +116,8 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
     if options.rewire not in ("all", "next"):
         raise YolopatchError(f"--rewire {options.rewire}: use 'all' or 'next'.")
     model = parse_model_yaml(text, name)
-    geos = geometries(model.values, options.scale, options.registered)
+    target = target_for(model.values)
+    geos = geometries(model.values, target.rules, options.scale, options.registered)
     logical = model.logical_rows()
     sims = {scale: simulate(logical, geo, name, options.hints) for scale, geo in geos.items()}
     first = next(iter(geos.values()))
@@ -141,7 +147,7 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
         rows, edits, changes = _plan_replace(model, targets, options.op, values, first.rules)
     new_text = splice(text, edits)
     notes += _non_ascii_warning(_verify(new_text, rows, geos, name), first.rules)
-    return _result(text, new_text, changes, notes, first.rules, sorted(targets))
+    return _result(text, new_text, changes, notes, target, options.op.name, sorted(targets))
 
 
 def _verb(options: ApplyOptions) -> str:
@@ -284,7 +290,9 @@ def _why_not_insert(context: _Context, layer: Layer, shape: Shape) -> str | None
             f"{op.name} {how}: inserted, it would change the size of every later layer; replace a layer of "
             "that stride instead (an nn.Upsample row for an upsampler)"
         )
-    if shape.c2 is None and module in geo.rules.not_replaceable:  # no one feature map (YOLOv9's CBLinear)
+    if (
+        shape.c2 is None and module in geo.rules.not_replaceable
+    ):  # no one feature map (a layer that outputs a list)
         return geo.rules.not_replaceable[module].format(op=one)
     unsure = _unsure("output", shape.c2, shape.c2_assumed)
     if unsure or shape.c2 is None:
@@ -560,7 +568,8 @@ def apply_into(text: str, layers: str, options: ApplyOptions, into: str, name: s
     if slot is None:
         raise YolopatchError(f"--into: {why}; it cannot go inside a bottleneck.")
     model = parse_model_yaml(text, name)
-    geos = geometries(model.values, options.scale, options.registered)
+    target = target_for(model.values)
+    geos = geometries(model.values, target.rules, options.scale, options.registered)
     first = next(iter(geos.values()))
     blocks = first.rules.csp
     if into != "csp" and into not in blocks:
@@ -579,6 +588,7 @@ def apply_into(text: str, layers: str, options: ApplyOptions, into: str, name: s
     changes: list[Change] = []
     rows = list(logical)
     notes: list[str] = []
+    classes: list[str] = []
     for index in selection.indices:
         layer = model.layers[index]
         reason, variant = _into_decision(layer, into, op, blocks, names, geos, sims)
@@ -586,6 +596,7 @@ def apply_into(text: str, layers: str, options: ApplyOptions, into: str, name: s
             rows[index] = (layer.source, layer.number, variant, tuple(layer.args))
             edits.append(Edit(layer.module_span.start, layer.module_span.end, variant))
             changes.append(Change(index, "replaced", layer.module, f"{variant} ({slot} slot)"))
+            classes.append(variant)
         elif reason.startswith("already") or index not in selection.explicit:
             notes.append(f"layer {index} ({layer.module}) left as it is: {reason}.")
         else:
@@ -600,7 +611,8 @@ def apply_into(text: str, layers: str, options: ApplyOptions, into: str, name: s
         s: replace(g, rules=with_variants(g.rules, variants, options.registered)) for s, g in geos.items()
     }
     _verify(new_text, rows, check, name)
-    return _result(text, new_text, changes, notes, first.rules, [c.index for c in changes])
+    written = classes[0] if classes else op.name
+    return _result(text, new_text, changes, notes, target, written, [c.index for c in changes])
 
 
 def _result(
@@ -608,7 +620,8 @@ def _result(
     new_text: str,
     changes: Sequence[Change],
     notes: Sequence[str],
-    rules: Rules,
+    target: Target,
+    written: str,
     selected: Sequence[int],
 ) -> ApplyResult:
     return ApplyResult(
@@ -616,7 +629,8 @@ def _result(
         text=new_text,
         changes=tuple(changes),
         notes=tuple(notes),
-        family=rules.family,
+        target=target,
+        written=written,
         selected=tuple(selected),
     )
 
@@ -657,3 +671,63 @@ def _into_decision(
             at = f"at scale {scale} " if scale else ""
             return f"{at}the slot in its bottlenecks has {channels} channels: {problem}", ""
     return None, variant
+
+
+@dataclass(frozen=True)
+class Written:
+    """What `apply` will do with a result: the file, the change (None: nothing to write), and why not."""
+
+    path: Path
+    change: FileChange | None
+    skipped: str = ""  # why nothing is written ("" when something is)
+    checkout: Path | None = None  # the checkout the file sits in, of any target
+
+
+def apply_file(
+    model: Path,
+    layers: str,
+    options: ApplyOptions,
+    into: str | None,
+    output: Path | None,
+    in_place: bool,
+    force: bool,
+    dry: bool,
+) -> tuple[ApplyResult, Written]:
+    """`apply` on one file: the edit, and where it goes (STEM-CLASS.yaml beside the input by default)."""
+    text = read_text(model)
+    if into is not None:
+        result = apply_into(text, layers, options, into, name=str(model))
+    else:
+        result = apply_operator(text, layers, options, name=str(model))
+    suffix = model.suffix or ".yaml"
+    path = model if in_place else output or model.with_name(f"{model.stem}-{result.written.lower()}{suffix}")
+    if path != model and path.exists() and not force and not dry:
+        if read_text(path) == result.text:
+            return result, Written(path, None, f"{path}: already up to date; nothing written.")
+        raise YolopatchError(
+            f"{path}: already exists. Pass --force to overwrite it, or -o to write elsewhere."
+        )
+    if not result.changed:
+        return result, Written(path, None, f"{model}: already patched; nothing to change")
+    change = FileChange(path, result.original, result.text, model)  # diffs compare with the input
+    return result, Written(path, change, checkout=enclosing(path))
+
+
+def apply_files(
+    model: Path, layers: str, options: ApplyOptions, force: bool, dry: bool
+) -> tuple[ApplyResult, tuple[Variant, ...], list[Path], list[FileChange]]:
+    """`apply --each`: one variant file per edited layer (STEM-OP-LN.yaml), all written or none."""
+    combined, variants = apply_each(read_text(model), layers, options, name=str(model))
+    stem, suffix = model.stem, model.suffix or ".yaml"
+    paths = [model.with_name(f"{stem}-{options.op.name.lower()}-L{v.layer}{suffix}") for v in variants]
+    changes = [
+        FileChange(path, v.result.original, v.result.text, model)
+        for path, v in zip(paths, variants, strict=True)
+        if not (path.exists() and read_text(path) == v.result.text)
+    ]
+    clashes = [str(c.path) for c in changes if c.path.exists()]
+    if clashes and not force and not dry:
+        raise YolopatchError(
+            f"{', '.join(clashes)}: already exist(s) with other contents. Pass --force to overwrite them."
+        )
+    return combined, variants, paths, changes

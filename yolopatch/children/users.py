@@ -1,9 +1,9 @@
 """Child process for `check` (built-in builder) on a yaml that uses the user's own operators: the built-in builder with
 their adapter classes registered, so the user's code never runs inside the CLI process.
 
-    python -m yolopatch.userop.build REQUEST.json OUT.json
+    python -m yolopatch.children.users REQUEST.json OUT.json
 
-REQUEST.json: {"models": [[text, name], ...], "used": [names], "img", "batch", "fused"}; the record is the
+REQUEST.json: {"target": its name, "models": [[text, name], ...], "used": [names], "img", "batch", "fused"}; the record is the
 one its parent names in YOLOPATCH_CONFIG. OUT.json
 gets one entry per model: {"report": ...} or {"error": ...}, as the other build children write.
 """
@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from yolopatch import child
 from yolopatch.errors import YolopatchError
 from yolopatch.userop.record import UserOp
 
@@ -59,15 +60,17 @@ def adapter_classes(ops: Sequence[UserOp]) -> dict[str, type]:
     return classes
 
 
-def _at_an_odd_size(report: Any, text: str, operators: Sequence[Any], classes: Mapping[str, type]) -> Any:
+def _at_an_odd_size(
+    target: Any, report: Any, text: str, operators: Sequence[Any], classes: Mapping[str, type]
+) -> Any:
     """Your module also runs forward and backward where the deepest maps have an odd size (640 + 32: 21x21 at
     stride 32), where a block that needs even sizes (space-to-depth) or rounds differently breaks."""
-    from yolopatch.check import check_builtin
+    from yolopatch.build.check import check_builtin
 
     stride = int(max(report.strides, default=32))
     size = report.img + stride if (report.img // stride) % 2 == 0 else report.img
     try:
-        check_builtin(text, report.name, size, 1, False, operators, classes)
+        check_builtin(target, text, report.name, size, 1, False, operators, classes)
     except YolopatchError as exc:
         raise YolopatchError(
             f"{exc} (yolopatch also runs models with your operators at {size}x{size}, where the deepest maps have "
@@ -78,7 +81,8 @@ def _at_an_odd_size(report: Any, text: str, operators: Sequence[Any], classes: M
 
 
 def main(argv: list[str]) -> None:
-    from yolopatch.check import check_builtin
+    from yolopatch.build.check import check_builtin
+    from yolopatch.targets.registry import target_named
     from yolopatch.userop.adapter import as_operator
     from yolopatch.userop.record import child_config, load
 
@@ -93,15 +97,16 @@ def main(argv: list[str]) -> None:
     else:
         for text, name in request["models"]:
             try:
+                target = target_named(request["target"])
                 report = check_builtin(
-                    text, name, request["img"], request["batch"], request["fused"], operators, classes
+                    target, text, name, request["img"], request["batch"], request["fused"], operators, classes
                 )
                 results.append(
-                    {"report": dataclasses.asdict(_at_an_odd_size(report, text, operators, classes))}
+                    {"report": dataclasses.asdict(_at_an_odd_size(target, report, text, operators, classes))}
                 )
             except YolopatchError as exc:
                 results.append({"error": str(exc)})
-    Path(argv[1]).write_text(json.dumps(results), encoding="utf-8")
+    child.write(Path(argv[1]), results)
 
 
 if __name__ == "__main__":

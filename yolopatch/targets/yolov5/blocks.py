@@ -11,65 +11,9 @@ import math
 import torch
 from torch import nn
 
+from yolopatch.templates.common import Concat, Conv
 
-def autopad(k: int | tuple[int, int], p: int | None = None) -> int | list[int]:
-    """'same' padding for odd kernels."""
-    if p is not None:
-        return p
-    return k // 2 if isinstance(k, int) else [x // 2 for x in k]
-
-
-class Conv(nn.Module):
-    """Conv2d without bias, BatchNorm, activation (SiLU unless the yaml's `activation:` says otherwise)."""
-
-    def __init__(self, c1, c2, k=1, s=1, p=None, g=1, act=True):
-        super().__init__()
-        self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p), groups=g, bias=False)
-        self.bn = nn.BatchNorm2d(c2)
-        if act is True:
-            self.act = _ACTIVATION[-1] if _ACTIVATION else _SILU
-        else:
-            self.act = act if isinstance(act, nn.Module) else nn.Identity()
-
-    def forward(self, x):
-        return self.act(self.bn(self.conv(x)))
-
-    def forward_fuse(self, x):
-        return self.act(self.conv(x))
-
-    def fuse(self):
-        """Fold the BatchNorm into the convolution and drop it, as YOLOv5's Model.fuse() does."""
-        if hasattr(self, "bn"):
-            self.conv = fuse_conv_and_bn(self.conv, self.bn)
-            del self.bn
-            self.forward = self.forward_fuse
-        return self
-
-
-def fuse_conv_and_bn(conv, bn):
-    """The convolution that computes bn(conv(x)) in inference: scaled weights and a bias."""
-    fused = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        bias=True,
-    ).requires_grad_(False)
-    with torch.no_grad():
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-    return fused
-
-
-# One activation instance shared by every Conv, as in YOLOv5 v7.0 (it counts once in model.modules()).
-# The builder pushes the yaml's `activation:` for one build only; YOLOv5 sets a class attribute that leaks.
-_SILU = nn.SiLU()
-_ACTIVATION: list[nn.Module] = []
+__all__ = ["Concat", "Conv"]  # parse_model's names for them, from the shared blocks
 
 
 class DWConv(Conv):
@@ -302,15 +246,6 @@ class Expand(_Regroup):
         s = self.gain
         x = x.view(b, s, s, c // s**2, h, w).permute(0, 3, 4, 1, 5, 2).contiguous()
         return x.view(b, c // s**2, h * s, w * s)
-
-
-class Concat(nn.Module):
-    def __init__(self, dimension=1):
-        super().__init__()
-        self.d = dimension
-
-    def forward(self, x):
-        return torch.cat(x, self.d)
 
 
 class Detect(nn.Module):

@@ -11,46 +11,14 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from yolopatch.report import Conditions, Latency
+
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True)
-class Conditions:
-    device: str  # "cpu" or "cuda:0 (NVIDIA ...)"
-    dtype: str  # "float32" or "float16"
-    threads: int  # torch's intra-op threads (CPU)
-    batch: int
-    img: int
-    fused: bool
-    warmup: int
-    runs: int
-
-    def label(self) -> str:
-        where = f"{self.device}, {self.threads} thread(s)" if self.device == "cpu" else self.device
-        fused = "fused" if self.fused else "unfused"
-        return (
-            f"model forward only (no pre-processing, no NMS), {where}, {self.dtype}, batch {self.batch}, "
-            f"{self.img}x{self.img}, {fused}; median of {self.runs} runs after {self.warmup} warm-up, "
-            "models timed in turns"
-        )
-
-
-@dataclass(frozen=True)
-class Latency:
-    median_ms: float
-    q1_ms: float
-    q3_ms: float
-
-    @property
-    def fps(self) -> float:
-        """Forward passes per second, 1000 / median ms (at batch N, N times as many images)."""
-        return 1000.0 / self.median_ms if self.median_ms else float("inf")
 
 
 def time_models(

@@ -1,6 +1,6 @@
 """The probe's child process: import the user's file, build the class as asked, record what it does.
 
-Run as `python -m yolopatch.userop.probe REQUEST.json RESULT.json`, never inside the CLI process: the user's
+Run as `python PATH/TO/probe.py REQUEST.json RESULT.json` (yolopatch.child), never inside the CLI process: the user's
 code runs only here, on the CPU, with one thread, a fixed seed and (where the platform has `resource`) a
 memory limit, while the parent holds a time limit. This module only observes; `learn` fits the rule from
 the observations, as pure code.

@@ -17,10 +17,10 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from yolopatch.channels import Simulation, normalize_module, rules_for
+from yolopatch.channels import Simulation, normalize_module
 from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import ModelYaml
-from yolopatch.operators import OPERATORS
+from yolopatch.operators.registry import OPERATORS
 from yolopatch.operators.spec import Operator
 from yolopatch.report import LayerReport, ModelReport
 
@@ -47,7 +47,7 @@ def measure(
     rows = [(r.source, r.number, r.module, r.args_text) for r in parsed.layers]
     shapes = simulation.shapes
     # Convolution-like modules promise ceil(size / stride); padding and pooling layers may not, on purpose.
-    channel_modules = rules_for(parsed.values, operators).channel_modules
+    channel_modules = simulation.geometry.rules.channel_modules
     unused = {op.name: tuple(op.user.unused) for op in operators if op.user is not None}
     strides = [
         shape.stride if normalize_module(layer.module) in channel_modules else None

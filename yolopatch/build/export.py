@@ -25,37 +25,9 @@ import torch
 from torch import nn
 
 from yolopatch.errors import YolopatchError
+from yolopatch.report import TOLERANCE, ExportReport, Parity
 
 FORMATS = ("onnx", "torchscript")
-# fp32 graphs against eager, relative to the output's scale: different fusions and summation orders
-TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class Parity:
-    """The largest difference between the exported model's outputs and eager's at one input shape."""
-
-    shape: tuple[int, ...]
-    max_abs: float
-    max_rel: float  # max_abs over the largest eager output value
-
-    @property
-    def ok(self) -> bool:
-        return self.max_rel <= TOLERANCE
-
-
-@dataclass(frozen=True)
-class ExportReport:
-    format: str
-    exporter: str  # what wrote it and what ran it
-    opset: int | None
-    nodes: int
-    size_bytes: int
-    parity: tuple[Parity, ...]
-
-    @property
-    def ok(self) -> bool:
-        return all(p.ok for p in self.parity)
 
 
 def other_shape(shape: tuple[int, int, int, int], multiple: int) -> tuple[int, int, int, int]:
@@ -282,9 +254,3 @@ def _brief(exc: Exception) -> str:
 
 def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
-
-
-def report_from_dict(data: dict[str, Any]) -> ExportReport:
-    """An ExportReport back from its JSON form (a build child's)."""
-    parity = tuple(Parity(tuple(p["shape"]), p["max_abs"], p["max_rel"]) for p in data["parity"])
-    return ExportReport(**{**data, "parity": parity})

@@ -1,6 +1,6 @@
 """Child process for `check` on an ultralytics yaml: build it with ultralytics' own code and measure it.
 
-    python -m yolopatch.targets.ultralytics.build ROOT MODEL.yaml NAME SCALE IMG BATCH OUT.json
+    python -m yolopatch.targets.ultralytics.child ROOT MODEL.yaml NAME SCALE IMG BATCH OUT.json
 
 ROOT is the folder holding the `ultralytics` package of a checkout (`-`: the installed one); SCALE `-` picks
 the scale the file name implies, as ultralytics does. MODEL.yaml is absolute (the child runs in a scratch
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import json
 import logging
 import re
 import sys
@@ -23,8 +22,9 @@ import types
 from pathlib import Path
 from typing import Any
 
+from yolopatch import child
+from yolopatch.build.measure import FLOPS_SIZE
 from yolopatch.errors import YolopatchError
-from yolopatch.measure import FLOPS_SIZE
 
 _MODELS = {
     "detect": "DetectionModel",
@@ -56,8 +56,8 @@ def import_tasks(root: str) -> types.ModuleType:
 def register_in_memory(tasks: types.ModuleType, names: set[str]) -> list[str]:
     """Register the operators the yaml uses, as inject would, without writing a file; notes on what was done."""
     from yolopatch.csp import operators_used
-    from yolopatch.operators import OPERATORS
-    from yolopatch.targets import ultralytics
+    from yolopatch.operators.registry import OPERATORS
+    from yolopatch.targets.ultralytics import target as ultralytics
     from yolopatch.userop.adapter import recorded_operators
 
     operators = operators_used(names, [*OPERATORS.values(), *recorded_operators()], ultralytics.CSP)
@@ -117,6 +117,7 @@ def _build(root: str, yaml_path: Path, name: str, scale: str) -> _Built:
     from yolopatch.channels import geometry, simulate
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
+    from yolopatch.targets.ultralytics.target import RULES
     from yolopatch.userop.adapter import recorded_operators
 
     text = read_text(yaml_path)
@@ -125,7 +126,9 @@ def _build(root: str, yaml_path: Path, name: str, scale: str) -> _Built:
     notes = register_in_memory(tasks, {layer.module for layer in parsed.layers})
     config = model_config(tasks, text, yaml_path, scale)
     chosen = config["scale"] if parsed.values.get("scales") else ""
-    simulation = simulate(parsed.logical_rows(), geometry(parsed.values, chosen, recorded_operators()), name)
+    simulation = simulate(
+        parsed.logical_rows(), geometry(parsed.values, RULES, chosen, recorded_operators()), name
+    )
     task = tasks.guess_model_task(config)
     try:
         model = getattr(tasks, _MODELS.get(task, "DetectionModel"))(config, ch=3, verbose=False)
@@ -146,7 +149,7 @@ def build_and_measure(
     export: str = "-",
     fused: bool = False,
 ) -> dict:
-    from yolopatch.measure import measure
+    from yolopatch.build.measure import measure
     from yolopatch.userop.adapter import recorded_operators
 
     built = _build(root, yaml_path, name, scale)
@@ -188,7 +191,7 @@ def _export(model: Any, fmt: str, img: int, batch: int, parsed: Any) -> Any:
     """Export as ultralytics' own exporter prepares the model (eval, fused, heads in export mode with dynamic
     shapes; ONNX through the legacy exporter, `dynamo=False`, as it calls torch.onnx.export)."""
 
-    from yolopatch.export import export_model
+    from yolopatch.build.export import export_model
 
     ready = _fused(model)
     for m in ready.modules():
@@ -303,7 +306,7 @@ def _own_summary(model: Any) -> tuple[str, float]:
 
 def bench(argv: list[str]) -> dict[str, Any]:
     """--bench: every yaml built here, in one process, so that the models are timed in turns."""
-    from yolopatch.bench import bench_on_device
+    from yolopatch.build.bench import bench_on_device
 
     root, scale, img, batch, device, half, fused, runs, *pairs = argv
     models = {}
@@ -331,7 +334,7 @@ def main(argv: list[str]) -> None:
             result = bench(arguments)
         except YolopatchError as exc:
             result = {"error": str(exc)}
-        Path(out).write_text(json.dumps([result]), encoding="utf-8")
+        child.write(Path(out), [result])
         return
     root, yaml_path, name, scale, img, batch, export, fused, out = argv
     try:
@@ -341,7 +344,7 @@ def main(argv: list[str]) -> None:
         result = {"report": report}
     except YolopatchError as exc:
         result = {"error": str(exc)}
-    Path(out).write_text(json.dumps([result]), encoding="utf-8")
+    child.write(Path(out), [result])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """The built-in builder: a model from a yaml without a checkout, and without `eval`, for the targets that
-give their blocks (Target.builtin: the parse_model of YOLOv5's shape, which YOLOv7 and YOLOv9 kept).
+give their blocks (Target.builtin: the parse_model shape the checkout families share).
 
 Module names resolve from a fixed table, arguments are literals, and `activation:` is parsed, not
 evaluated: a yaml cannot run code here (the families' parse_model `eval`s both).
@@ -16,14 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolopatch import modules
+from yolopatch.templates import common as modules
 from yolopatch.channels import Shape, Simulation, geometry, make_divisible, normalize_module
 from yolopatch.csp import slot_of, split_variant, variant_source
 from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import ModelYaml
-from yolopatch.operators import OPERATORS
+from yolopatch.operators.registry import OPERATORS
 from yolopatch.operators.spec import Operator
-from yolopatch.targets import target_for
 from yolopatch.targets.base import Builtin
 
 # Every family's table has these besides its own blocks.
@@ -63,7 +62,7 @@ ACTIVATIONS = frozenset(
 
 
 class BuiltModel(nn.Module):
-    """What YOLOv5's Model holds: `model` (a Sequential of layers tagged i, f, type, np) and `save`."""
+    """What a checkout family's Model holds: `model` (a Sequential of layers tagged i, f, type, np) and `save`."""
 
     def __init__(self, layers: nn.Sequential, save: list[int]):
         super().__init__()
@@ -71,7 +70,7 @@ class BuiltModel(nn.Module):
         self.stride = torch.zeros(0)  # set from Detect's inputs; stays empty for a model without a head
 
     def fuse(self):
-        """Conv + BatchNorm folded in every Conv (and DWConv), as YOLOv5's Model.fuse() does."""
+        """Conv + BatchNorm folded in every Conv (and DWConv), as the families' Model.fuse() does."""
         for module in self.modules():
             if isinstance(module, modules.Conv):
                 module.fuse()
@@ -94,6 +93,7 @@ class BuiltModel(nn.Module):
 def build_model(
     model: ModelYaml,
     simulation: Simulation,
+    builtin: Builtin,
     users: Mapping[str, type[nn.Module]] | None = None,
     repeats: frozenset[str] = frozenset(),
     operators: Sequence[Operator] = (),
@@ -101,15 +101,9 @@ def build_model(
     """Build the model a yaml describes, as its target's parse_model would, then compute its strides.
     `users`: the adapter classes of the user's own operators, registered in the (c1, c2) collection (and,
     for those in `repeats`, in the repeat collection), as `inject` registers them; `operators` their specs,
-    for `--into` classes (C3_CBAM) built on them."""
-    target = target_for(model.values)
-    builtin = target.builtin()
-    if builtin is None:
-        raise YolopatchError(
-            f"{model.name}: yolopatch has no built-in blocks for {target.name}; build it with "
-            f"{target.name}'s own code."
-        )
-    geo = geometry(model.values)
+    for `--into` classes (C3_CBAM) built on them. `builtin`: the blocks and tables of the yaml's target;
+    the simulation carries its geometry."""
+    geo = simulation.geometry
     rows = model.logical_rows()
     shapes = simulation.shapes
     activation = parse_activation(model.values.get("activation"), model.name)
@@ -259,11 +253,11 @@ def _arguments(
 
 
 def _literal(value: Any, values: dict[str, Any], where: str) -> Any:
-    """A yaml argument as YOLOv5 would read it, without eval: names nc/anchors, None/True/False, literals."""
+    """A yaml argument as parse_model would read it, without eval: names nc/anchors, None/True/False, literals."""
     if not isinstance(value, str):
         return value
     if value.startswith(("nn.", "torch.nn.")) and "(" in value:
-        return parse_activation(value, where)  # YOLOv7-tiny's rows pass nn.LeakyReLU(0.1) as Conv's act
+        return parse_activation(value, where)  # some tiny models' rows pass nn.LeakyReLU(0.1) as Conv's act
     if value in ("nc", "anchors"):
         return values.get(value)
     if value in ("None", "True", "False"):
@@ -273,7 +267,7 @@ def _literal(value: Any, values: dict[str, Any], where: str) -> Any:
     except (SyntaxError, ValueError):
         pass
     if value.isidentifier():
-        return value  # a plain word such as 'nearest', as YOLOv5 keeps it after a NameError
+        return value  # a plain word such as 'nearest', as parse_model keeps it after a NameError
     raise YolopatchError(
         f"{where}: argument {value!r} is not a literal; yolopatch never evaluates yaml text."
     )

@@ -1,0 +1,1 @@
+"""One module per command: the core each CLI command calls."""

@@ -1,0 +1,65 @@
+"""The operators a command may use: the built-ins and the user's own (recorded in yolopatch.toml), read
+without torch and without importing the user's files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from yolopatch.csp import operators_used, split_variant, variant_operator
+from yolopatch.errors import OptionError, YolopatchError
+from yolopatch.modelyaml import parse_model_yaml
+from yolopatch.operators.registry import OPERATORS, get_operator
+from yolopatch.operators.spec import Operator
+from yolopatch.targets.registry import csp_blocks
+from yolopatch.userop.adapter import user_operators as as_operators
+from yolopatch.userop.record import find_config, load
+
+
+def user_operators(cwd: Path | None = None) -> dict[str, Operator]:
+    """The user's operators recorded in the nearest yolopatch.toml, by lower-case name."""
+    return as_operators(load(find_config(cwd or Path.cwd())))
+
+
+def operator(name: str, check_file: bool = True) -> Operator:
+    """A built-in or a recorded operator; a recorded one whose file changed since `ops add` is refused."""
+    try:
+        op = get_operator(name, user_operators())
+    except YolopatchError as exc:
+        raise OptionError("--op", str(exc)) from None
+    if check_file:
+        refuse_changed([op])
+    return op
+
+
+def refuse_changed(operators: Sequence[Operator]) -> None:
+    """A user's operator whose file changed since `ops add` learned it is not used until learned again."""
+    for op in operators:
+        changed = op.user.changed() if op.user is not None else None
+        if changed:
+            raise YolopatchError(changed + ".")
+
+
+def known_operator(name: str) -> Operator:
+    """An operator a target has a block for: a built-in, the user's own, or an `--into` class."""
+    users = user_operators()
+    known = {op.name: op for op in [*OPERATORS.values(), *users.values()]}
+    parts = split_variant(name, csp_blocks(), known)
+    if parts is not None:
+        return variant_operator(parts[0], known[parts[1]])
+    return get_operator(name, users)
+
+
+def operators_in(model: Path, text: str) -> list[Operator]:
+    """The operators a yaml uses (the user's own and `--into` classes included); none is an error."""
+    parsed = parse_model_yaml(text, str(model))
+    used = {layer.module for layer in parsed.layers}
+    known = [*OPERATORS.values(), *user_operators().values()]
+    found = operators_used(used, known, csp_blocks())
+    if not found:
+        raise YolopatchError(
+            f"{model}: uses none of the operators yolopatch adds ({', '.join(o.name for o in known)}); "
+            "nothing to inject."
+        )
+    refuse_changed(found)
+    return found

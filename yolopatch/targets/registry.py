@@ -1,0 +1,70 @@
+"""Targets: the families of codebases with their own parse_model, one package each, and their registry.
+
+Adding a family is one package here and one line in TARGETS. Nothing outside yolopatch.targets names a
+family: the CLI and the core ask the registry (`target_for` a yaml, `locate` a checkout) and the Target
+(yolopatch.targets.base) they get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from yolopatch.channels import modules_of
+from yolopatch.csp import CspBlock
+from yolopatch.errors import YolopatchError
+from yolopatch.targets.base import Location, Target
+from yolopatch.targets.ultralytics import target as ultralytics
+from yolopatch.targets.yolov5 import target as yolov5
+from yolopatch.targets.yolov7 import target as yolov7
+from yolopatch.targets.yolov9 import target as yolov9
+
+# In order of preference where two claim the same yaml equally (the most used family first).
+TARGETS: tuple[Target, ...] = (yolov5.TARGET, ultralytics.TARGET, yolov7.TARGET, yolov9.TARGET)
+
+
+def target_for(values: Mapping[str, Any]) -> Target:
+    """The family whose parse_model a yaml (its parsed top-level values) is written for."""
+    modules = modules_of(values)
+    scores = [target.claims(values, modules) for target in TARGETS]
+    return TARGETS[scores.index(max(scores))]
+
+
+def target_named(name: str) -> Target:
+    return next(target for target in TARGETS if target.name == name)
+
+
+def locate(repo: Path) -> tuple[Target, Location]:
+    """The target whose checkout or package `repo` is."""
+    for target in sorted(TARGETS, key=lambda t: t.fallback):
+        found = target.locate(repo)
+        if found is not None:
+            return target, found
+    if not repo.exists():
+        raise YolopatchError(f"{repo}: no such folder.")
+    raise YolopatchError(
+        f"{repo}: not a checkout yolopatch knows ({', '.join(t.name for t in TARGETS)}): found no "
+        "models/yolo.py with models/common.py, and no ultralytics/nn/tasks.py. Pass the checkout's root folder."
+    )
+
+
+def enclosing(path: Path) -> Path | None:
+    """The checkout a file sits in (relative to the working folder when it is below it), of any target."""
+    for folder in path.resolve().parents:
+        if (folder / "models").is_dir() and any(t.locate(folder) is not None for t in TARGETS):
+            try:
+                return folder.relative_to(Path.cwd())
+            except ValueError:
+                return folder
+    return None
+
+
+def installable() -> list[Target]:
+    """The targets `inject --installed` can patch: the packages Python imports."""
+    return [target for target in TARGETS if target.installable]
+
+
+def csp_blocks() -> dict[str, CspBlock]:
+    """Every family's CSP blocks (`--into`), by yaml name."""
+    return {name: block for target in TARGETS for name, block in target.rules.csp.items()}
