@@ -196,7 +196,7 @@ def test_apply_names_the_output_after_the_operator_and_the_next_step_injects_it(
     path.write_text(EXAMPLE, encoding="utf-8")
     result = run_cli("apply", str(path), "-l", "9", "--insert", "--op", "cbam")
     assert result.returncode == 0 and (tmp_path / "yolov5s-cbam.yaml").exists()
-    assert "yolopatch inject PATH/TO/yolov5 --op cbam" in result.stdout
+    assert f"yolopatch inject PATH/TO/yolov5 --for {tmp_path / 'yolov5s-cbam.yaml'}" in result.stdout
 
 
 @pytest.mark.parametrize("version", YOLOV5_VERSIONS)

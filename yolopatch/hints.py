@@ -10,7 +10,7 @@ from pathlib import Path
 from yolopatch.operators.spec import Operator
 from yolopatch.targets.base import Target
 
-_PLAIN = re.compile(r"[\w@%+=:,./\\-]+")
+_PLAIN = re.compile(r"[\w@%+=:,./\\*-]+")  # "*": a pattern the shell is meant to expand
 
 
 def shell_word(value: str | Path) -> str:
