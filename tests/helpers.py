@@ -178,7 +178,7 @@ def run_cli(
 
     Exceptions other than exits propagate, so a traceback fails the test instead of hiding in stderr.
     """
-    from yolopatch.cli import app
+    from yolopatch.cli.main import app
 
     previous = Path.cwd()
     try:

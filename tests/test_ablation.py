@@ -11,7 +11,7 @@ from helpers import ROOT, check_yaml, contract_inserted, graph, run_cli
 from rich.console import Console
 
 from yolopatch.build.bench import Conditions, Latency, bench_on_device, time_models
-from yolopatch.render import comparison_rows, comparison_table, comparison_text
+from yolopatch.render.comparison import comparison_rows, comparison_table, comparison_text
 from yolopatch.report import ModelReport
 
 EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")

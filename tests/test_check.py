@@ -18,9 +18,9 @@ from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import parse_model_yaml
 from yolopatch.operators.involution import involution_macs, involution_params
-from yolopatch.render import summary_line
+from yolopatch.render.model import summary_line
 from yolopatch.targets.base import CheckRequest
-from yolopatch.targets.checkout import reference_summary
+from yolopatch.targets.checkout.target import reference_summary
 from yolopatch.targets.yolov5 import target as yolov5
 
 EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
@@ -266,7 +266,7 @@ def test_v6_0_offline_without_a_cached_font_says_what_to_do(yolov5_packages, tmp
 FUSED_COUNT = """
 import json, sys
 from pathlib import Path
-from yolopatch.targets.checkout_build import import_yolo
+from yolopatch.targets.checkout.child import import_yolo
 model = import_yolo(Path(sys.argv[1])).Model(sys.argv[2]).fuse()
 print(json.dumps([len(list(model.modules())), sum(p.numel() for p in model.parameters())]))
 """

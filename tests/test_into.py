@@ -7,6 +7,7 @@ really hold it; the row keeps from, n and args; inject and revert as for any ope
 
 from __future__ import annotations
 
+import importlib
 import shutil
 
 import pytest
@@ -208,3 +209,27 @@ def test_a_users_keep_or_conv_module_goes_into_c3_with_the_parameters_computed_i
             )
             expected -= sum(p.numel() for p in b.cv2.parameters()) if slot == "conv" else 0
     assert json.loads(checked.stdout)["model"]["params"] == expected
+
+
+@pytest.mark.parametrize("op", ["CBAM", "Involution"], ids=["keep-slot", "conv-slot"])
+def test_the_built_class_is_the_class_inject_writes(op):
+    """The builder makes the `--into` class from the block and the slot without compiling source; it equals
+    the class `inject` writes (csp.variant_source), parameter for parameter and key for key."""
+    from torch import nn
+
+    from yolopatch.build.builder import variant_class
+    from yolopatch.csp import slot_of, variant_source
+    from yolopatch.operators.registry import get_operator
+
+    operator = get_operator(op.lower(), {})
+    slot, _ = slot_of(operator)
+    module = importlib.import_module(f"yolopatch.templates.{operator.template}")
+    namespace = {"C3": C3, "Bottleneck": Bottleneck, "nn": nn, op: getattr(module, op)}
+    exec(compile(variant_source("C3", op, slot), "<inject's class>", "exec"), namespace)
+    written, built = (
+        namespace[f"C3_{op}"](64, 64, 2),
+        variant_class(f"C3_{op}", C3, Bottleneck, getattr(module, op), slot)(64, 64, 2),
+    )
+    assert {k: v.shape for k, v in written.state_dict().items()} == {
+        k: v.shape for k, v in built.state_dict().items()
+    }

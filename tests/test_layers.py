@@ -116,7 +116,7 @@ def test_a_package_init_counts_as_imported():
 def test_nothing_imports_a_child_process_entry_point():
     children = {
         "yolopatch.children",
-        "yolopatch.targets.checkout_build",
+        "yolopatch.targets.checkout.child",
         "yolopatch.targets.ultralytics.child",
     }
     children |= {m for m in _modules() if m.startswith("yolopatch.children.")}

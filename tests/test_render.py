@@ -10,7 +10,8 @@ from helpers import FIXTURES, check_yaml, geometries_of
 from rich.console import Console
 
 from yolopatch.operators.registry import get_operator
-from yolopatch.render import operator_detail, operator_note, operators_table, report_table, summary_line
+from yolopatch.render.model import operator_note, report_table, summary_line
+from yolopatch.render.operators import operator_detail, operators_table
 from yolopatch.report import LayerReport, ModelReport
 
 
@@ -78,7 +79,7 @@ def test_summary_line_alone_and_against_a_baseline():
 def test_operator_note_names_the_operators_and_what_thop_misses():
     assert operator_note(REPORT) == (
         "* Involution, CBAM layers. GFLOPs include their aggregation (0.05 GFLOPs at 640), which thop, "
-        "YOLOv5's own summary and torch's FlopCounterMode leave out."
+        "the target's own summary and torch's FlopCounterMode leave out."
     )
     plain = ModelReport(
         "p", [_layer(0, "SE", "[64]", 10, 0.0, operator="SE")], 1, 10, 10, 0.0, 0.0, 64, 1, []
@@ -110,7 +111,7 @@ def _real_report():
 def _layers_table(name):
     from yolopatch.channels import simulate
     from yolopatch.modelyaml import parse_model_yaml
-    from yolopatch.render import layers_table
+    from yolopatch.render.model import layers_table
 
     parsed = parse_model_yaml((FIXTURES / name).read_text(encoding="utf-8"))
     return lambda width: layers_table(

@@ -63,7 +63,13 @@ def test_a_yaml_is_claimed_by_its_own_family(text, family):
     assert _family(text) == family
 
 
-CORE = ["cli.py", "hints.py", "channels.py", "build/check.py", "build/builder.py"]
+CORE = [
+    *(f"cli/{p.name}" for p in sorted((ROOT / "yolopatch" / "cli").glob("*.py"))),
+    "hints.py",
+    "channels.py",
+    "build/check.py",
+    "build/builder.py",
+]
 
 
 @pytest.mark.parametrize(
@@ -212,7 +218,7 @@ def test_check_repo_gives_each_yaml_the_activation_its_family_imported_with():
     puts the imported value back before each yaml."""
     import types
 
-    from yolopatch.targets.checkout_build import default_activations, restore
+    from yolopatch.targets.checkout.child import default_activations, restore
 
     class Conv:
         default_act = "SiLU"

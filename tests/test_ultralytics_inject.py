@@ -19,8 +19,8 @@ from yolopatch import __version__
 from yolopatch.errors import YolopatchError
 from yolopatch.files import write_changes
 from yolopatch.operators.registry import OPERATORS, get_operator
-from yolopatch.targets.ultralytics import target as ultralytics
-from yolopatch.targets.ultralytics.target import Package, plan_inject, plan_revert
+from yolopatch.targets.ultralytics.edits import plan_inject, plan_revert
+from yolopatch.targets.ultralytics.package import HEADER, Package, read_package
 
 IMPORTS = '''"""yolopatch's own stand-in for ultralytics' nn/tasks.py: the places inject edits."""
 
@@ -94,7 +94,7 @@ def make_package(root: Path, tasks: str | None = None, init: str = INIT) -> Pack
 
 
 def texts_of(package: Package) -> dict[Path, str | None]:
-    return ultralytics.read_package(package)
+    return read_package(package)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -150,7 +150,7 @@ def test_init_gets_one_import_and_the_all_entries(tmp_path):
         '+    "Involution",',
     ]
     module = new_text(plan, package.module)
-    assert module is not None and module.startswith(ultralytics.HEADER)
+    assert module is not None and module.startswith(HEADER)
     assert "from .conv import Conv\n" in module and "class Involution(nn.Module):" in module
 
 

@@ -16,7 +16,8 @@ from user_module_cases import USER_MODULES
 
 from yolopatch.errors import YolopatchError
 from yolopatch.files import write_changes
-from yolopatch.targets.ultralytics import target as ultralytics
+from yolopatch.targets.ultralytics import edits as ultralytics
+from yolopatch.targets.ultralytics.package import read_package
 from yolopatch.userop.adapter import as_operator
 from yolopatch.userop.learn import Rule
 from yolopatch.userop.record import UserOp
@@ -156,9 +157,7 @@ def test_the_pip_package_layout_points_yolov5_imports_at_its_own_package(tmp_pat
 def test_ultralytics_gets_the_copy_beside_our_module_file_and_the_repeat_registration(tmp_path, shape):
     package = make_package(tmp_path, tasks_text(shape))
     before = snapshot(package.root)
-    plan = ultralytics.plan_inject(
-        package, ultralytics.read_package(package), [_se(tmp_path), _csp(tmp_path)]
-    )
+    plan = ultralytics.plan_inject(package, read_package(package), [_se(tmp_path), _csp(tmp_path)])
     write_changes(plan.changes)
     modules = package.root / "nn" / "modules"
     assert (modules / "yolopatch_csp.py").is_file() and (modules / "yolopatch_se_attention.py").is_file()

@@ -1,3 +1,3 @@
-from yolopatch.cli import main
+from yolopatch.cli.main import main
 
 main()

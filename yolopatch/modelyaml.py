@@ -1,4 +1,4 @@
-"""Read a YOLOv5 model yaml into layers that remember where each of their parts sits in the text.
+"""Read a YOLO model yaml into layers that remember where each of their parts sits in the text.
 
 ruamel.yaml's round-trip dump loses comments and spacing in these files, so nothing here dumps YAML:
 the composer gives every node's exact character span, and edits are splices at those spans.
@@ -64,7 +64,7 @@ class Section:
 
 @dataclass(frozen=True)
 class ModelYaml:
-    """A parsed model yaml: its text, its top-level values and its layers in YOLOv5's order."""
+    """A parsed model yaml: its text, its top-level values and its layers in parse_model's order."""
 
     name: str
     text: str
@@ -80,7 +80,7 @@ class ModelYaml:
         return "\r\n" if "\r\n" in self.text else "\n"
 
     def logical_rows(self) -> list[tuple[From, int, str, tuple[Any, ...]]]:
-        """What YOLOv5 would read: one (from, number, module, args) per layer."""
+        """What parse_model would read: one (from, number, module, args) per layer."""
         return [(layer.source, layer.number, layer.module, layer.args) for layer in self.layers]
 
 

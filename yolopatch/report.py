@@ -36,9 +36,9 @@ class ModelReport:
     batch: int
     strides: list[float]
     warnings: list[str] = field(default_factory=list)
-    reference: str = ""  # the summary line the code that built it printed (YOLOv5 with --repo, ultralytics)
-    builder: str = ""  # what built it, when not yolopatch's own builder: "ultralytics 8.3.0 at PATH"
-    # how `modules` counts when the target's own convention is not YOLOv5's (every module)
+    reference: str = ""  # the summary line the code that built it printed (a target's own code: --repo, or an installed package)
+    builder: str = ""  # what built it, when not yolopatch's own builder: "<package> 8.3.0 at PATH"
+    # how `modules` counts when the target's own convention is not the built-in builder's (every module)
     layers_note: str = ""
     export: ExportReport | None = None  # check --export: what the exported file gave
     # check --fused: after the target's fuse() (None when not asked for)

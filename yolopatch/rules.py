@@ -28,7 +28,7 @@ class Rules:
     stride_rules: Mapping[str, StrideRule] = field(default_factory=dict)
     special: Mapping[str, ChannelRule] = field(default_factory=dict)
     stride_from_last: frozenset[str] = frozenset()  # modules whose output has their last input's size
-    exempt: str = "no"  # the c2 value parse_model leaves unscaled: YOLOv5's outputs per anchor, or nc
+    exempt: str = "no"  # the c2 value parse_model leaves unscaled: outputs per anchor (anchor heads), or nc
     csp: Mapping[str, CspBlock] = field(default_factory=dict)  # CSP blocks an operator may go into
     non_ascii: str = ""  # what the family's yaml reading does to non-ASCII text in rows ("": nothing)
 

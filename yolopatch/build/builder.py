@@ -16,14 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolopatch.templates import common as modules
-from yolopatch.channels import Shape, Simulation, geometry, make_divisible, normalize_module
-from yolopatch.csp import slot_of, split_variant, variant_source
+from yolopatch.channels import Shape, Simulation, make_divisible, normalize_module
+from yolopatch.csp import slot_of, split_variant
 from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import ModelYaml
 from yolopatch.operators.registry import OPERATORS
 from yolopatch.operators.spec import Operator
 from yolopatch.targets.base import Builtin
+from yolopatch.templates import common as modules
 
 # Every family's table has these besides its own blocks.
 COMMON: dict[str, type[nn.Module]] = {
@@ -161,21 +161,35 @@ def _variants(
     csp: Mapping[str, Any],
     builtin: Builtin,
 ) -> dict[str, type]:
-    """The `--into` class a row names (C3_CBAM), from the same source `inject` writes."""
+    """The `--into` class a row names (C3_CBAM): the class `inject` writes (csp.variant_source), made here
+    from the CSP block and the slot without compiling any source."""
     specs = {op.name: op for op in [*OPERATORS.values(), *operators]}
     parts = split_variant(normalize_module(name), csp, [n for n in specs if n in table])
     if parts is None or builtin.bottleneck is None:
         return {}
     block, op = parts
     slot, _ = slot_of(specs[op])
-    namespace: dict[str, Any] = {
-        block: table[block],
-        "Bottleneck": builtin.bottleneck,
-        "nn": nn,
-        op: table[op],
-    }
-    exec(compile(variant_source(block, op, slot or "keep"), f"<yolopatch {name}>", "exec"), namespace)
-    return {name: namespace[name]}
+    return {name: variant_class(name, table[block], builtin.bottleneck, table[op], slot or "keep")}
+
+
+def variant_class(name: str, block: Any, bottleneck: type, operator: Any, slot: str) -> type:
+    """`block` with `operator` in each of its bottlenecks: after their two convolutions (a keep slot, before
+    the shortcut add) or in place of their 3x3 convolution (a conv slot)."""
+
+    def fill(b: Any) -> None:
+        conv = b.cv2.conv
+        if slot == "keep":
+            b.cv2 = nn.Sequential(b.cv2, operator(conv.out_channels, conv.out_channels))
+        else:
+            b.cv2 = operator(conv.in_channels, conv.out_channels)
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        block.__init__(self, *args, **kwargs)
+        for b in [m for m in self.m.modules() if isinstance(m, bottleneck)]:
+            fill(b)
+
+    doc = f"{block.__name__} with {operator.__name__} in each bottleneck ({slot} slot; yolopatch, `apply --into`)."
+    return type(name, (block,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,9 @@ from yolopatch.report import ModelReport
 from yolopatch.userop.record import find_config
 
 if TYPE_CHECKING:
-    from yolopatch.report import Conditions, Latency
     from yolopatch.build.builder import BuiltModel
     from yolopatch.operators.spec import Operator
-    from yolopatch.report import ExportReport
+    from yolopatch.report import Conditions, ExportReport, Latency
     from yolopatch.targets.base import Target
 
 # The child that builds models with the user's operators (it imports their files; this process never does).

@@ -1,9 +1,9 @@
 """`check --export`: export a built model as a deployment would, run the file, compare it with eager.
 
 ONNX goes through `torch.onnx.export` the way the target's own exporter calls it, with a dynamic batch,
-height and width: torch's default exporter (dynamo), which YOLOv5's export.py reaches in torch 2.x, or the
-legacy TorchScript-based one, which ultralytics' exporter asks for (`dynamo=False`); onnxruntime then runs
-the file at the export shape and at another batch and size. TorchScript is `torch.jit.trace`, as YOLOv5's export.py does, run at
+height and width: torch's default exporter (dynamo), which the checkout families' export.py reaches in torch 2.x, or
+the legacy TorchScript-based one, which some targets' exporters ask for (`dynamo=False`); onnxruntime then runs
+the file at the export shape and at another batch and size. TorchScript is `torch.jit.trace`, as the checkout families' export.py does, run at
 the same two shapes. When the model does not export, or differs, each layer is exported alone with the
 input it receives, and the first that fails is named.
 
@@ -17,7 +17,6 @@ import io
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

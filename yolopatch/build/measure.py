@@ -1,7 +1,7 @@
 """Run a built model forward and backward and count its parameters and FLOPs, layer by layer.
 
-Works on any model shaped like YOLOv5's (`model.model` is a Sequential of layers tagged i, f, type): the
-built-in builder's, a YOLOv5 checkout's own, and ultralytics' own. FLOPs follow YOLOv5's convention (thop's multiply-accumulates x 2,
+Works on any model of the shape parse_model builds (`model.model` is a Sequential of layers tagged i, f,
+type): the built-in builder's, and each target's own. FLOPs follow the targets' convention (thop's multiply-accumulates x 2,
 counted at the model's largest stride and scaled to 640), plus each operator's weighted sums that thop
 cannot see because they are tensor arithmetic, not nn.Modules (Involution's aggregation).
 """
@@ -39,8 +39,8 @@ def measure(
     operators: Sequence[Operator] = (),
 ) -> ModelReport:
     """Measure `model`, built from `parsed`; the yaml's own strides (`simulation`) say what size each output
-    must have. FLOPs are counted at the largest stride and scaled to 640 (YOLOv5's and ultralytics' way up to
-    8.3), or counted at 640 itself (`count_at_full_size`: ultralytics 8.4's exact count). `operators`: the
+    must have. FLOPs are counted at the largest stride and scaled to 640 (the targets' way, most releases), or
+    counted at 640 itself (`count_at_full_size`: the exact count some newer releases make). `operators`: the
     user's own in the model: their rows are marked, and the parameters `ops add` found unused are named in
     a warning instead of failing the check."""
     name = parsed.name
@@ -103,23 +103,19 @@ def measure(
 
 @dataclass(frozen=True)
 class Fused:
-    """The figures of the model after its target's fuse(): what YOLOv5's val and ultralytics' docs quote."""
+    """The figures of the model after its fuse(): what the targets' validation and docs quote."""
 
     modules: int
     params: int
     gflops: float  # thop's count after fusing, plus the operators' work (fusing does not change it)
 
 
-def fused_figures(model: nn.Module, uncounted_gflops: float, count_at_full_size: bool = False) -> Fused:
-    """Fuse a copy of `model` with its own fuse() (YOLOv5's Model, ultralytics' models, yolopatch's builder:
-    Conv + BatchNorm folded, and re-parameterisable blocks where the target does it) and count it."""
-    fused = copy.deepcopy(model).eval()
-    fuse: Any = fused.fuse
-    try:
-        fused = fuse(verbose=False) or fused  # ultralytics
-    except TypeError:
-        fused = fuse() or fused  # YOLOv5, yolopatch's builder
-    macs, _ = _layer_macs(fused, count_at_full_size)
+def fused_figures(model: nn.Module, uncounted_gflops: float) -> Fused:
+    """Fuse a copy of the built-in builder's `model` (Conv + BatchNorm folded) and count it; a target that
+    builds with its own code counts its own fused figures in its child."""
+    fused: Any = copy.deepcopy(model).eval()
+    fused = fused.fuse()
+    macs, _ = _layer_macs(fused, False)
     return Fused(
         modules=len(list(fused.modules())),
         params=sum(p.numel() for p in fused.parameters()),
@@ -128,12 +124,12 @@ def fused_figures(model: nn.Module, uncounted_gflops: float, count_at_full_size:
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:
-    """The layers of a YOLOv5-shaped model (`model.model`, a Sequential)."""
+    """The layers of a parse_model-built model (`model.model`, a Sequential)."""
     return list(cast(nn.Sequential, model.model))
 
 
 def _index(layer: nn.Module) -> int:
-    """The layer's position, which YOLOv5's parse_model stores as `layer.i`."""
+    """The layer's position, which parse_model stores as `layer.i`."""
     return cast(int, layer.i)
 
 
@@ -143,7 +139,7 @@ def _operator_in(layer: nn.Module, users: Mapping[str, Any] = {}) -> str:  # noq
 
 
 def _check_strides(model: nn.Module, img: int, name: str) -> list[str]:
-    """YOLOv5's Model accepts any positive whole strides for Detect's inputs, in any order (its
+    """The targets' Model accepts any positive whole strides for Detect's inputs, in any order (its
     check_anchor_order only flips anchors); so does check."""
     strides = [float(s) for s in getattr(model, "stride", torch.zeros(0)).tolist()]
     if any(s < 1 or s != int(s) for s in strides):
@@ -153,7 +149,7 @@ def _check_strides(model: nn.Module, img: int, name: str) -> list[str]:
         )
     if strides and img % int(max(strides)):
         return [
-            f"--img {img} is not a multiple of the largest stride {int(max(strides))}; YOLOv5 would round it up."
+            f"--img {img} is not a multiple of the largest stride {int(max(strides))}; the target's own code would round it up."
         ]
     return []
 
@@ -257,7 +253,7 @@ def _layer_macs(model: nn.Module, count_at_full_size: bool) -> tuple[list[float]
     uncounted: dict[int, float] = {}
 
     def capture(layer, args):
-        # YOLOv5's Detect replaces the items of its input list in place: keep a copy of the list
+        # a Detect head may replace the items of its input list in place: keep a copy of the list
         inputs[layer.i] = tuple(list(a) if isinstance(a, list) else a for a in args)
 
     def count_uncounted(index: int, counter):
@@ -291,7 +287,7 @@ def _tensors(output: Any) -> list[torch.Tensor]:
         return [output]
     if isinstance(output, (list, tuple)):
         return [t for item in output for t in _tensors(item)]
-    if isinstance(output, dict):  # ultralytics 8.4's end-to-end heads: {"one2many": ..., "one2one": ...}
+    if isinstance(output, dict):  # end-to-end heads: {"one2many": ..., "one2one": ...}
         return [t for item in output.values() for t in _tensors(item)]
     return []
 

@@ -1,6 +1,6 @@
 """Involution (Li et al., CVPR 2021, https://arxiv.org/abs/2103.06255): spec, parameters and costs.
 
-The cost formulas count what ultralytics-thop counts (2.2.x: a conv its weights per output value, not the
+The cost formulas count what thop counts (2.2.x: a conv its weights per output value, not the
 bias; an affine BatchNorm 4 per value; an average pool one add per input and one divide per output value),
 plus the aggregation, which is tensor arithmetic that no counter sees.
 """
@@ -18,7 +18,7 @@ DEFAULT_KERNEL, DEFAULT_GROUP_CHANNELS, DEFAULT_REDUCTION = 7, 16, 4
 
 @dataclass(frozen=True)
 class InvolutionCost:
-    """Multiply-accumulates by part, counted the way ultralytics-thop counts modules."""
+    """Multiply-accumulates by part, counted the way thop counts modules."""
 
     pool: int
     conv1: int
@@ -29,7 +29,7 @@ class InvolutionCost:
 
     @property
     def counted_by_thop(self) -> int:
-        """What thop and YOLOv5's model_info see: every part but the aggregation, which is no nn.Module."""
+        """What thop and the targets' model_info see: every part but the aggregation, which is no nn.Module."""
         return self.pool + self.conv1 + self.bn1 + self.conv2 + self.projection
 
     @property
@@ -44,7 +44,7 @@ def output_size(size: int, k: int, s: int) -> int:
 
 def aggregation_macs(c1: int, out_h: int, out_w: int, k: int) -> int:
     """The aggregation's multiply-accumulates: k*k per output value. No nn.Module does them, so thop,
-    YOLOv5's summary and torch's FlopCounterMode all leave them out."""
+    the targets' summaries and torch's FlopCounterMode all leave them out."""
     return k * k * c1 * out_h * out_w
 
 

@@ -57,14 +57,16 @@ def register_in_memory(tasks: types.ModuleType, names: set[str]) -> list[str]:
     """Register the operators the yaml uses, as inject would, without writing a file; notes on what was done."""
     from yolopatch.csp import operators_used
     from yolopatch.operators.registry import OPERATORS
-    from yolopatch.targets.ultralytics import target as ultralytics
+    from yolopatch.targets.ultralytics.edits import plan_inject
+    from yolopatch.targets.ultralytics.package import MODULE, Package, read_package
+    from yolopatch.targets.ultralytics.tables import CSP
     from yolopatch.userop.adapter import recorded_operators
 
-    operators = operators_used(names, [*OPERATORS.values(), *recorded_operators()], ultralytics.CSP)
-    package = ultralytics.Package(Path(str(tasks.__file__)).parent.parent)
+    operators = operators_used(names, [*OPERATORS.values(), *recorded_operators()], CSP)
+    package = Package(Path(str(tasks.__file__)).parent.parent)
     if not operators:
         return []
-    plan = ultralytics.plan_inject(package, ultralytics.read_package(package), operators)
+    plan = plan_inject(package, read_package(package), operators)
     if not plan.changed:
         return []
     new = {change.path: change.new for change in plan.changes}
@@ -74,10 +76,10 @@ def register_in_memory(tasks: types.ModuleType, names: set[str]) -> list[str]:
             copy.__file__, copy.__package__ = str(change.path), "ultralytics.nn.modules"
             sys.modules[copy.__name__] = copy
             exec(compile(change.new, str(change.path), "exec"), copy.__dict__)
-    module = types.ModuleType(ultralytics.MODULE)
+    module = types.ModuleType(MODULE)
     module.__file__, module.__package__ = str(package.module), "ultralytics.nn.modules"
     exec(compile(new[package.module] or "", str(package.module), "exec"), module.__dict__)
-    sys.modules[ultralytics.MODULE] = module
+    sys.modules[MODULE] = module
     tree = ast.parse(new[package.tasks] or "")
     parse_model = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "parse_model")
     exec(
@@ -117,7 +119,7 @@ def _build(root: str, yaml_path: Path, name: str, scale: str) -> _Built:
     from yolopatch.channels import geometry, simulate
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
-    from yolopatch.targets.ultralytics.target import RULES
+    from yolopatch.targets.ultralytics.tables import RULES
     from yolopatch.userop.adapter import recorded_operators
 
     text = read_text(yaml_path)

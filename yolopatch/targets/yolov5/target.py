@@ -13,7 +13,8 @@ from typing import Any
 from yolopatch.csp import CspBlock
 from yolopatch.rules import Rules
 from yolopatch.targets.base import Builtin
-from yolopatch.targets.checkout import CheckoutTarget, Layout
+from yolopatch.targets.checkout.layout import Layout
+from yolopatch.targets.checkout.target import CheckoutTarget
 
 # parse_model's `if m in {...}` set (operators join it when injected): these get
 # args = [c1, make_divisible(args[0] * gw), *args[1:]].

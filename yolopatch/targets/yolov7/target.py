@@ -15,7 +15,8 @@ from typing import Any
 
 from yolopatch.rules import Rules
 from yolopatch.targets.base import Builtin
-from yolopatch.targets.checkout import CheckoutTarget, Layout
+from yolopatch.targets.checkout.layout import Layout
+from yolopatch.targets.checkout.target import CheckoutTarget
 
 _CSP_FAMILIES = (
     "BottleneckCSP RepBottleneckCSP ResCSP RepResCSP ResXCSP RepResXCSP GhostCSP STCSP ST2CSP".split()

@@ -15,7 +15,8 @@ from typing import Any
 
 from yolopatch.rules import Rules
 from yolopatch.targets.base import Builtin
-from yolopatch.targets.checkout import CheckoutTarget, Layout
+from yolopatch.targets.checkout.layout import Layout
+from yolopatch.targets.checkout.target import CheckoutTarget
 
 # parse_model's `if m in {...}` set: args = [c1, make_divisible(args[0] * gw, 8), *args[1:]]
 CHANNEL_MODULES = frozenset(

@@ -1,10 +1,10 @@
 """Child process for `check --repo`: build yamls with a checkout's own Model class and measure them.
 
-    python -m yolopatch.targets.checkout_build MODELS_DIR IMG BATCH MODEL.yaml NAME [MODEL.yaml NAME ...] OUT.json
+    python -m yolopatch.targets.checkout.child FAMILY MODELS_DIR IMG BATCH MODEL.yaml NAME [MODEL.yaml NAME ...] OUT.json
 
-MODELS_DIR and each MODEL.yaml are absolute (the child runs in a scratch folder); NAME is the yaml path as
-the user typed it, for the report and messages. Several yamls share one child: torch and the checkout are
-imported once.
+FAMILY is the family's target module (for its parse_model tables); MODELS_DIR and each MODEL.yaml are
+absolute (the child runs in a scratch folder); NAME is the yaml path as the user typed it, for the report
+and messages. Several yamls share one child: torch and the checkout are imported once.
 
 It runs in its own process because importing a checkout puts its folders on sys.path, sets YOLOv5's
 global state (Conv.default_act, logging, settings) and may shadow other packages named `models`/`utils`.
@@ -28,12 +28,11 @@ from urllib.error import URLError
 
 from yolopatch import child
 from yolopatch.errors import YolopatchError
+from yolopatch.targets.checkout.layout import imports_as_package
 
 
 def import_yolo(models: Path):
     """models/yolo.py as its checkout imports it: `models.yolo`, or `yolov5.models.yolo` for the pip package."""
-    from yolopatch.targets.checkout import imports_as_package
-
     tree = ast.parse(models.joinpath("yolo.py").read_text(encoding="utf-8"))
     package = models.parent
     absolute = imports_as_package(tree, models)
@@ -56,7 +55,7 @@ def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int, ru
     from yolopatch.channels import geometry, simulate
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
-    from yolopatch.targets.checkout import reference_summary
+    from yolopatch.targets.checkout.target import reference_summary
 
     parsed = parse_model_yaml(read_text(yaml_path), name)
     from yolopatch.userop.adapter import recorded_operators

@@ -1,0 +1,1 @@
+"""The steps of `apply`'s yaml edit: options, decisions, rows (commands.apply runs them)."""

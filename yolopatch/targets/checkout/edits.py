@@ -1,0 +1,244 @@
+"""Planning inject and revert in a checkout: each operator's block in common.py, its name in yolo.py's
+collections and explicit import, the users' modules copied into models/; and the checkpoints a revert
+would stop loading."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from yolopatch import __version__
+from yolopatch.checkpoints import checkpoints_needing, listing
+from yolopatch.errors import YolopatchError
+from yolopatch.files import FileChange
+from yolopatch.inject import (
+    InjectPlan,
+    block_body,
+    bound_names,
+    compose_block,
+    disable_classes,
+    find_blocks,
+    inside,
+    names_insertion,
+    names_of,
+    names_removal,
+    refuse_edited,
+    refuse_revert_edited,
+    restore_classes,
+    verify_compiles,
+)
+from yolopatch.operators.registry import OPERATORS
+from yolopatch.operators.spec import Operator
+from yolopatch.paste import operator_paste, template_paste
+from yolopatch.splice import Edit, newline_of, splice
+from yolopatch.targets.checkout.layout import Checkout, read_checkout
+from yolopatch.targets.checkout.sites import Sites, find_sites, manual_edit
+from yolopatch.userop.copies import copy_changes, copy_removals
+from yolopatch.userop.source import CHECKOUT_LAYOUT
+
+if TYPE_CHECKING:
+    from yolopatch.userop.source import TargetImport
+
+_REGISTRY = "yolo.py"  # where a block's recorded insertions are
+
+
+def plan_inject(
+    checkout: Checkout, texts: Mapping[Path, str], operators: Sequence[Operator], force: bool = False
+) -> InjectPlan:
+    """Add each operator's block to common.py and its name to yolo.py, where they are missing."""
+    sites = find_sites(checkout, texts, _wanted(operators))
+    common_edits: list[Edit] = []
+    yolo_edits: list[Edit] = []
+    actions: list[str] = []
+    missing_in = {
+        "import": []
+        if sites.explicit is None
+        else [n for n in _wanted(operators) if n not in names_of(sites.explicit.names)],  # type: ignore[arg-type]
+        "collection": [n for n in _wanted(operators) if n not in names_of(sites.collection.elts)],
+        "repeat": _missing_repeats(sites, operators),
+    }
+    if missing_in["import"]:
+        yolo_edits.append(names_insertion(sites.yolo, sites.explicit.names, missing_in["import"]))  # type: ignore[union-attr]
+        actions.append(
+            f"{checkout.yolo.name}: added {', '.join(missing_in['import'])} to `from ...models.common import ...`"
+        )
+    if missing_in["collection"]:
+        yolo_edits.append(names_insertion(sites.yolo, sites.collection.elts, missing_in["collection"]))
+        actions.append(
+            f"{checkout.yolo.name}: added {', '.join(missing_in['collection'])} to parse_model's (c1, c2) {sites.kind()}"
+        )
+    if missing_in["repeat"] and sites.repeat is not None:
+        yolo_edits.append(names_insertion(sites.yolo, sites.repeat.elts, missing_in["repeat"]))
+        actions.append(
+            f"{checkout.yolo.name}: added {', '.join(missing_in['repeat'])} to parse_model's repeat collection "
+            "(parse_model passes them the row's n)"
+        )
+    outside = [n for n in sites.common_tree.body if not inside(sites.common, sites.blocks.values(), n)]
+    bound = bound_names(outside)
+    for op in operators:
+        common_edits += _plan_block(sites, op, bound, outside, missing_in, force, actions)
+    new = {checkout.common: splice(sites.common, common_edits), checkout.yolo: splice(sites.yolo, yolo_edits)}
+    layout_name = sites.checkout.layout.family
+    copies = copy_changes(
+        operators, sites.checkout.models, sites.copies, layout_name, _pointer(sites), force, actions
+    )
+    verify_compiles({**new, **{c.path: c.new for c in copies}})
+    return _plan(sites, new, actions, copies)
+
+
+def _missing_repeats(sites: Sites, operators: Sequence[Operator]) -> list[str]:
+    repeating = [op.name for op in operators if op.repeats]
+    if repeating and sites.repeat is None:
+        raise YolopatchError(
+            f"{sites.checkout.yolo}: parse_model has no repeat collection (`if m in {{BottleneckCSP, C3, ...}}: "
+            f"args.insert(2, n)`) to register {', '.join(repeating)} in; nothing was changed."
+        )
+    listed = names_of(sites.repeat.elts) if sites.repeat is not None else []
+    return [name for name in repeating if name not in listed]
+
+
+def _pointer(sites: Sites) -> Callable[[TargetImport], str | None]:
+    """Where a user's import of this layout's code points in this checkout: `models.common` in a checkout,
+    `PACKAGE.models.common` in the pip package; an import of another layout's code has no place here."""
+    package = sites.checkout.models.parent.name
+    layout = sites.checkout.layout
+
+    def point(imported: TargetImport) -> str | None:
+        if imported.family != CHECKOUT_LAYOUT:
+            return None
+        bare = imported.module.removeprefix(f"{layout.package}.")
+        return f"{package}.{bare}" if sites.absolute else bare
+
+    return point
+
+
+def _wanted(operators: Sequence[Operator]) -> list[str]:
+    return [op.name for op in operators]
+
+
+def _plan_block(
+    sites: Sites,
+    op: Operator,
+    bound: set[str],
+    outside: list[ast.stmt],
+    missing_in: Mapping[str, list[str]],
+    force: bool,
+    actions: list[str],
+) -> list[Edit]:
+    checkout, text = sites.checkout, sites.common
+    paste = operator_paste(op)
+    absent = sorted(paste.requires - bound)
+    if absent:
+        raise YolopatchError(
+            f"{checkout.common}: defines no {', '.join(absent)}, which {op.name} builds on; is this "
+            f"{checkout.layout.family}? {manual_edit([op.name])}"
+        )
+    block = sites.blocks.get(op.name)
+    body = block_body(paste, bound)
+    if not force:
+        refuse_edited(block, body, checkout.common)
+    foreign = [n for n in outside if isinstance(n, ast.ClassDef) and n.name in paste.classes]
+    if foreign and not force:
+        raise YolopatchError(
+            f"{checkout.common}:{foreign[0].lineno}: already defines its own `class {foreign[0].name}` (pasted "
+            f"from a blog post?). Remove it, or run again with --force to disable it and use yolopatch's "
+            "(--revert restores it)."
+        )
+    edits = disable_classes(text, foreign)
+    if foreign:
+        actions.append(
+            f"{checkout.common.name}: disabled the existing class {foreign[0].name} at line {foreign[0].lineno}"
+        )
+    added = set(block.added) if block else set()
+    added.update(site for site, names in missing_in.items() if op.name in names)
+    forced = bool(foreign) or (block is not None and block.forced)
+    wanted = compose_block(op.name, _REGISTRY, body, sorted(added), forced, newline_of(text))
+    if block is None:
+        edits.append(Edit(len(text), len(text), wanted))
+        actions.append(f"{checkout.common.name}: appended class {op.name} (yolopatch {__version__})")
+    elif text[block.start : block.end] != wanted:
+        edits.append(Edit(block.start, block.end, wanted))
+        actions.append(
+            f"{checkout.common.name}: updated class {op.name} from yolopatch {block.version} to {__version__}"
+        )
+    return edits
+
+
+def plan_revert(
+    checkout: Checkout, texts: Mapping[Path, str], names: Sequence[str] | None = None, force: bool = False
+) -> InjectPlan:
+    """Remove the blocks of the named operators (all when None) and exactly the names yolopatch added."""
+    sites = find_sites(checkout, texts, names or list(find_blocks(texts[checkout.common], checkout.common)))
+    blocks = [b for b in sites.blocks.values() if names is None or b.name in names]
+    common_edits: list[Edit] = []
+    yolo_edits: list[Edit] = []
+    actions: list[str] = []
+    for block in blocks:
+        if not force:
+            refuse_revert_edited(block, checkout.common)
+        common_edits.append(Edit(block.start, block.end, ""))
+        actions.append(f"{checkout.common.name}: removed class {block.name} (yolopatch {block.version})")
+        if block.forced:
+            builtin = OPERATORS.get(block.name.lower())
+            classes = template_paste(builtin.template).classes if builtin else (block.name,)
+            common_edits += restore_classes(sites.common, classes)
+            actions.append(
+                f"{checkout.common.name}: restored the class {block.name} that --force had disabled"
+            )
+        if "collection" in block.added and block.name in names_of(sites.collection.elts):
+            yolo_edits += names_removal(sites.yolo, sites.collection.elts, [block.name])
+            actions.append(f"{checkout.yolo.name}: removed {block.name} from parse_model's collection")
+        if "import" in block.added and sites.explicit and block.name in names_of(sites.explicit.names):  # type: ignore[arg-type]
+            yolo_edits += names_removal(sites.yolo, sites.explicit.names, [block.name])
+            actions.append(f"{checkout.yolo.name}: removed {block.name} from the explicit import")
+        if "repeat" in block.added and sites.repeat is not None and block.name in names_of(sites.repeat.elts):
+            yolo_edits += names_removal(sites.yolo, sites.repeat.elts, [block.name])
+            actions.append(f"{checkout.yolo.name}: removed {block.name} from parse_model's repeat collection")
+    new = {checkout.common: splice(sites.common, common_edits), checkout.yolo: splice(sites.yolo, yolo_edits)}
+    copies = copy_removals(sites.checkout.models, sites.copies, sites.blocks.values(), blocks, force, actions)
+    verify_compiles(new)
+    return _plan(sites, new, actions, copies)
+
+
+def injected_names(checkout: Checkout, texts: Mapping[Path, str]) -> list[str]:
+    """The operators yolopatch has blocks for in this checkout."""
+    return list(find_blocks(texts[checkout.common], checkout.common))
+
+
+def inject(checkout: Checkout, operators: Sequence[Operator], force: bool = False) -> InjectPlan:
+    """Read the checkout and plan the injection of `operators`."""
+    return plan_inject(checkout, read_checkout(checkout), operators, force)
+
+
+def revert(checkout: Checkout, names: Sequence[str] | None = None, force: bool = False) -> InjectPlan:
+    """Read the checkout and plan the revert, warning about checkpoints that need the classes."""
+    texts = read_checkout(checkout)
+    plan = plan_revert(checkout, texts, names, force)
+    removed = [name for name in injected_names(checkout, texts) if names is None or name in names]
+    return replace(plan, warnings=checkpoint_warnings(checkout, removed)) if plan.changed else plan
+
+
+def _plan(
+    sites: Sites, new: Mapping[Path, str], actions: list[str], copies: Sequence[FileChange] = ()
+) -> InjectPlan:
+    changes = tuple(
+        FileChange(path, old, new[path])
+        for path, old in ((sites.checkout.common, sites.common), (sites.checkout.yolo, sites.yolo))
+    )
+    return InjectPlan(sites.flavour(), (*changes, *copies), tuple(actions))
+
+
+def checkpoint_warnings(checkout: Checkout, names: Sequence[str]) -> tuple[str, ...]:
+    """Checkpoints in the checkout that pickle one of the classes by name: they stop loading without it."""
+    found = checkpoints_needing([checkout.models.parent], None, names)
+    if not found:
+        return ()
+    listed = ", ".join(names)
+    return (
+        f"{len(found)} checkpoint(s) in this checkout hold {listed} layers ({listing(found)}); {checkout.layout.family} pickles "
+        f"the class by name, so they load only while {listed} is injected. Run `yolopatch inject` again to "
+        "load them.",
+    )

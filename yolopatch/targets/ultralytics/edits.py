@@ -1,0 +1,434 @@
+"""inject and --revert on an ultralytics package, planned: each operator's block in our module file
+(nn/modules/yolopatch.py), its registration where ultralytics looks (nn/modules/__init__.py's import and
+`__all__`, tasks.py's import and parse_model's collections), the users' modules copied beside it; the
+exact inverse; and the warnings that go with them (an upgrade that dropped the registration, checkpoints
+that stop loading, a patched copy that is not the one Python imports).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from yolopatch import __version__
+from yolopatch.checkpoints import checkpoints_needing, listing
+from yolopatch.errors import YolopatchError
+from yolopatch.files import FileChange, read_text
+from yolopatch.inject import (
+    InjectPlan,
+    block_body,
+    compose_block,
+    find_blocks,
+    names_insertion,
+    names_of,
+    names_removal,
+    offset,
+    refuse_edited,
+    refuse_revert_edited,
+    verify_compiles,
+)
+from yolopatch.operators.spec import Operator
+from yolopatch.paste import operator_paste
+from yolopatch.splice import Edit, newline_of, splice
+from yolopatch.targets.ultralytics.package import (
+    MODULE,
+    MODULE_FILE,
+    Package,
+    location_warnings,
+    read_package,
+)
+from yolopatch.targets.ultralytics.sites import Sites, find_sites, import_insertion, import_removal
+from yolopatch.userop.copies import copy_changes, copy_removals
+
+if TYPE_CHECKING:
+    from yolopatch.userop.source import TargetImport
+
+# What a block's marker records it added, so that --revert removes exactly those: the import in
+# nn/modules/__init__.py, the `__all__` entry, the name in tasks.py's import list, the collection entry
+# ("tasks" and the __init__ pair are replaced by one explicit tasks.py import for a name ultralytics defines).
+_REGISTRY = "registration"
+
+
+def _identity_edits(sites: Sites, names: Sequence[str]) -> list[Edit]:
+    """C3k2's --into classes into `m is C3k2`: it becomes `m in {C3k2, C3k2_SE}` (then grows)."""
+    node = sites.identity
+    if node is None or not names:
+        return []
+    if isinstance(node.ops[0], ast.In):
+        return [names_insertion(sites.tasks, node.comparators[0].elts, names)]  # type: ignore[attr-defined]
+    start = offset(sites.tasks, node.lineno, node.col_offset)
+    end = offset(sites.tasks, node.end_lineno, node.end_col_offset)  # type: ignore[arg-type]
+    return [Edit(start, end, f"m in {{C3k2, {', '.join(names)}}}")]
+
+
+def _identity_removal(sites: Sites, names: Sequence[str]) -> list[Edit]:
+    """The inverse: back to `m is C3k2` once only C3k2 is left."""
+    node = sites.identity
+    if node is None or not names or not isinstance(node.ops[0], ast.In):
+        return []
+    elts = node.comparators[0].elts  # type: ignore[attr-defined]
+    if [n for n in names_of(elts) if n not in names] == ["C3k2"]:
+        start = offset(sites.tasks, node.lineno, node.col_offset)
+        end = offset(sites.tasks, node.end_lineno, node.end_col_offset)  # type: ignore[arg-type]
+        return [Edit(start, end, "m is C3k2")]
+    return names_removal(sites.tasks, elts, names)
+
+
+def _c3k2_variants(operators: Sequence[Operator]) -> list[str]:
+    return [op.name for op in operators if op.generated is not None and "C3k2" in op.generated.requires]
+
+
+def _quoted(text: str, elts: Sequence[ast.expr], name: str) -> str:
+    """`name` as a string literal in the quotes the collection already uses."""
+    segment = ast.get_source_segment(text, elts[-1]) if elts else None
+    quote = segment[0] if segment and segment[0] in "'\"" else '"'
+    return f"{quote}{name}{quote}"
+
+
+def plan_inject(
+    package: Package, texts: Mapping[Path, str | None], operators: Sequence[Operator], force: bool = False
+) -> InjectPlan:
+    """Write each operator's block into our module file and register its name where it is missing."""
+    names = [op.name for op in operators]
+    sites = find_sites(package, texts, names)
+    _refuse_conflicts(sites, names, force)
+    repeating = [op.name for op in operators if op.repeats]
+    if repeating and sites.repeat is None:
+        raise YolopatchError(
+            f"{package.tasks}: parse_model has no repeat collection (the one with C2f that gets the row's n) "
+            f"to register {', '.join(repeating)} in; nothing was changed."
+        )
+    missing = _missing(sites, names, repeating, _c3k2_variants(operators))
+    init_edits, tasks_edits, actions = _registration_edits(sites, missing)
+    module_edits: list[Edit] = []
+    written: list[str] = []
+    for op in operators:
+        edits = _block_edit(sites, op, {site for site, listed in missing.items() if op.name in listed}, force)
+        module_edits += edits
+        written += [op.name] if edits else []
+    if written:
+        verb = "added" if sites.exists else "created, with"
+        actions.insert(
+            0, f"nn/modules/{MODULE_FILE}: {verb} class {', '.join(written)} (yolopatch {__version__})"
+        )
+    new = {
+        package.init: splice(sites.init, init_edits),
+        package.tasks: splice(sites.tasks, tasks_edits),
+        package.module: splice(sites.module, module_edits),
+    }
+    folder = package.root / "nn" / "modules"
+    copies = copy_changes(
+        operators, folder, sites.copies, "ultralytics", _pointer, force, actions, "nn/modules/"
+    )
+    verify_compiles({**new, **{c.path: c.new for c in copies}})
+    return _plan(sites, new, actions, _upgrade_warnings(sites), copies)
+
+
+def _pointer(imported: TargetImport) -> str | None:
+    return imported.module if imported.family == "ultralytics" else None
+
+
+def _missing(
+    sites: Sites, names: Sequence[str], repeating: Sequence[str] = (), c3k2: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """Per registration site, the names it lacks (`repeating`: those parse_model must pass the row's n). A
+    class ultralytics defines itself (its own CBAM) is imported into tasks.py from our module by its full
+    path instead of being exported from nn.modules."""
+    own = [n for n in names if n in sites.defined]
+    plain = [n for n in names if n not in sites.defined]
+    listed = [] if sites.star else names_of(sites.modules_import.names)
+    return {
+        "init": [n for n in plain if n not in sites.ours_in_init()],
+        "all": []
+        if sites.all_names is None
+        else [n for n in plain if n not in names_of(sites.all_names.elts)],
+        "tasks": [] if sites.star else [n for n in plain if n not in listed],
+        "explicit": [n for n in own if n not in sites.ours_in_tasks()],
+        "collection": [n for n in names if n not in names_of(sites.collection.elts)],
+        "repeat": [n for n in repeating if sites.repeat is None or n not in names_of(sites.repeat.elts)],
+        "identity": [n for n in c3k2 if sites.identity is not None and n not in _identity_names(sites)],
+    }
+
+
+def _identity_names(sites: Sites) -> list[str]:
+    node = sites.identity
+    if node is None or not isinstance(node.ops[0], ast.In):
+        return []
+    return names_of(node.comparators[0].elts)  # type: ignore[attr-defined]
+
+
+def _refuse_conflicts(sites: Sites, names: Sequence[str], force: bool) -> None:
+    """A name tasks.py already binds (a hand-made registration of a pasted class) is not silently replaced."""
+    bound = sites.bound_in_tasks()
+    for name in names:
+        block = sites.blocks.get(name)
+        if name in bound and not (block and {"tasks", "explicit"} & set(block.added)) and not force:
+            where = f" (class defined in nn/modules/{sites.defined[name]})" if name in sites.defined else ""
+            raise YolopatchError(
+                f"{sites.package.tasks}: already imports its own {name}{where}, registered by hand? "
+                f"Remove that registration, or run again with --force to register yolopatch's {name} after it "
+                "(--revert removes only yolopatch's)."
+            )
+
+
+def _registration_edits(
+    sites: Sites, missing: Mapping[str, list[str]]
+) -> tuple[list[Edit], list[Edit], list[str]]:
+    init_edits: list[Edit] = []
+    tasks_edits: list[Edit] = []
+    actions: list[str] = []
+    init_name, tasks_name = "nn/modules/__init__.py", "nn/tasks.py"
+    if missing["init"]:
+        init_edits.append(import_insertion(sites.init, sites.init_tree, ".yolopatch", missing["init"]))
+        actions.append(f"{init_name}: imported {', '.join(missing['init'])} from .yolopatch")
+    if missing["all"] and sites.all_names is not None:
+        quoted = [_quoted(sites.init, sites.all_names.elts, n) for n in missing["all"]]
+        init_edits.append(names_insertion(sites.init, sites.all_names.elts, quoted))
+        actions.append(f"{init_name}: added {', '.join(missing['all'])} to __all__")
+    if missing["tasks"]:
+        tasks_edits.append(names_insertion(sites.tasks, sites.modules_import.names, missing["tasks"]))
+        actions.append(
+            f"{tasks_name}: added {', '.join(missing['tasks'])} to `from ultralytics.nn.modules import`"
+        )
+    if missing["explicit"]:
+        tasks_edits.append(import_insertion(sites.tasks, sites.tasks_tree, MODULE, missing["explicit"]))
+        actions.append(
+            f"{tasks_name}: imported {', '.join(missing['explicit'])} from {MODULE} (ultralytics defines a class "
+            "of that name itself, which stays as it is)"
+        )
+    if missing["collection"]:
+        tasks_edits.append(names_insertion(sites.tasks, sites.collection.elts, missing["collection"]))
+        actions.append(
+            f"{tasks_name}: added {', '.join(missing['collection'])} to parse_model's (c1, c2) collection"
+        )
+    if missing["identity"]:
+        tasks_edits += _identity_edits(sites, missing["identity"])
+        actions.append(
+            f"{tasks_name}: added {', '.join(missing['identity'])} to parse_model's C3k2 test (c3k at m/l/x, as C3k2)"
+        )
+    if missing["repeat"] and sites.repeat is not None:
+        tasks_edits.append(names_insertion(sites.tasks, sites.repeat.elts, missing["repeat"]))
+        actions.append(
+            f"{tasks_name}: added {', '.join(missing['repeat'])} to parse_model's repeat collection (the row's n)"
+        )
+    return init_edits, tasks_edits, actions
+
+
+def _block_edit(sites: Sites, op: Operator, added_now: set[str], force: bool) -> list[Edit]:
+    """The operator's block appended to our module file, or an older one replaced; none when up to date."""
+    paste = operator_paste(op)
+    provided = _provided(sites, paste.requires)
+    body = block_body(paste, set(), provided)
+    block = sites.blocks.get(op.name)
+    if not force:
+        refuse_edited(block, body, sites.package.module)
+    added = sorted(added_now | set(block.added if block else ()))
+    wanted = compose_block(op.name, _REGISTRY, body, added, False, newline_of(sites.module))
+    if block is None:
+        return [Edit(len(sites.module), len(sites.module), wanted)]
+    if sites.module[block.start : block.end] != wanted:
+        return [Edit(block.start, block.end, wanted)]
+    return []
+
+
+def _provided(sites: Sites, names: frozenset[str]) -> list[str]:
+    """Imports of what a block takes from ultralytics (Conv, C2f, Bottleneck), from the file defining each."""
+    by_file: dict[str, list[str]] = {}
+    for name in sorted(names):
+        where = sites.defined.get(name, "conv.py:0").split(":")[0]
+        by_file.setdefault(where.removesuffix(".py"), []).append(name)
+    return [f"from .{module} import {', '.join(listed)}" for module, listed in sorted(by_file.items())]
+
+
+def _lost(sites: Sites) -> list[str]:
+    """Operators whose recorded registration is gone: pip replaced ultralytics' files and left ours."""
+    missing = _missing(
+        sites,
+        list(sites.blocks),
+        [n for n, b in sites.blocks.items() if "repeat" in b.added],
+        [n for n, b in sites.blocks.items() if "identity" in b.added],
+    )
+    return sorted(
+        name
+        for name, block in sites.blocks.items()
+        if any(name in missing.get(site, ()) for site in block.added)
+    )
+
+
+def _upgrade_warnings(sites: Sites) -> tuple[str, ...]:
+    lost = _lost(sites)
+    if not lost:
+        return ()
+    target = "--installed" if sites.package.installed else str(sites.package.root.parent)
+    return (
+        f"ultralytics was upgraded or reinstalled since yolopatch injected {', '.join(lost)}: "
+        f"nn/modules/{MODULE_FILE} is still there, but the registration in nn/tasks.py and "
+        "nn/modules/__init__.py is gone (pip replaced those files). Run "
+        f"`yolopatch inject {target} --op {','.join(n.lower() for n in lost)}` again after every upgrade.",
+    )
+
+
+def plan_revert(
+    package: Package,
+    texts: Mapping[Path, str | None],
+    names: Sequence[str] | None = None,
+    force: bool = False,
+) -> InjectPlan:
+    """Remove the blocks of the named operators (all when None), exactly the registration yolopatch added,
+    and our module file once no block is left in it."""
+    sites = find_sites(
+        package, texts, names or list(find_blocks(texts.get(package.module) or "", package.module))
+    )
+    blocks = [b for b in sites.blocks.values() if names is None or b.name in names]
+    module_edits, actions = [], []
+    for block in blocks:
+        if not force:
+            refuse_revert_edited(block, package.module)
+        module_edits.append(Edit(block.start, block.end, ""))
+        actions.append(f"nn/modules/{MODULE_FILE}: removed class {block.name} (yolopatch {block.version})")
+    module = splice(sites.module, module_edits)
+    emptied = not find_blocks(module, package.module) and _only_header(module)
+    # once the file goes, nothing may import from it any more, whatever the blocks recorded
+    leaving = {b.name: set(b.added) for b in blocks}
+    if emptied:
+        for name in {*sites.ours_in_init(), *sites.ours_in_tasks()} - set(leaving):
+            leaving[name] = {"init", "explicit"}
+    init_edits, tasks_edits = _unregistration_edits(sites, leaving, actions)
+    new: dict[Path, str | None] = {
+        package.init: splice(sites.init, init_edits),
+        package.tasks: splice(sites.tasks, tasks_edits),
+        package.module: None if emptied else module,
+    }
+    if emptied and sites.exists:
+        actions.append(f"nn/modules/{MODULE_FILE}: deleted (no operator left in it)")
+    verify_compiles(new)
+    return _plan(
+        sites,
+        new,
+        actions,
+        (),
+        copy_removals(
+            package.root / "nn" / "modules",
+            sites.copies,
+            sites.blocks.values(),
+            blocks,
+            force,
+            actions,
+            "nn/modules/",
+        ),
+    )
+
+
+def _unregistration_edits(
+    sites: Sites, leaving: Mapping[str, set[str]], actions: list[str]
+) -> tuple[list[Edit], list[Edit]]:
+    init_edits = import_removal(sites.init, sites.init_tree, ".yolopatch", set(leaving))
+    tasks_edits = import_removal(sites.tasks, sites.tasks_tree, MODULE, set(leaving))
+
+    def recorded(site: str) -> list[str]:
+        return [name for name, added in leaving.items() if site in added]
+
+    if sites.all_names is not None:
+        init_edits += names_removal(sites.init, sites.all_names.elts, recorded("all"))
+    if not sites.star:
+        tasks_edits += names_removal(sites.tasks, sites.modules_import.names, recorded("tasks"))
+    tasks_edits += names_removal(sites.tasks, sites.collection.elts, recorded("collection"))
+    if sites.repeat is not None:
+        tasks_edits += names_removal(sites.tasks, sites.repeat.elts, recorded("repeat"))
+    tasks_edits += _identity_removal(sites, recorded("identity"))
+    if leaving:
+        actions.append(f"nn/tasks.py, nn/modules/__init__.py: unregistered {', '.join(sorted(leaving))}")
+    return init_edits, tasks_edits
+
+
+def _only_header(text: str) -> bool:
+    """Nothing but a docstring left (ours, or an older yolopatch's)."""
+    try:
+        body = ast.parse(text.lstrip("\ufeff")).body
+    except SyntaxError:
+        return False
+    return (
+        "yolopatch" in text
+        and all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+        and "#" not in text
+    )
+
+
+def _plan(
+    sites: Sites,
+    new: Mapping[Path, str | None],
+    actions: list[str],
+    warnings: tuple[str, ...],
+    copies: Sequence[FileChange] = (),
+) -> InjectPlan:
+    package = sites.package
+    old = {
+        package.init: sites.init,
+        package.tasks: sites.tasks,
+        package.module: sites.module if sites.exists else None,
+    }
+    changes = tuple(
+        FileChange(path, old[path], new[path]) for path in (package.module, package.init, package.tasks)
+    )
+    return InjectPlan(sites.flavour(), (*changes, *copies), tuple(actions), warnings)
+
+
+def injected_names(package: Package) -> list[str]:
+    """The operators yolopatch has blocks for in this package's module file."""
+    if not package.module.is_file():
+        return []
+    return list(find_blocks(read_text(package.module), package.module))
+
+
+def inject(
+    package: Package, operators: Sequence[Operator], force: bool = False, workdir: Path | None = None
+) -> InjectPlan:
+    """Read the package and plan the injection of `operators`; after an upgrade that dropped the
+    registration, also name the checkpoints (under `workdir` and the checkout) that cannot load until then."""
+    texts = read_package(package)
+    plan = plan_inject(package, texts, operators, force)
+    lost = _lost(find_sites(package, texts, [op.name for op in operators]))
+    found = _checkpoints_needing(package, workdir, lost) if lost else []
+    if not found:
+        return plan
+    warning = (
+        f"{len(found)} checkpoint(s) hold {', '.join(lost)} layers ({listing(found)}) and will not load until "
+        "`yolopatch inject` runs again: they pickle the classes as ultralytics.nn.modules.yolopatch."
+    )
+    return replace(plan, warnings=(*plan.warnings, warning))
+
+
+def revert(
+    package: Package, names: Sequence[str] | None = None, force: bool = False, workdir: Path | None = None
+) -> InjectPlan:
+    """Read the package and plan the revert, naming the checkpoints (under `workdir`, its runs/ and the
+    checkout) that pickle the classes it removes: they stop loading."""
+    texts = read_package(package)
+    plan = plan_revert(package, texts, names, force)
+    removed = list(names) if names is not None else injected_names(package)
+    found = _checkpoints_needing(package, workdir, removed) if plan.changed else []
+    if not found:
+        return plan
+    listed = ", ".join(removed)
+    warning = (
+        f"{len(found)} checkpoint(s) hold {listed} layers ({listing(found)}); ultralytics pickles them as "
+        f"{MODULE}.{removed[0]}, so they load only where {listed} is injected (ultralytics' own error instead "
+        "asks for a new training run). Run `yolopatch inject` again to load them."
+    )
+    return replace(plan, warnings=(warning,))
+
+
+def _checkpoints_needing(package: Package, workdir: Path | None, names: Sequence[str]) -> list[Path]:
+    """Checkpoints that pickle our `names`, where trained weights land: runs/ of the folder training runs
+    from (ultralytics writes there) and a checkout's own folder, searched through; the folder itself, only
+    its own files (it may be a home folder)."""
+    here = workdir or Path.cwd()
+    roots = [here / "runs"] + ([] if package.kind == "installed package" else [package.root.parent])
+    return checkpoints_needing(roots, MODULE, names, shallow=[here])
+
+
+def with_location_warnings(plan: InjectPlan, package: Package, python: str) -> InjectPlan:
+    return replace(plan, warnings=(*plan.warnings, *location_warnings(package, python)))
