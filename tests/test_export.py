@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from helpers import ROOT, build_of, geometry_of, run_cli
+from helpers import EXAMPLE, build_of, geometry_of, run_cli
 from torch import nn
 
 from yolopatch.build.export import export_model, other_shape
@@ -15,7 +15,6 @@ from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.errors import YolopatchError
 from yolopatch.operators.registry import get_operator
 
-EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
 pytest.importorskip("onnxscript")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import ROOT, check_yaml, fixture_text, geometry_of, graph, run_cli
+from helpers import EXAMPLE, check_yaml, fixture_text, geometry_of, graph, run_cli
 
 from yolopatch.channels import ChannelHints, parse_channel_hints, simulate
 from yolopatch.commands.apply import ApplyOptions, apply_operator
@@ -13,7 +13,6 @@ from yolopatch.operators.registry import get_operator
 
 SHUFFLE = fixture_text("forks/shufflenet.yaml")
 TINY = fixture_text("forks/tiny-branches.yaml")
-EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
 INSERT = ApplyOptions(insert=True)
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from yolopatch.hints import after_apply, shell_word
+from yolopatch.hints import after_apply
+from yolopatch.shell import shell_word
 from yolopatch.targets.registry import TARGETS
 
 

@@ -1,21 +1,20 @@
-"""inject: real yolov5 wheels and our own layout fixtures; idempotent, reversible, all-or-nothing."""
+"""inject on YOLOv5: its layouts and collection styles (real wheels and our own fixtures), a class of the same
+name, a partial, older or edited injection, bad checkouts, all-or-nothing writes. What every family does
+(idempotence, exact reverts, checkpoints, its own Model's build) is in targets/test_contract.py."""
 
 from __future__ import annotations
 
 import ast
 import shutil
-import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES, ROOT, check_yaml, inject_into, revert_from, run_cli
+from helpers import EXAMPLE, inject_into, run_cli, snapshot
 
 from yolopatch import __version__, files
 from yolopatch.errors import YolopatchError
 from yolopatch.inject import block_digest
 from yolopatch.operators.registry import DEFAULT
-
-STUBS = Path(__file__).parent / "stubs"
 
 
 def _copy_package(source: Path, tmp_path: Path) -> Path:
@@ -23,10 +22,6 @@ def _copy_package(source: Path, tmp_path: Path) -> Path:
     target = tmp_path / "site" / "yolov5"
     shutil.copytree(source, target)
     return target
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _collection_names(yolo: Path) -> list[list[str]]:
@@ -52,30 +47,30 @@ REAL = [
 @pytest.mark.parametrize(("version", "collection"), REAL)
 def test_real_wheel_inject_idempotent_check_diff_revert(yolov5_packages, tmp_path, version, collection):
     package = _copy_package(yolov5_packages[version], tmp_path)
-    pristine = _snapshot(package)
+    pristine = snapshot(package)
 
     assert run_cli("inject", str(package), "--check").returncode == 1
     diff = run_cli("inject", str(package), "--diff")
     assert diff.returncode == 0 and "+class Involution(nn.Module):" in diff.stdout
-    assert _snapshot(package) == pristine
+    assert snapshot(package) == pristine
 
     first = run_cli("inject", str(package))
     assert first.returncode == 0, first.stderr
     assert f"parse_model's collection is {collection}" in first.stdout
     assert "yolov5 pip package layout" in first.stdout
-    injected = _snapshot(package)
+    injected = snapshot(package)
     names = _collection_names(package / "models" / "yolo.py")
     assert "Involution" in names[0] and all("Involution" not in other for other in names[1:])
     assert all(injected[name] == pristine[name] for name in pristine if name.endswith("tf.py"))
 
     second = run_cli("inject", str(package))
     assert second.returncode == 0 and "already injected" in second.stderr
-    assert _snapshot(package) == injected
+    assert snapshot(package) == injected
     assert run_cli("inject", str(package), "--check").returncode == 0
     assert run_cli("inject", str(package / "models"), "--check").returncode == 0  # REPO may be models/
 
     assert run_cli("inject", str(package), "--revert").returncode == 0
-    assert _snapshot(package) == pristine
+    assert snapshot(package) == pristine
 
 
 @pytest.mark.parametrize(
@@ -97,10 +92,9 @@ def test_real_wheel_inject_idempotent_check_diff_revert(yolov5_packages, tmp_pat
         ),
     ],
 )
-def test_layouts_pypi_does_not_ship(tmp_path, fixture, import_line, collection_text, repeat_collection):
-    repo = tmp_path / fixture
-    shutil.copytree(FIXTURES / "checkouts" / fixture, repo)
-    pristine = _snapshot(repo)
+def test_layouts_pypi_does_not_ship(checkout, fixture, import_line, collection_text, repeat_collection):
+    repo = checkout(fixture)
+    pristine = snapshot(repo)
     assert run_cli("inject", str(repo)).returncode == 0
     yolo = (repo / "models" / "yolo.py").read_text(encoding="utf-8")
     assert import_line in yolo and collection_text in yolo
@@ -110,20 +104,7 @@ def test_layouts_pypi_does_not_ship(tmp_path, fixture, import_line, collection_t
     assert ("import torch.nn as nn\n\n\nclass InvolutionAggregate" in common) == (fixture == "master")
     compile(common, "common.py", "exec")
     assert run_cli("inject", str(repo), "--revert").returncode == 0
-    assert _snapshot(repo) == pristine
-
-
-def test_crlf_files_stay_crlf_and_revert_exactly(tmp_path):
-    repo = tmp_path / "crlf"
-    shutil.copytree(FIXTURES / "checkouts" / "master", repo)
-    for path in (repo / "models").glob("*.py"):
-        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
-    pristine = _snapshot(repo)
-    assert run_cli("inject", str(repo)).returncode == 0
-    for path in (repo / "models").glob("*.py"):
-        assert b"\n" not in path.read_bytes().replace(b"\r\n", b"")
-    assert run_cli("inject", str(repo), "--revert").returncode == 0
-    assert _snapshot(repo) == pristine
+    assert snapshot(repo) == pristine
 
 
 FOREIGN = '''
@@ -136,36 +117,34 @@ class Involution(nn.Module):
 '''
 
 
-def test_foreign_class_is_refused_then_replaced_with_force_and_restored_by_revert(tmp_path):
-    repo = tmp_path / "blog"
-    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+def test_foreign_class_is_refused_then_replaced_with_force_and_restored_by_revert(checkout):
+    repo = checkout("v3")
     common = repo / "models" / "common.py"
     common.write_text(common.read_text() + FOREIGN)
-    pristine = _snapshot(repo)
+    pristine = snapshot(repo)
     refused = run_cli("inject", str(repo))
     assert refused.returncode == 1 and "already defines its own `class Involution`" in refused.stderr
-    assert "--force" in refused.stderr and _snapshot(repo) == pristine
+    assert "--force" in refused.stderr and snapshot(repo) == pristine
     assert run_cli("inject", str(repo), "--force").returncode == 0
     text = common.read_text()
     assert "# yolopatch --force disabled: class Involution(nn.Module):" in text
     assert run_cli("inject", str(repo)).returncode == 0  # idempotent after --force too
     assert run_cli("inject", str(repo), "--revert").returncode == 0
-    assert _snapshot(repo) == pristine
+    assert snapshot(repo) == pristine
 
 
-def test_partial_injection_is_completed(tmp_path):
-    repo = tmp_path / "partial"
-    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
-    pristine = _snapshot(repo)
+def test_partial_injection_is_completed(checkout):
+    repo = checkout("v3")
+    pristine = snapshot(repo)
     run_cli("inject", str(repo))
-    full = _snapshot(repo)
+    full = snapshot(repo)
     yolo = repo / "models" / "yolo.py"
     yolo.write_text(yolo.read_text().replace(", BottleneckCSP, Involution]", ", BottleneckCSP]"))
     assert run_cli("inject", str(repo), "--check").returncode == 1
     assert run_cli("inject", str(repo)).returncode == 0
-    assert _snapshot(repo) == full
+    assert snapshot(repo) == full
     run_cli("inject", str(repo), "--revert")
-    assert _snapshot(repo) == pristine
+    assert snapshot(repo) == pristine
 
 
 def _rewrite_block(common: Path, version: str, body_change: tuple[str, str], digest: bool = True) -> None:
@@ -182,44 +161,42 @@ def _rewrite_block(common: Path, version: str, body_change: tuple[str, str], dig
     common.write_text(text[: text.index(header)] + marker + "\n" + body + text[body_end:])
 
 
-def test_an_older_injection_is_updated(tmp_path):
-    repo = tmp_path / "old"
-    shutil.copytree(FIXTURES / "checkouts" / "master", repo)
-    pristine = _snapshot(repo)
+def test_an_older_injection_is_updated(checkout):
+    repo = checkout("master")
+    pristine = snapshot(repo)
     run_cli("inject", str(repo))
-    current = _snapshot(repo)
+    current = snapshot(repo)
     common = repo / "models" / "common.py"
     _rewrite_block(common, "0.0.9", ("        return self.proj(y)\n", "        return y\n"))
     result = run_cli("inject", str(repo))
     assert result.returncode == 0 and f"from yolopatch 0.0.9 to {__version__}" in result.stdout
-    assert _snapshot(repo) == current
+    assert snapshot(repo) == current
     run_cli("inject", str(repo), "--revert")
-    assert _snapshot(repo) == pristine
+    assert snapshot(repo) == pristine
 
 
 EDITED = ("        return self.proj(y)\n", "        return self.proj(y) * 2  # my experiment\n")
 
 
-def test_an_edited_block_is_never_overwritten_or_reverted_without_force(tmp_path):
-    repo = tmp_path / "edited"
-    shutil.copytree(FIXTURES / "checkouts" / "master", repo)
-    pristine = _snapshot(repo)
+def test_an_edited_block_is_never_overwritten_or_reverted_without_force(checkout):
+    repo = checkout("master")
+    pristine = snapshot(repo)
     run_cli("inject", str(repo))
-    injected = _snapshot(repo)
+    injected = snapshot(repo)
     common = repo / "models" / "common.py"
     text = common.read_text()
     common.write_text(text.replace(*EDITED))
-    edited = _snapshot(repo)
+    edited = snapshot(repo)
     for args in (["inject", str(repo)], ["inject", str(repo), "--revert"]):
         result = run_cli(*args)
         assert result.returncode == 1 and "was edited since yolopatch" in result.stderr, result.stderr
         assert "--force" in result.stderr and len(result.stderr.strip().splitlines()) <= 2
-        assert _snapshot(repo) == edited
+        assert snapshot(repo) == edited
     assert run_cli("inject", str(repo), "--force").returncode == 0
-    assert _snapshot(repo) == injected
+    assert snapshot(repo) == injected
     common.write_text(text.replace(*EDITED))
     assert run_cli("inject", str(repo), "--revert", "--force").returncode == 0
-    assert _snapshot(repo) == pristine
+    assert snapshot(repo) == pristine
 
 
 LEGACY = [
@@ -229,47 +206,21 @@ LEGACY = [
 
 
 @pytest.mark.parametrize(("change", "code", "message"), LEGACY)
-def test_a_block_without_checksum_is_updated_only_when_nothing_can_be_lost(tmp_path, change, code, message):
-    repo = tmp_path / "legacy"
-    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+def test_a_block_without_checksum_is_updated_only_when_nothing_can_be_lost(checkout, change, code, message):
+    repo = checkout("v3")
     run_cli("inject", str(repo))
     _rewrite_block(repo / "models" / "common.py", "0.1.0", change, digest=False)
-    before = _snapshot(repo)
+    before = snapshot(repo)
     result = run_cli("inject", str(repo))
     assert result.returncode == code and message in result.stdout + result.stderr
     if code:
-        assert _snapshot(repo) == before
+        assert snapshot(repo) == before
         assert run_cli("inject", str(repo), "--force").returncode == 0
 
 
-def _checkpoint(path: Path, pickled: bytes) -> None:
-    """A file shaped like torch.save's output: a zip whose data.pkl names the pickled classes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("best/data.pkl", pickled)
-
-
-def test_revert_warns_about_checkpoints_that_need_the_class(tmp_path):
-    repo = tmp_path / "trained"
-    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
-    run_cli("inject", str(repo))
-    _checkpoint(repo / "runs" / "train" / "exp" / "weights" / "best.pt", b"cmodels.common\nInvolution\n")
-    _checkpoint(repo / "yolov5s.pt", b"cmodels.common\nC3\n")
-    (repo / "broken.pt").write_bytes(b"not a zip")
-    result = run_cli("inject", str(repo), "--revert")
-    assert result.returncode == 0
-    assert (
-        "1 checkpoint(s)" in result.stderr
-        and "best.pt" in result.stderr
-        and "yolov5s.pt" not in result.stderr
-    )
-    assert "load only while Involution is injected" in result.stderr
-
-
-def test_apply_points_at_the_checkout_the_yaml_sits_in(tmp_path):
-    repo = tmp_path / "yolov5"
-    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
-    shutil.copy(ROOT / "examples" / "yolov5s.yaml", repo / "models" / "yolov5s.yaml")
+def test_apply_points_at_the_checkout_the_yaml_sits_in(checkout):
+    repo = checkout("v3")
+    (repo / "models" / "yolov5s.yaml").write_text(EXAMPLE, encoding="utf-8")
     before = run_cli("apply", "models/yolov5s.yaml", "-l", "8", cwd=repo)
     assert "Next: yolopatch inject . --for models/yolov5s-involution.yaml   (once" in before.stdout
     assert "yolopatch check models/yolov5s-involution.yaml --repo .\n" in before.stdout
@@ -310,14 +261,13 @@ BAD = [
 
 
 @pytest.mark.parametrize(("damage", "message"), BAD)
-def test_bad_checkouts_exit_1_and_change_nothing(tmp_path, damage, message):
-    repo = tmp_path / "repo"
-    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+def test_bad_checkouts_exit_1_and_change_nothing(checkout, damage, message):
+    repo = checkout("v3")
     damage(repo)
-    before = _snapshot(repo)
+    before = snapshot(repo)
     result = run_cli("inject", str(repo))
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
-    assert _snapshot(repo) == before
+    assert snapshot(repo) == before
 
 
 def test_missing_folder():
@@ -325,10 +275,9 @@ def test_missing_folder():
     assert result.returncode == 1 and "no such folder" in result.stderr
 
 
-def test_second_write_failing_restores_the_first(tmp_path, monkeypatch):
-    repo = tmp_path / "repo"
-    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
-    before = _snapshot(repo)
+def test_second_write_failing_restores_the_first(checkout, monkeypatch):
+    repo = checkout("v3")
+    before = snapshot(repo)
     plan = inject_into(repo, [DEFAULT])
     real_replace, calls = files.os.replace, []
 
@@ -341,14 +290,13 @@ def test_second_write_failing_restores_the_first(tmp_path, monkeypatch):
     monkeypatch.setattr(files.os, "replace", flaky_replace)
     with pytest.raises(YolopatchError, match="No space left on device"):
         files.write_changes(plan.changes)
-    assert _snapshot(repo) == before
+    assert snapshot(repo) == before
     assert not list((repo / "models").glob(".*.yolopatch"))
 
 
-def test_failing_stage_writes_nothing(tmp_path, monkeypatch):
-    repo = tmp_path / "repo"
-    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
-    before = _snapshot(repo)
+def test_failing_stage_writes_nothing(checkout, monkeypatch):
+    repo = checkout("v3")
+    before = snapshot(repo)
     plan = inject_into(repo, [DEFAULT])
     real_mkstemp = files.tempfile.mkstemp
 
@@ -360,43 +308,11 @@ def test_failing_stage_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(files.tempfile, "mkstemp", refuse_yolo)
     with pytest.raises(YolopatchError, match="cannot write it"):
         files.write_changes(plan.changes)
-    assert _snapshot(repo) == before
-
-
-def test_revert_without_injection_is_a_no_op(tmp_path):
-    repo = tmp_path / "repo"
-    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
-    assert not revert_from(repo).changed
-    result = run_cli("inject", str(repo), "--revert")
-    assert result.returncode == 0 and "nothing to revert" in result.stderr
-
-
-@pytest.mark.parametrize("version", ["6.1.8", "7.0.14"])
-def test_yolov5s_with_involution_builds_with_yolov5s_own_model(
-    yolov5_packages, tmp_path, monkeypatch, version
-):
-    """Inject, then build a replaced and an inserted yolov5s with that tree's own Model: same numbers as ours."""
-    from yolopatch.commands.apply import ApplyOptions, apply_operator
-    from yolopatch.targets.base import CheckRequest
-    from yolopatch.targets.yolov5 import target as yolov5
-
-    monkeypatch.setenv("PYTHONPATH", str(STUBS))
-    package = _copy_package(yolov5_packages[version], tmp_path)
-    assert run_cli("inject", str(package)).returncode == 0
-    original = (package / "models" / "yolov5s.yaml").read_text(encoding="utf-8")
-    for name, options in [("replace", ApplyOptions()), ("insert", ApplyOptions(insert=True))]:
-        path = tmp_path / f"yolov5s-{name}.yaml"
-        path.write_text(apply_operator(original, "8", options).text, encoding="utf-8")
-        text = path.read_text(encoding="utf-8")
-        theirs = yolov5.TARGET.check(CheckRequest(path, text, package, None, 320, 1))
-        ours = check_yaml(path.read_text(encoding="utf-8"), str(path), 320, 1)
-        assert theirs.params == ours.params
-        assert round(theirs.gflops, 1) == round(ours.gflops, 1)
-        assert f"{theirs.params} parameters" in theirs.reference
+    assert snapshot(repo) == before
 
 
 def test_examples_readme_round_trip_through_cli(tmp_path):
     example = tmp_path / "yolov5s.yaml"
-    shutil.copy(ROOT / "examples" / "yolov5s.yaml", example)
+    example.write_text(EXAMPLE, encoding="utf-8")
     assert run_cli("apply", str(example), "--layers", "8").returncode == 0
     assert (tmp_path / "yolov5s-involution.yaml").exists()

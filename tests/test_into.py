@@ -12,8 +12,7 @@ import shutil
 
 import pytest
 import torch
-from helpers import FIXTURES, ROOT, build_of, check_yaml, geometry_of, inject_into, revert_from, run_cli
-from test_ultralytics_inject import snapshot
+from helpers import EXAMPLE, build_of, check_yaml, geometry_of, inject_into, revert_from, run_cli, snapshot
 
 from yolopatch.commands.apply import ApplyOptions, apply_into
 from yolopatch.csp import slot_of, variant_operator
@@ -22,7 +21,6 @@ from yolopatch.files import write_changes
 from yolopatch.operators.registry import OPERATORS, get_operator
 from yolopatch.targets.yolov5.blocks import C3, Bottleneck
 
-EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
 C3_ROWS = [(64, 1), (128, 2), (256, 3), (512, 1), (256, 1), (128, 1), (256, 1), (512, 1)]  # yolov5s: c2, n
 STOCK_PARAMS = 7235389
 
@@ -126,25 +124,23 @@ def test_a_csp_row_of_another_block_is_not_read_as_this_one():
     )
 
 
-def _checkout_with_bottleneck(tmp_path):
+def _checkout_with_bottleneck(checkout):
     """Our stand-in checkout, with the Bottleneck class the generated C3 variant looks for."""
-    root = tmp_path / "yolov5"
-    shutil.copytree(FIXTURES / "checkouts" / "master", root)
+    root = checkout("master")
     common = root / "models" / "common.py"
     common.write_text(common.read_text() + "\n\nclass Bottleneck(torch.nn.Module):\n    pass\n")
     return root
 
 
-def test_a_target_without_the_blocks_it_builds_on_is_refused(tmp_path):
-    root = tmp_path / "yolov5"
-    shutil.copytree(FIXTURES / "checkouts" / "master", root)
+def test_a_target_without_the_blocks_it_builds_on_is_refused(checkout):
+    root = checkout("master")
     se = get_operator("se")
     with pytest.raises(YolopatchError, match="defines no Bottleneck, which C3_SE builds on"):
         inject_into(root, [se, variant_operator("C3", se)])
 
 
-def test_inject_writes_a_subclass_of_the_targets_own_block_registered_as_it(tmp_path):
-    root = _checkout_with_bottleneck(tmp_path)
+def test_inject_writes_a_subclass_of_the_targets_own_block_registered_as_it(checkout):
+    root = _checkout_with_bottleneck(checkout)
     before = snapshot(root)
     se = get_operator("se")
     plan = inject_into(root, [se, variant_operator("C3", se)])
@@ -157,8 +153,8 @@ def test_inject_writes_a_subclass_of_the_targets_own_block_registered_as_it(tmp_
     assert snapshot(root) == before
 
 
-def test_cli_inject_for_a_yaml_finds_the_variants(tmp_path):
-    root = _checkout_with_bottleneck(tmp_path)
+def test_cli_inject_for_a_yaml_finds_the_variants(checkout, tmp_path):
+    root = _checkout_with_bottleneck(checkout)
     (tmp_path / "m.yaml").write_text(apply_into(EXAMPLE, "C3", ApplyOptions(get_operator("cbam")), "C3").text)
     result = run_cli("inject", str(root), "--for", "m.yaml", "--diff", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

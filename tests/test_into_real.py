@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from helpers import ROOT, STUBS, font_home, run_cli
-from test_ultralytics_real import Environment, checked, snapshot
+from helpers import ROOT, STUBS, font_home, run_cli, snapshot
+from test_ultralytics_real import Environment, checked
 
 from yolopatch.operators.registry import OPERATORS
 
@@ -35,10 +35,13 @@ def tensors(x):
     items = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else []
     return [t for item in items for t in tensors(item)]
 
+stocks = {}  # (stock yaml, scale) -> its model, built once: only counted, never run
 results = []
 for stock_path, patched_path, scale, template, name, slot in json.loads(sys.argv[1]):
     cls = getattr(importlib.import_module(f"yolopatch.templates.{template}"), name)
-    stock, patched = build(stock_path, scale), build(patched_path, scale)
+    if (stock_path, scale) not in stocks:
+        stocks[stock_path, scale] = build(stock_path, scale)
+    stock, patched = stocks[stock_path, scale], build(patched_path, scale)
     expected, slots = count(stock), 0
     for a, b in zip(stock.model, patched.model):
         if type(b).__name__ == f"{type(a).__name__}_{name}":

@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
+import re
 import shutil
-from pathlib import Path
 
 import pytest
-from helpers import FIXTURES, ROOT, YOLOV5_VERSIONS, check_yaml, contract_inserted, font_home, graph, run_cli
+from helpers import (
+    EXAMPLE,
+    STUBS,
+    YOLOV5_VERSIONS,
+    check_yaml,
+    contract_inserted,
+    font_home,
+    graph,
+    run_cli,
+    snapshot,
+)
 
+from yolopatch import __version__
 from yolopatch.commands.apply import ApplyOptions, apply_operator
+from yolopatch.edit.decide import article
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.operators.eca import adaptive_kernel
 from yolopatch.operators.registry import OPERATORS, get_operator
 from yolopatch.operators.spec import resolve_values
 from yolopatch.paste import template_paste
 
-EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
-ATTENTION = ["se", "cbam", "eca", "coordatt", "simam"]
-STUBS = Path(__file__).parent / "stubs"
+# the operators that keep their input's channels and size: all but Involution
+ATTENTION = [name for name, op in OPERATORS.items() if op.keeps_channels]
 
 
 def _module(name: str, c: int, values: dict):
@@ -98,9 +110,20 @@ def test_bad_option_values_name_the_operator_and_the_option(name, given, option,
 
 
 def test_operator_names_are_case_insensitive_and_unknown_ones_list_the_known():
-    assert get_operator("CoOrDaTt").name == "CoordAtt"
-    with pytest.raises(YolopatchError, match="knows Involution, SE, CBAM, ECA, CoordAtt, SimAM"):
-        get_operator("gam")
+    assert [get_operator(op.name.swapcase()) for op in OPERATORS.values()] == list(OPERATORS.values())
+    known = ", ".join(op.name for op in OPERATORS.values())
+    with pytest.raises(
+        YolopatchError, match=re.escape(f"--op no-such-op: unknown operator; yolopatch knows {known}.")
+    ):
+        get_operator("no-such-op")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("Involution", "an"), ("ECA", "an"), ("SE", "an"), ("SKNet", "an"), ("CBAM", "a"), ("SimAM", "a")],
+)
+def test_messages_write_an_before_a_vowel_sound(name, expected):
+    assert article(name) == expected
 
 
 @pytest.mark.parametrize("name", ATTENTION)
@@ -110,7 +133,7 @@ def test_insert_after_sppf_writes_the_channels_parse_model_reproduces(name):
     before, after = graph(EXAMPLE), graph(result.text)
     contracted, inserted = contract_inserted(before, after, inserted_module=op.name)
     assert contracted == before and inserted == [10]
-    assert after[10] == (op.name, [1024], (9,))
+    assert after[10] == (op.name, op.yaml_args(1024, 1, op.defaults), (9,)) and after[10][1][0] == 1024
     assert apply_operator(result.text, "SPPF", ApplyOptions(op, insert=True)).text == result.text
 
 
@@ -122,7 +145,7 @@ def test_replace_only_where_the_layer_keeps_channels_and_size(name):
     with pytest.raises(YolopatchError) as info:
         apply_operator(EXAMPLE, "7", ApplyOptions(op))  # Conv [1024, 3, 2]: 256 -> 512, stride 2
     assert (
-        f"layer 7 (Conv): cannot replace it with {'an' if name in ('se', 'eca') else 'a'} {op.name}: "
+        f"layer 7 (Conv): cannot replace it with {article(op.name)} {op.name}: "
         f"{op.name} keeps channels and size; this layer changes 256 to 512 channels and divides the size by 2: "
         "use --insert."
     ) in str(info.value)
@@ -133,11 +156,17 @@ def test_a_reduction_that_leaves_no_channel_is_refused_naming_the_layer():
         apply_operator(EXAMPLE, "2", ApplyOptions(get_operator("se"), {"r": 128}, insert=True))
 
 
+# yolov5s's layers the operators go after, in turn: widths 64 to 512, strides 4 to 32, backbone and head
+AFTER = [2, 4, 6, 9, 13, 17]
+
+
 def _all_operators_yaml() -> str:
-    """yolov5s with every attention operator inserted (after layers 2, 4, 6, 9, 13) and Involution at 8."""
-    text = apply_operator(EXAMPLE, "8", ApplyOptions()).text
-    for name, layer in [("se", "2"), ("cbam", "5"), ("eca", "8"), ("coordatt", "12"), ("simam", "17")]:
-        text = apply_operator(text, layer, ApplyOptions(get_operator(name), insert=True)).text
+    """yolov5s with every operator inserted, each after one of AFTER in turn (the deepest first, so that
+    the layer numbers stay yolov5s's)."""
+    text = EXAMPLE
+    placed = sorted(zip(itertools.cycle(AFTER), OPERATORS.values()), key=lambda pair: -pair[0])
+    for layer, op in placed:
+        text = apply_operator(text, str(layer), ApplyOptions(op, insert=True)).text
     return text
 
 
@@ -145,24 +174,23 @@ def test_check_builds_every_operator_with_the_formula_parameters():
     base = check_yaml(EXAMPLE, "yolov5s", 128, 1)
     report = check_yaml(_all_operators_yaml(), "all", 128, 1)
     marked = {layer.operator: layer for layer in report.layers if layer.operator}
-    assert list(marked) == ["SE", "CBAM", "ECA", "Involution", "CoordAtt", "SimAM"]
-    attention = ["SE", "CBAM", "ECA", "CoordAtt", "SimAM"]
-    for name in attention:
-        op, c = get_operator(name), int(marked[name].output.split(", ")[1])
-        assert marked[name].params == op.params(c, c, op.defaults), name
-    added = sum(marked[name].params for name in attention)
-    involution_change = marked["Involution"].params - base.layers[8].params
-    assert report.params == base.params + added + involution_change
-    assert report.uncounted_gflops == marked["Involution"].uncounted_gflops > 0
+    assert sorted(marked) == sorted(op.name for op in OPERATORS.values())
+    for name, layer in marked.items():
+        op, c = get_operator(name), int(layer.output.split(", ")[1])
+        assert layer.params == op.params(c, c, op.defaults), name
+    assert report.params == base.params + sum(layer.params for layer in marked.values())
+    # the work thop misses (Involution's aggregation) is counted apart, for the operators that have such work
+    uncounted = {name for name, layer in marked.items() if layer.uncounted_gflops > 0}
+    assert uncounted == {op.name for op in OPERATORS.values() if op.uncounted_macs is not None}
+    assert report.uncounted_gflops == pytest.approx(sum(layer.uncounted_gflops for layer in marked.values()))
 
 
-def test_inject_several_operators_then_revert_one_then_all(tmp_path):
-    repo = tmp_path / "repo"
-    shutil.copytree(FIXTURES / "checkouts" / "master", repo)
-    pristine = {p: p.read_bytes() for p in (repo / "models").iterdir()}
+def test_inject_several_operators_then_revert_one_then_all(checkout):
+    repo = checkout("master")
+    pristine = snapshot(repo)
     assert run_cli("inject", str(repo), "--op", "se,CBAM,eca").returncode == 0
     common = (repo / "models" / "common.py").read_text()
-    assert [common.count(f"# >>> yolopatch 0.2.0: {n};") for n in ("SE", "CBAM", "ECA")] == [1, 1, 1]
+    assert [common.count(f"# >>> yolopatch {__version__}: {n};") for n in ("SE", "CBAM", "ECA")] == [1, 1, 1]
     assert "import math" in common  # ECA's template needs it and this common.py lacks it
     again = run_cli("inject", str(repo), "--op", "se,cbam,eca")
     assert again.returncode == 0 and "already injected" in again.stderr
@@ -172,19 +200,18 @@ def test_inject_several_operators_then_revert_one_then_all(tmp_path):
     yolo = (repo / "models" / "yolo.py").read_text()
     assert "CBAM" not in yolo and "SE," in yolo and "ECA" in yolo
     assert run_cli("inject", str(repo), "--revert").returncode == 0
-    assert {p: p.read_bytes() for p in (repo / "models").iterdir()} == pristine
+    assert snapshot(repo) == pristine
 
 
-def test_inject_for_a_yaml_injects_exactly_the_operators_it_uses(tmp_path):
-    repo = tmp_path / "repo"
-    shutil.copytree(FIXTURES / "checkouts" / "v3", repo)
+def test_inject_for_a_yaml_injects_exactly_the_operators_it_uses(checkout, tmp_path):
+    repo = checkout("v3")
     model = tmp_path / "model.yaml"
     model.write_text(_all_operators_yaml(), encoding="utf-8")
     result = run_cli("inject", str(repo), "--for", str(model))
     assert result.returncode == 0, result.stderr
     common = (repo / "models" / "common.py").read_text()
-    for name in ("Involution", "SE", "CBAM", "ECA", "CoordAtt", "SimAM"):
-        assert f"\nclass {name}(nn.Module):" in common
+    for op in OPERATORS.values():
+        assert f"\nclass {op.name}(nn.Module):" in common
     plain = tmp_path / "plain.yaml"
     plain.write_text(EXAMPLE, encoding="utf-8")
     refused = run_cli("inject", str(repo), "--for", str(plain))
@@ -203,11 +230,11 @@ def test_apply_names_the_output_after_the_operator_and_the_next_step_injects_it(
 def test_every_operator_in_each_releases_yolov5s_builds_with_its_own_model(
     yolov5_packages, tmp_path, version
 ):
-    """Insert all five after the last backbone layer of the release's own yolov5s, inject what the yaml uses,
-    build with the release's Model: the parameters equal check's; revert restores every byte."""
+    """Insert every attention operator after the last backbone layer of the release's own yolov5s, inject what
+    the yaml uses, build with the release's Model: the parameters equal check's; revert restores every byte."""
     package = tmp_path / "site" / "yolov5"
     shutil.copytree(yolov5_packages[version], package)
-    pristine = {p: p.read_bytes() for p in (package / "models").iterdir() if p.is_file()}
+    pristine = snapshot(package)
     text = (package / "models" / "yolov5s.yaml").read_text(encoding="utf-8")
     for offset, name in enumerate(ATTENTION):
         text = apply_operator(text, str(9 + offset), ApplyOptions(get_operator(name), insert=True)).text
@@ -220,9 +247,9 @@ def test_every_operator_in_each_releases_yolov5s_builds_with_its_own_model(
     report = json.loads(theirs.stdout)["model"]
     ours = check_yaml(text, str(model), 128, 1)
     assert report["params"] == ours.params
-    assert [layer["operator"] for layer in report["layers"][10:15]] == [
+    assert [layer["operator"] for layer in report["layers"][10 : 10 + len(ATTENTION)]] == [
         get_operator(n).name for n in ATTENTION
     ]
     assert f" {ours.params} parameters" in report["reference"].replace(",", "")
     assert run_cli("inject", str(package), "--revert", env=env).returncode == 0
-    assert {p: p.read_bytes() for p in (package / "models").iterdir() if p.is_file()} == pristine
+    assert snapshot(package) == pristine

@@ -8,6 +8,7 @@ The family's own code runs only in `check --repo`'s child (it edits sys.path and
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -15,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import EXHAUSTIVE, STUBS, build_of, check_yaml, geometry_of, run_cli, sweep_cases
+from helpers import EXHAUSTIVE, STUBS, build_of, check_yaml, geometry_of, run_cli, snapshot, sweep_cases
 
 from yolopatch.channels import simulate
 from yolopatch.commands.apply import ApplyOptions, apply_operator
@@ -63,9 +64,10 @@ def test_every_stock_yaml_is_claimed_by_its_family(wky_packages):
             assert target_for(parse_model_yaml(path.read_text(), str(path)).values).name == family, path
 
 
-def _own_model(repo: Path, paths: list[Path], img: int, tmp_path: Path) -> list[dict]:
+def _own_model(repo: Path, paths: list[Path], img: int, tmp_path: Path, batch: int = 1) -> list[dict]:
     """`check --repo` of every yaml, in one child: the family's own Model's per-layer report."""
-    result = run_cli("check", *map(str, paths), "--repo", str(repo), "--img", str(img), "--json", env=CHILD)
+    size = ["--img", str(img), "--batch", str(batch)]
+    result = run_cli("check", *map(str, paths), "--repo", str(repo), *size, "--json", env=CHILD)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     return data["models"] if len(paths) > 1 else [data["model"]]
@@ -84,19 +86,19 @@ def test_stock_yamls_simulate_and_build_as_the_familys_own_model(wky_packages, t
     count are the own Model's, as its summary line prints them."""
     repo = wky_packages["yolo9" if family == "YOLOv9" else "yolov7"]
     paths = [p for p in _yamls(wky_packages)[family] if exhaustive or _name(p) in FEATURED]
-    for img in sorted({_img(p) for p in paths}):
-        batch = [p for p in paths if _img(p) == img]
-        for path, theirs in zip(batch, _own_model(repo, batch, img, tmp_path), strict=True):
-            text = path.read_text(encoding="utf-8")
-            parsed = parse_model_yaml(text, str(path))
-            shapes = simulate(parsed.logical_rows(), geometry_of(parsed.values), str(path)).shapes
-            for layer, shape in zip(theirs["layers"], shapes, strict=True):
-                built = _channels(layer["output"])
-                if built is not None and shape.c2 is not None:
-                    assert shape.c2 == built, (path.name, layer["index"], layer["module"])
-            ours = check_yaml(text, str(path), img, 1)
-            assert (ours.params, ours.modules) == (theirs["params"], theirs["modules"]), path.name
-            assert f"{ours.modules} layers, {ours.params} parameters" in theirs["reference"], path.name
+    # every yaml in one child, at 64: the P6 models' stride-64 output is then 1x1, so batch 2 for BatchNorm
+    batch = 2 if any(_img(p) > 64 for p in paths) else 1
+    for path, theirs in zip(paths, _own_model(repo, paths, 64, tmp_path, batch), strict=True):
+        text = path.read_text(encoding="utf-8")
+        parsed = parse_model_yaml(text, str(path))
+        shapes = simulate(parsed.logical_rows(), geometry_of(parsed.values), str(path)).shapes
+        for layer, shape in zip(theirs["layers"], shapes, strict=True):
+            built = _channels(layer["output"])
+            if built is not None and shape.c2 is not None:
+                assert shape.c2 == built, (path.name, layer["index"], layer["module"])
+        ours = check_yaml(text, str(path), 64, batch)
+        assert (ours.params, ours.modules) == (theirs["params"], theirs["modules"]), path.name
+        assert f"{ours.modules} layers, {ours.params} parameters" in theirs["reference"], path.name
 
 
 @pytest.fixture
@@ -112,10 +114,6 @@ def trees(wky_packages, tmp_path) -> dict[str, Path]:
         ignore = shutil.ignore_patterns("__pycache__", "*.dist-info", "*.pt")
         shutil.copytree(wky_packages[name], copy, ignore=ignore)
     return copies
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.py"))}
 
 
 ALL = ",".join(op.name.lower() for op in OPERATORS.values())
@@ -136,7 +134,7 @@ def test_inject_builds_every_operator_with_the_own_model_and_reverts_byte_for_by
     wky_packages, trees, tmp_path, tree, family, yaml, layers
 ):
     repo = trees[tree]
-    pristine = _snapshot(repo)
+    pristine = snapshot(repo)
     injected = run_cli("inject", str(repo), "--op", ALL)
     assert injected.returncode == 0, injected.stderr
     assert run_cli("inject", str(repo), "--op", ALL, "--check").returncode == 0  # twice equals once
@@ -159,23 +157,39 @@ def test_inject_builds_every_operator_with_the_own_model_and_reverts_byte_for_by
     assert ours.params == theirs["params"] and f"{ours.params} parameters" in theirs["reference"]
     reverted = run_cli("inject", str(repo), "--revert")
     assert reverted.returncode == 0, reverted.stderr
-    assert _snapshot(repo) == pristine
+    assert snapshot(repo) == pristine
+
+
+@functools.lru_cache(maxsize=8)
+def _simulated(text: str):
+    """The parsed yaml and its simulation (pure: a result text is built and its promise read once)."""
+    parsed = parse_model_yaml(text)
+    return parsed, simulate(parsed.logical_rows(), geometry_of(parsed.values))
+
+
+@functools.lru_cache(maxsize=64)
+def _rows(text: str) -> int:
+    return len(parse_model_yaml(text).layers)
 
 
 def result_c2(text: str, layer: int) -> int | None:
-    parsed = parse_model_yaml(text)
-    return simulate(parsed.logical_rows(), geometry_of(parsed.values)).shapes[layer].c2
+    return _simulated(text)[1].shapes[layer].c2
 
 
 def _built_channels(text: str, layer: int, img: int) -> int | None:
-    """The channels of one layer's output when the built-in builder's model runs forward."""
+    """The channels of one layer's output when the built-in builder's model runs forward. Built on the meta
+    device, then given zeroed CPU memory: the same modules and forward, without drawing the random weights
+    of the largest YOLOv7 graphs (a second each); the channels asked for do not depend on them."""
     import torch
 
-    parsed = parse_model_yaml(text)
-    model = build_of(parsed, simulate(parsed.logical_rows(), geometry_of(parsed.values)))
+    with torch.device("meta"):
+        model = build_of(*_simulated(text))
+    model = model.to_empty(device="cpu")
     seen: list[int] = []
     model.model[layer].register_forward_hook(lambda _m, _i, out: seen.append(out.shape[1]))
     with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.zero_()
         model(torch.zeros(1, 3, img, img))
     return seen[0]
 
@@ -189,7 +203,7 @@ def test_stock_yamls_layer_by_layer_build_or_are_refused_in_one_line(wky_package
     yamls = [(p, p.read_text(encoding="utf-8")) for p in _yamls(wky_packages)[family]]
     outcomes = {"ok": 0, "refused": 0}
     ops = list(OPERATORS.values())
-    cases = sweep_cases(yamls, lambda text: len(parse_model_yaml(text).layers), 2, family, exhaustive)
+    cases = sweep_cases(yamls, _rows, 2, family, exhaustive)
     for number, (path, text, index, mode) in enumerate(cases):
         if not exhaustive and number % 32:
             continue  # building is the slow part: one case in 32 by default
@@ -243,7 +257,7 @@ def test_your_own_module_works_on_yolov7_and_yolov9_as_on_yolov5(
     from helpers import FIXTURES
 
     repo = trees[tree]
-    pristine = _snapshot(repo)
+    pristine = snapshot(repo)
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(FIXTURES / "user_modules" / file, work / file)
@@ -272,7 +286,7 @@ def test_your_own_module_works_on_yolov7_and_yolov9_as_on_yolov5(
         copied = (repo / "models" / "yolopatch_v5_import.py").read_text(encoding="utf-8")
         assert "from yolo9.models.common import Conv" in copied
     assert run_cli("inject", str(repo), "--revert", cwd=work).returncode == 0
-    assert _snapshot(repo) == pristine
+    assert snapshot(repo) == pristine
 
 
 @pytest.mark.exhaustive

@@ -1,17 +1,29 @@
 """inject on ultralytics: a module file of our own, its registration in every shape ultralytics has written
-it, idempotence, exact reverts, refusals. Packages here are yolopatch's own stand-ins in ultralytics' shape
-(the real releases are in test_ultralytics_real.py)."""
+it, exact reverts after any sequence of injects and reverts, upgrades, refusals, the command line. Packages
+here are yolopatch's own stand-ins in ultralytics' shape (helpers.make_package; the real releases are in
+test_ultralytics_real.py). What every family does is in targets/test_contract.py."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import changed_lines, run_cli
+from helpers import (
+    ULTRALYTICS_BODIES,
+    ULTRALYTICS_IMPORTS,
+    ULTRALYTICS_INIT,
+    ULTRALYTICS_SIBLINGS,
+    changed_lines,
+    fixture_text,
+    make_package,
+    run_cli,
+    snapshot,
+    tasks_text,
+    write_checkpoint,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,83 +34,11 @@ from yolopatch.operators.registry import OPERATORS, get_operator
 from yolopatch.targets.ultralytics.edits import plan_inject, plan_revert
 from yolopatch.targets.ultralytics.package import HEADER, Package, read_package
 
-IMPORTS = '''"""yolopatch's own stand-in for ultralytics' nn/tasks.py: the places inject edits."""
-
-import torch.nn as nn
-
-from ultralytics.nn.modules import (
-    C2f,
-    Concat,
-    Conv,
-    Detect,
-)
-from ultralytics.utils import LOGGER
-'''
-LOOP = """    for i, (f, n, m, args) in enumerate(d["backbone"] + d["head"]):
-        m = globals()[m]
-"""
-BODIES = {
-    "tuple": LOOP
-    + "        if m in (\n            Conv,\n            C2f,\n        ):\n            c1, c2 = ch[f], args[0]\n"
-    "            if m in (C2f,):\n                args.insert(2, n)\n",
-    "set": LOOP
-    + "        if m in {\n            Conv,\n            C2f,\n        }:\n            c1, c2 = ch[f], args[0]\n"
-    "            if m in {C2f}:\n                args.insert(2, n)\n",
-    "one-line": LOOP + "        if m in {Conv, C2f}:\n            c1, c2 = ch[f], args[0]\n",
-    "frozenset": "    base_modules = frozenset(\n        {\n            Conv,\n            C2f,\n        }\n    )\n"
-    "    repeat_modules = frozenset({C2f})\n" + LOOP + "        if m in base_modules:\n"
-    "            if m in repeat_modules:\n                args.insert(2, n)\n",
-}
-INIT = '''"""yolopatch's own stand-in for ultralytics' nn/modules/__init__.py."""
-
-from .block import (
-    C2f,
-)
-from .conv import (
-    CBAM,
-    Concat,
-    Conv,
-)
-from .head import Detect
-
-__all__ = (
-    "Conv",
-    "CBAM",
-    "Concat",
-    "C2f",
-    "Detect",
-)
-'''
-SIBLINGS = {
-    "conv.py": "class Conv:\n    pass\n\n\nclass CBAM:\n    pass\n\n\nclass Concat:\n    pass\n",
-    "block.py": "class C2f:\n    pass\n",
-    "head.py": "class Detect:\n    pass\n",
-}
 SE, CBAM, INV = get_operator("se"), get_operator("cbam"), get_operator("involution")
-
-
-def tasks_text(shape: str = "set", imports: str = IMPORTS) -> str:
-    return imports + "\n\ndef parse_model(d, ch, verbose=True):\n" + BODIES[shape]
-
-
-def make_package(root: Path, tasks: str | None = None, init: str = INIT) -> Package:
-    modules = root / "ultralytics" / "nn" / "modules"
-    modules.mkdir(parents=True)
-    (root / "ultralytics" / "__init__.py").write_text('__version__ = "8.9.0"\n')
-    (root / "ultralytics" / "nn" / "__init__.py").write_text("")
-    (root / "ultralytics" / "nn" / "tasks.py").write_bytes((tasks or tasks_text()).encode())
-    (modules / "__init__.py").write_bytes(init.encode())
-    for name, text in SIBLINGS.items():
-        (modules / name).write_text(text)
-    return Package(root / "ultralytics")
 
 
 def texts_of(package: Package) -> dict[Path, str | None]:
     return read_package(package)
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def new_text(plan, path: Path) -> str | None:
@@ -144,7 +84,7 @@ def test_repeat_collection_is_never_touched(tmp_path):
 def test_init_gets_one_import_and_the_all_entries(tmp_path):
     package = make_package(tmp_path)
     plan = plan_inject(package, texts_of(package), [SE, INV])
-    assert changed_lines(INIT, new_text(plan, package.init)) == [  # type: ignore[arg-type]
+    assert changed_lines(ULTRALYTICS_INIT, new_text(plan, package.init)) == [  # type: ignore[arg-type]
         "+from .yolopatch import SE, Involution",
         '+    "SE",',
         '+    "Involution",',
@@ -155,7 +95,7 @@ def test_init_gets_one_import_and_the_all_entries(tmp_path):
 
 
 def test_a_list_all_with_single_quotes_keeps_them(tmp_path):
-    init = INIT.replace(
+    init = ULTRALYTICS_INIT.replace(
         '__all__ = (\n    "Conv",\n    "CBAM",\n    "Concat",\n    "C2f",\n    "Detect",\n)',
         "__all__ = ['Conv', 'C2f']",
     )
@@ -168,7 +108,7 @@ def test_a_list_all_with_single_quotes_keeps_them(tmp_path):
 def test_ultralytics_own_cbam_is_never_shadowed(tmp_path):
     package = make_package(tmp_path)
     plan = plan_inject(package, texts_of(package), [CBAM])
-    assert new_text(plan, package.init) == INIT  # not exported from nn.modules: its CBAM stays
+    assert new_text(plan, package.init) == ULTRALYTICS_INIT  # not exported from nn.modules: its CBAM stays
     tasks = new_text(plan, package.tasks)
     assert changed_lines(tasks_text(), tasks) == [  # type: ignore[arg-type]
         "+from ultralytics.nn.modules.yolopatch import CBAM",
@@ -177,25 +117,11 @@ def test_ultralytics_own_cbam_is_never_shadowed(tmp_path):
 
 
 def test_a_star_import_gets_no_name(tmp_path):
-    star = IMPORTS.replace("(\n    C2f,\n    Concat,\n    Conv,\n    Detect,\n)", "*")
+    star = ULTRALYTICS_IMPORTS.replace("(\n    C2f,\n    Concat,\n    Conv,\n    Detect,\n)", "*")
     package = make_package(tmp_path, tasks_text("set", star))
     plan = plan_inject(package, texts_of(package), [SE])
     assert changed_lines(tasks_text("set", star), new_text(plan, package.tasks)) == ["+            SE,"]  # type: ignore[arg-type]
     assert "a star import" in plan.flavour
-
-
-@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
-def test_inject_twice_equals_once_and_revert_restores_every_byte(tmp_path, newline):
-    package = make_package(tmp_path, tasks_text().replace("\n", newline), INIT.replace("\n", newline))
-    before = snapshot(tmp_path)
-    write_changes(plan_inject(package, texts_of(package), list(OPERATORS.values())).changes)
-    assert not plan_inject(package, texts_of(package), list(OPERATORS.values())).changed
-    for path in (package.tasks, package.init):  # the file's own line endings, on the added lines too
-        rest = path.read_bytes().replace(newline.encode(), b"")
-        assert b"\n" not in rest and b"\r" not in rest
-    write_changes(plan_revert(package, texts_of(package)).changes)
-    assert snapshot(tmp_path) == before and not package.module.exists()
-    assert not plan_revert(package, texts_of(package)).changed
 
 
 @settings(max_examples=25, deadline=None)
@@ -203,7 +129,7 @@ def test_inject_twice_equals_once_and_revert_restores_every_byte(tmp_path, newli
     steps=st.lists(
         st.tuples(st.booleans(), st.sets(st.sampled_from(sorted(OPERATORS)), min_size=1)), max_size=5
     ),
-    shape=st.sampled_from(sorted(BODIES)),
+    shape=st.sampled_from(sorted(ULTRALYTICS_BODIES)),
 )
 def test_any_sequence_of_injects_and_reverts_then_a_full_revert_restores_every_byte(
     tmp_path_factory, steps, shape
@@ -247,9 +173,9 @@ def test_an_edited_block_is_refused_unless_forced(tmp_path):
 def test_a_hand_made_registration_is_refused_unless_forced(tmp_path):
     siblings = tmp_path / "ultralytics" / "nn" / "modules"
     package = make_package(
-        tmp_path, tasks_text("set", IMPORTS.replace("    Detect,\n", "    Detect,\n    SE,\n"))
+        tmp_path, tasks_text("set", ULTRALYTICS_IMPORTS.replace("    Detect,\n", "    Detect,\n    SE,\n"))
     )
-    (siblings / "block.py").write_text(SIBLINGS["block.py"] + "\n\nclass SE:\n    pass\n")
+    (siblings / "block.py").write_text(ULTRALYTICS_SIBLINGS["block.py"] + "\n\nclass SE:\n    pass\n")
     with pytest.raises(
         YolopatchError, match=r"already imports its own SE \(class defined in nn/modules/block.py:5\)"
     ):
@@ -263,7 +189,7 @@ def test_an_upgrade_that_replaced_the_files_is_reported_and_repaired(tmp_path):
     write_changes(plan_inject(package, texts_of(package), [SE]).changes)
     # what pip install -U does: new tasks.py and __init__.py, our file (not in its RECORD) left behind
     package.tasks.write_text(tasks_text())
-    package.init.write_text(INIT)
+    package.init.write_text(ULTRALYTICS_INIT)
     plan = plan_inject(package, texts_of(package), [INV])
     assert plan.warnings and "upgraded or reinstalled since yolopatch injected SE" in plan.warnings[0]
     assert "--op se" in plan.warnings[0]
@@ -272,7 +198,7 @@ def test_an_upgrade_that_replaced_the_files_is_reported_and_repaired(tmp_path):
 
 
 def test_an_unknown_layout_fails_with_the_manual_edit_for_the_operator_asked_for(tmp_path):
-    package = make_package(tmp_path, IMPORTS + "\n\ndef parse_model(d, ch):\n    return d\n")
+    package = make_package(tmp_path, ULTRALYTICS_IMPORTS + "\n\ndef parse_model(d, ch):\n    return d\n")
     with pytest.raises(
         YolopatchError, match=r"no `if m in \{Conv, \.\.\.\}:` collection.*By hand: 1\)"
     ) as raised:
@@ -307,7 +233,7 @@ def test_the_target_is_named_for_what_it_is_and_its_lines_come_in_order_on_one_s
     result = run_cli("inject", str(tmp_path), "--op", "se")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"{tmp_path / 'ultralytics'}: ultralytics 8.9.0 ({kind});")
+    assert lines[0].startswith(f"{tmp_path / 'ultralytics'}: ultralytics 8.9.0 ({kind}):")
     assert lines[1].strip().startswith("nn/modules/yolopatch.py: created")
 
 
@@ -376,7 +302,7 @@ def test_cli_check_after_an_upgrade_says_what_to_run_and_inject_restores_the_sam
     assert run_cli("inject", "--installed", "--op", "se,eca", env=env).returncode == 0
     injected = snapshot(package.root)
     package.tasks.write_text(tasks_text())  # pip install -U ultralytics
-    package.init.write_text(INIT)
+    package.init.write_text(ULTRALYTICS_INIT)
     result = run_cli("inject", "--installed", "--check", env=env)
     assert result.returncode == 1
     assert "upgraded or reinstalled since yolopatch injected ECA, SE" in result.stderr
@@ -385,43 +311,31 @@ def test_cli_check_after_an_upgrade_says_what_to_run_and_inject_restores_the_sam
     assert snapshot(package.root) == injected
 
 
-def _trained_checkpoint(path: Path, pickled: bytes) -> Path:
-    """What torch.save writes for a trained model: a zip whose data.pkl names each class it pickles."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("best/data.pkl", b"\x80\x02c" + pickled + b"\nq\x00.")
-    return path
-
-
 def test_revert_and_a_check_after_an_upgrade_name_the_checkpoints_that_will_not_load(tmp_path):
     package, env = site_environment(tmp_path)
     work = tmp_path / "work"
-    best = _trained_checkpoint(
-        work / "runs" / "detect" / "train" / "weights" / "best.pt", b"ultralytics.nn.modules.yolopatch\nSE"
-    )
-    _trained_checkpoint(
-        work / "runs" / "detect" / "plain" / "weights" / "best.pt", b"ultralytics.nn.modules.conv\nConv"
-    )
-    _trained_checkpoint(
-        work / "deep" / "other" / "old.pt", b"ultralytics.nn.modules.yolopatch\nSE"
-    )  # not where runs go
+    runs = work / "runs" / "detect"
+    best = write_checkpoint(runs / "train" / "weights" / "best.pt", "ultralytics.nn.modules.yolopatch", "SE")
+    write_checkpoint(runs / "plain" / "weights" / "best.pt", "ultralytics.nn.modules.conv", "Conv")
+    old = work / "deep" / "other" / "old.pt"  # not where runs go
+    write_checkpoint(old, "ultralytics.nn.modules.yolopatch", "SE")
     assert run_cli("inject", "--installed", "--op", "se,eca", env=env, cwd=work).returncode == 0
     package.tasks.write_text(tasks_text())  # pip install -U ultralytics
-    package.init.write_text(INIT)
+    package.init.write_text(ULTRALYTICS_INIT)
     checked = run_cli("inject", "--installed", "--check", env=env, cwd=work)
     assert checked.returncode == 1
     assert f"1 checkpoint(s) hold ECA, SE layers ({best.resolve()}) and will not load until" in checked.stderr
     assert run_cli("inject", "--installed", env=env, cwd=work).returncode == 0
     reverted = run_cli("inject", "--installed", "--revert", env=env, cwd=work)
     assert reverted.returncode == 0
-    assert f"1 checkpoint(s) hold SE, ECA layers ({best.resolve()})" in reverted.stderr
-    assert "Run `yolopatch inject` again to load them" in reverted.stderr
+    assert f"1 checkpoint(s) hold SE layers ({best.resolve()})" in reverted.stderr
+    assert "To load them again: yolopatch inject --installed --op SE\n" in reverted.stderr
 
 
 def test_cli_next_step_after_apply_injects_what_the_yaml_uses_then_checks_and_trains(tmp_path):
     _, env = site_environment(tmp_path)
     model = tmp_path / "yolov8n.yaml"
-    model.write_bytes((Path(__file__).parent / "fixtures" / "ultralytics" / "scales.yaml").read_bytes())
+    model.write_text(fixture_text("ultralytics/scales.yaml"), encoding="utf-8")
     written = tmp_path / "a.yaml"
     result = run_cli("apply", str(model), "-l", "2", "--insert", "--op", "se", "-o", str(written), env=env)
     assert f"Next: yolopatch inject --installed --for {written}" in result.stdout

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, STUBS, ULTRALYTICS_VERSIONS, run_cli
+from helpers import ROOT, STUBS, ULTRALYTICS_VERSIONS, run_cli, snapshot
 
 # ultralytics' own build of each yaml named, in the environment under test: one JSON line, a report per yaml
 OWN_BUILD = """
@@ -57,14 +57,6 @@ EDITS = [
     ("1", "coordatt", True),
     ("0", "eca", True),
 ]
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts
-    }
 
 
 class Environment:
@@ -130,15 +122,16 @@ def checked(result: subprocess.CompletedProcess) -> dict:
     return json.loads(result.stdout)["model"]
 
 
-# every release as a checkout; installed (a virtual environment of its own), the oldest and the newest, and
-# the rest with -m exhaustive: the package's place is what differs, and test_userop_real adds 8.4 installed
+# Every release once: the oldest and the newest installed (a virtual environment of its own), the others as a
+# checkout; every other (release, place) with -m exhaustive. The package's place is what differs, and the
+# oldest and newest are built and injected as checkouts below and in test_into_real (test_userop_real adds
+# 8.4 installed with the user's modules).
+INSTALLED = (ULTRALYTICS_VERSIONS[0], ULTRALYTICS_VERSIONS[-1])
 MODES = [
     pytest.param(version, mode, marks=[pytest.mark.exhaustive] if exhaustive else [], id=f"{version}-{mode}")
     for version in ULTRALYTICS_VERSIONS
     for mode in ("checkout", "installed")
-    for exhaustive in [
-        mode == "installed" and version not in (ULTRALYTICS_VERSIONS[0], ULTRALYTICS_VERSIONS[-1])
-    ]
+    for exhaustive in [(mode == "installed") != (version in INSTALLED)]
 ]
 
 

@@ -1,5 +1,6 @@
-"""Your own module: `ops add` learns the rule a class really has or refuses saying what to declare; the
-record, the adapter, and `apply`/`check` with the user's operator.
+"""Your own module: `ops add` learns the rule a class really has or refuses saying what to declare; where
+its forward is, the record, the adapter, and `apply` then `check` with the user's operator (the rule
+vocabulary and `apply` alone, without a probe: tests/test_userop_rules.py).
 
 The classes are our own, in the shapes and spellings of real modules (tests/user_module_cases.py).
 """
@@ -12,19 +13,18 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, run_cli
+from helpers import EXAMPLE, ROOT, STUBS, run_cli
 from user_module_cases import CASES, USER_MODULES, Case
 
-from yolopatch.commands.apply import ApplyOptions, apply_operator
-from yolopatch.commands.ops import AddResult, add_operator, remove_operator
+from yolopatch.commands.ops import AddResult, ProbeTarget, add_operator, remove_operator
 from yolopatch.errors import YolopatchError
-from yolopatch.userop.adapter import adapter_source, as_operator
+from yolopatch.targets.registry import import_kinds
+from yolopatch.userop.adapter import adapter_source
 from yolopatch.userop.learn import Rule
-from yolopatch.userop.record import UserOp, load
+from yolopatch.userop.record import load
 from yolopatch.userop.roles import role_map
 from yolopatch.userop.source import read_class
 
-EXAMPLE = (ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8")
 LEARNED = [c for c in CASES if c.refusal is None and c.imports_target is None]
 REFUSED = [c for c in CASES if c.refusal is not None]
 
@@ -34,7 +34,9 @@ REFUSAL_WORDS = {
     "head": "detection head",
     "several-tensors": "several tensors",
     "outside-vocabulary": "follow no rule",
+    "not-a-multiple": "no fixed multiple of the input's at every width",
     "backward-fails": "cannot be trained",
+    "input-gradient": "passes back to its input is not finite",
     "not-a-module": "not a torch module",
     "syntax": "does not parse",
     "unknown-class": "defines no top-level class",
@@ -99,6 +101,96 @@ def test_arguments_without_defaults_are_asked_for_by_name(case_id, missing, tmp_
         add_operator(case.spec, tmp_path, timeout=60)
 
 
+# what the record's evidence says for the cases that are learned from something other than a free argument
+EVIDENCE = [
+    pytest.param(
+        "context-guided-down", "2*c1: out = 2·in at 32 and 64 channels and at every width", id="2-c1"
+    ),
+    pytest.param("reorg-like", "4*c1: out = 4·in at 32 and 64 channels and at every width", id="4-c1"),
+    pytest.param("reorg-like", "no weights: the gradient reaches its input, finite", id="reorg-no-weights"),
+    pytest.param("energy-attention", "no weights: the gradient reaches its input, finite", id="simam-like"),
+    pytest.param(
+        "fixed-up-ignores-scale-factor",
+        "scale_factor is ignored (8x8 -> 16x16 at scale_factor=2 and at scale_factor=4): a fixed upsampling by 2",
+        id="hard-wired-x2",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case_id", "words"), EVIDENCE)
+def test_the_evidence_says_how_the_rule_was_shown(case_id, words):
+    assert any(words in line for line in _learned(case_id).op.evidence)
+
+
+# the file imports the base class from a target: the probe runs the target's forward (a stand-in on its path)
+TARGETS_ON_THE_PATH = {
+    "yolov5": ProbeTarget("a YOLOv5 stand-in", sys_path=(str(USER_MODULES / "v5_standin"),)),
+    "ultralytics": ProbeTarget("ultralytics as this Python imports it", sys_path=(str(STUBS),)),
+}
+INHERITED = [c for c in CASES if c.imports_target and "subclass" in c.id]
+
+
+@pytest.mark.parametrize("case", INHERITED, ids=[c.id for c in INHERITED])
+def test_a_subclass_of_a_targets_block_is_probed_with_the_targets_forward(case, tmp_path):
+    target = TARGETS_ON_THE_PATH[case.imports_target]
+    op = add_operator(case.spec, tmp_path, target=target, timeout=60).op
+    assert op.rule == Rule(case.channels, case.stride) and dict(op.roles) == case.roles
+    assert op.target == target.description
+
+
+# --- where the forward is, from the source alone ------------------------------------------------------------
+
+FORWARDS = [
+    pytest.param("class M(nn.Module):\n    def forward(self, x):\n        return x\n", None, id="its-own"),
+    pytest.param(
+        "class B(nn.Module):\n    def forward(self, x):\n        return x\n\n\nclass M(B):\n    pass\n",
+        None,
+        id="a-base-in-the-file",
+    ),
+    pytest.param(
+        "class M(nn.Module):\n    def __init__(self, c1):\n        super().__init__()\n"
+        "        self.forward = self.forward_split_cat\n\n    def forward_split_cat(self, x):\n        return x\n",
+        None,
+        id="bound-in-init",
+    ),
+    pytest.param(
+        "class M(nn.Module):\n    def __init__(self, c1):\n        super().__init__()\n        self.forward = self.fuse\n\n"
+        "    def fuse(self, xs):\n        return xs[0] + xs[1]\n",
+        "forward takes several inputs",
+        id="a-bound-forward-is-checked-like-its-own",
+    ),
+    pytest.param(
+        "class M(C2f):\n    def __init__(self, c1, c2, n=1):\n        super().__init__(c1, c2, n)\n",
+        None,
+        id="an-imported-bases",
+    ),
+    pytest.param(
+        "class M(nn.Sequential):\n    def __init__(self, c1):\n        super().__init__(nn.Conv2d(c1, c1, 1))\n",
+        None,
+        id="torchs-own-module",
+    ),
+    pytest.param("class M(C2f):\n    pass\n", "takes its constructor from C2f", id="an-imported-constructor"),
+    pytest.param(
+        "class M(nn.Module):\n    def __init__(self, c1):\n        super().__init__()\n",
+        "has no forward method",
+        id="none",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "refusal"), FORWARDS)
+def test_the_forward_is_found_where_python_finds_it(body, refusal, tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text(
+        f"import torch.nn as nn\nfrom ultralytics.nn.modules import C2f\n\n\n{body}", encoding="utf-8"
+    )
+    if refusal is None:
+        assert read_class(path, "M", import_kinds()).name == "M"
+        return
+    with pytest.raises(YolopatchError, match=refusal):
+        read_class(path, "M", import_kinds())
+
+
 # --- the role map, from names alone -------------------------------------------------------------------------
 
 ROLE_MAPS = [
@@ -128,11 +220,11 @@ def test_role_map_from_parameter_names(signature, expected, tmp_path):
         "    def forward(self, x):\n        return x\n",
         encoding="utf-8",
     )
-    assert dict(role_map(read_class(path, "M"), {}).roles) == expected
+    assert dict(role_map(read_class(path, "M", import_kinds()), {}).roles) == expected
 
 
 def test_declared_roles_beat_the_names(tmp_path):
-    source = read_class(USER_MODULES / "attention.py", "SEAM")
+    source = read_class(USER_MODULES / "attention.py", "SEAM", import_kinds())
     roles = role_map(source, {"n": "-", "reduction": "-"})
     assert roles.roles["n"] == "-" and roles.declared == {"n", "reduction"}
 
@@ -157,6 +249,18 @@ def test_adapter_passes_channel_counts_only_to_channel_parameters(case_id, call)
     assert call in source
     if op.rule.channels == "keep":
         assert "if c2 != c1:" in source
+
+
+def test_a_multiple_blocks_adapter_ignores_c2_and_refuses_one_that_is_not_the_multiple():
+    import torch
+
+    from yolopatch.children.users import adapter_classes
+
+    op = _learned("context-guided-down").op
+    (cls,) = adapter_classes([op]).values()
+    assert cls(32, 64)(torch.randn(1, 32, 16, 16)).shape == (1, 64, 8, 8)
+    with pytest.raises(ValueError, match=r"outputs 2\*c1 channels: c2 \(48\) must be 2 \* c1 \(64\)"):
+        cls(32, 48)
 
 
 def test_seam_given_96_output_channels_keeps_its_own_depth():
@@ -218,67 +322,6 @@ def test_a_declared_rule_the_probe_contradicts_is_refused(tmp_path):
         add_operator(case.spec, tmp_path, rule="conv", timeout=60)
 
 
-# --- apply with a recorded operator: no probe, no torch -------------------------------------------------------
-
-
-def _op(name: str, rule: Rule, params: tuple[str, ...], roles: dict, defaults: dict, **more) -> UserOp:
-    return UserOp(name, USER_MODULES / "x.py", name, rule, params, roles, defaults, **more)
-
-
-KEEP = _op("Gate", Rule("keep"), ("channels", "r"), {"channels": "c1", "r": "-"}, {"r": 16}, divisor=16)
-DOWN = _op("Down", Rule("conv", "2"), ("c1", "c2"), {"c1": "c1", "c2": "c2"}, {})
-STRIDED = _op(
-    "Dyn",
-    Rule("conv", "arg:stride"),
-    ("c1", "c2", "stride"),
-    {"c1": "c1", "c2": "c2", "stride": "stride"},
-    {"stride": 1},
-)
-UP = _op("Up", Rule("keep", "up:scale"), ("c", "scale"), {"c": "c1", "scale": "up"}, {"scale": 2})
-CSP = _op("Csp", Rule("csp"), ("c1", "c2", "n"), {"c1": "c1", "c2": "c2", "n": "n"}, {})
-
-APPLY = [
-    pytest.param(KEEP, "9", True, "[-1, 1, Gate, [1024]],  # 10", id="keep-insert-after-sppf"),
-    pytest.param(KEEP, "2", False, "[-1, 1, Gate, [128]],", id="keep-replaces-a-c3-that-keeps"),
-    pytest.param(DOWN, "1", False, "[-1, 1, Down, [128]],  # 1-P2/4", id="stride-2-replaces-stride-2"),
-    pytest.param(STRIDED, "3", False, "[-1, 1, Dyn, [256, 2]],  # 3-P3/8", id="stride-from-its-argument"),
-    pytest.param(UP, "11", False, "[-1, 1, Up, [512]],", id="upsampler-replaces-upsample"),
-    pytest.param(CSP, "2", False, "[-1, 3, Csp, [128]],", id="csp-keeps-n"),
-]
-
-
-@pytest.mark.parametrize(("op", "layers", "insert", "row"), APPLY)
-def test_apply_writes_a_recorded_operator_with_the_channels_parse_model_reproduces(op, layers, insert, row):
-    options = ApplyOptions(as_operator(op), insert=insert, users=(as_operator(op),))
-    result = apply_operator(EXAMPLE, layers, options)
-    assert row in result.text
-    assert (
-        apply_operator(result.text, layers if not insert else "9", options).text == result.text or not insert
-    )
-
-
-REFUSALS = [
-    pytest.param(DOWN, "4", False, "has stride 2 and this layer 1", id="stride-2-not-for-stride-1"),
-    pytest.param(DOWN, "4", True, "would change the size of every later layer", id="no-strided-insert"),
-    pytest.param(UP, "4", False, "replaces an nn.Upsample row", id="upsampler-only-for-upsample"),
-    pytest.param(KEEP, "3", False, "keeps channels and size", id="keep-not-for-a-strided-conv"),
-]
-
-
-@pytest.mark.parametrize(("op", "layers", "insert", "words"), REFUSALS)
-def test_apply_refuses_where_the_rule_does_not_fit(op, layers, insert, words):
-    options = ApplyOptions(as_operator(op), insert=insert, users=(as_operator(op),))
-    with pytest.raises(YolopatchError, match=words):
-        apply_operator(EXAMPLE, layers, options)
-
-
-def test_a_learned_divisor_is_checked_at_the_layers_width():
-    text = EXAMPLE.replace("width_multiple: 0.50", "width_multiple: 0.3")
-    options = ApplyOptions(as_operator(KEEP), insert=True, users=(as_operator(KEEP),))
-    with pytest.raises(YolopatchError, match="divisible by 16"):  # 64 * 0.3 -> 24 channels
-        apply_operator(text, "0", options)
-
-
 # --- end to end: ops add, apply, check (in a child: the user's code never runs in the CLI) --------------------
 
 
@@ -300,6 +343,29 @@ def test_ops_add_apply_and_check_agree_on_parameters(tmp_path):
     c = 512  # yolov5s' width halves the yaml's 1024
     assert layer["operator"] == "SEAttention" and layer["params"] == 2 * c * (c // 16)  # two bias-free Linear
     assert report["params"] == 7235389 + 2 * c * (c // 16)
+
+
+def test_a_doubling_down_block_replaces_the_down_convs_and_builds_with_its_own_parameters(tmp_path):
+    import importlib.util
+    import json
+
+    (tmp_path / "multiples.py").write_bytes((USER_MODULES / "multiples.py").read_bytes())
+    (tmp_path / "yolov5s.yaml").write_text(EXAMPLE, encoding="utf-8")
+    added = run_cli("ops", "add", "multiples.py:ContextGuidedBlock_Down", "--name", "CGDown", cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    applied = run_cli("apply", "yolov5s.yaml", "--layers", "backbone:Conv", "--op", "CGDown", cwd=tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    assert "layer 0 (Conv) left as it is: CGDown outputs 2x its input's channels" in applied.stderr
+    checked = run_cli("check", "yolov5s-cgdown.yaml", "--img", "128", "--json", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    spec = importlib.util.spec_from_file_location("multiples_fixture", USER_MODULES / "multiples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    layers = json.loads(checked.stdout)["model"]["layers"]
+    for index, c1 in ((1, 32), (3, 64), (5, 128), (7, 256)):  # yolov5s halves the yaml's channels
+        block = module.ContextGuidedBlock_Down(c1)
+        assert layers[index]["operator"] == "CGDown"
+        assert layers[index]["params"] == sum(p.numel() for p in block.parameters())
 
 
 # --- a file that imports from a target is probed with that target's code --------------------------------------

@@ -1,38 +1,33 @@
 """inject with the user's own module: the file goes in as a module of its own, an adapter subclass is what
-the yaml names, registered like the built-ins (and in the repeat collection for a csp block); idempotent,
-reversible byte for byte, a copy edited by hand or a foreign file never overwritten, another family's
-imports refused. Our own stand-in checkouts and packages; the real releases are in test_userop_real.py."""
+the yaml names, registered like the built-ins (and in the repeat collection for a csp block); a copy edited
+by hand or a foreign file never overwritten, another family's imports refused. Our own stand-in checkouts and
+packages; the real releases are in test_userop_real.py; idempotence and exact reverts with your own modules,
+for every family: targets/test_contract.py."""
 
 from __future__ import annotations
 
 import ast
-import shutil
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES, inject_into, revert_from
-from test_ultralytics_inject import make_package, snapshot, tasks_text
+from helpers import (
+    copy_checkout,
+    inject_into,
+    make_package,
+    revert_from,
+    snapshot,
+    tasks_text,
+    user_csp,
+    user_operator,
+    user_se,
+)
 from user_module_cases import USER_MODULES
 
 from yolopatch.errors import YolopatchError
 from yolopatch.files import write_changes
 from yolopatch.targets.ultralytics import edits as ultralytics
 from yolopatch.targets.ultralytics.package import read_package
-from yolopatch.userop.adapter import as_operator
 from yolopatch.userop.learn import Rule
-from yolopatch.userop.record import UserOp
-from yolopatch.userop.source import file_digest
-
-
-def _user(tmp_path: Path, file: str, cls: str, rule: Rule, roles: dict, defaults: dict | None = None):
-    """A recorded operator (as `ops add` writes it) for a copy of a fixture file."""
-    path = tmp_path / "mine" / file
-    path.parent.mkdir(exist_ok=True)
-    shutil.copy(USER_MODULES / file, path)
-    op = UserOp(
-        cls, path, cls, rule, tuple(roles), roles, defaults or {}, sha256=file_digest(path.read_bytes())
-    )
-    return as_operator(op)
 
 
 def _collections(path: Path) -> list[set[str]]:
@@ -50,33 +45,9 @@ def _registered(path: Path) -> tuple[set[str], set[str]]:
     return base, repeat
 
 
-def _checkout(tmp_path: Path) -> Path:
-    root = tmp_path / "yolov5"
-    shutil.copytree(FIXTURES / "checkouts" / "master", root)
-    return root
-
-
-def _se(tmp_path: Path):
-    return _user(
-        tmp_path,
-        "se_attention.py",
-        "SEAttention",
-        Rule("keep"),
-        {"channel": "c1", "reduction": "-"},
-        {"reduction": 16},
-    )
-
-
-def _csp(tmp_path: Path):
-    roles = {"c1": "c1", "c2": "c2", "n": "n", "shortcut": "-", "e": "-"}
-    return _user(tmp_path, "csp.py", "C2fLite", Rule("csp"), roles, {"shortcut": False, "e": 0.5})
-
-
-def test_yolov5_gets_the_file_as_its_own_module_and_an_adapter_registered_like_a_builtin(tmp_path):
-    root = _checkout(tmp_path)
-    before = snapshot(root)
-    plan = inject_into(root, [_se(tmp_path), _csp(tmp_path)])
-    write_changes(plan.changes)
+def test_yolov5_gets_the_file_as_its_own_module_and_an_adapter_registered_like_a_builtin(checkout, tmp_path):
+    root = checkout("master")
+    write_changes(inject_into(root, [user_se(tmp_path), user_csp(tmp_path)]).changes)
     models = root / "models"
     copy = (models / "yolopatch_se_attention.py").read_text(encoding="utf-8")
     assert copy.startswith("# yolopatch ") and copy.endswith(
@@ -87,14 +58,11 @@ def test_yolov5_gets_the_file_as_its_own_module_and_an_adapter_registered_like_a
     assert "class SEAttention(_SEAttentionBase):" in common and "class C2fLite(_C2fLiteBase):" in common
     base, repeat = _registered(models / "yolo.py")
     assert {"SEAttention", "C2fLite"} <= base and "C2fLite" in repeat and "SEAttention" not in repeat
-    assert not inject_into(root, [_se(tmp_path), _csp(tmp_path)]).changed  # twice equals once
-    write_changes(revert_from(root).changes)
-    assert snapshot(root) == before
 
 
-def test_an_edited_copy_is_neither_overwritten_nor_deleted_without_force(tmp_path):
-    root = _checkout(tmp_path)
-    write_changes(inject_into(root, [_se(tmp_path)]).changes)
+def test_an_edited_copy_is_neither_overwritten_nor_deleted_without_force(checkout, tmp_path):
+    root = checkout("master")
+    write_changes(inject_into(root, [user_se(tmp_path)]).changes)
     copy = root / "models" / "yolopatch_se_attention.py"
     copy.write_text(copy.read_text() + "# my fix\n")
     with pytest.raises(YolopatchError, match="you edited yolopatch's copy"):
@@ -103,19 +71,19 @@ def test_an_edited_copy_is_neither_overwritten_nor_deleted_without_force(tmp_pat
         (tmp_path / "mine" / "se_attention.py").read_text() + "\n"
     )
     with pytest.raises(YolopatchError, match="you edited yolopatch's copy"):
-        inject_into(root, [_se(tmp_path)])
+        inject_into(root, [user_se(tmp_path)])
     assert revert_from(root, force=True).changed
 
 
-def test_a_foreign_file_of_that_name_is_refused(tmp_path):
-    root = _checkout(tmp_path)
+def test_a_foreign_file_of_that_name_is_refused(checkout, tmp_path):
+    root = checkout("master")
     (root / "models" / "yolopatch_se_attention.py").write_text("# mine\n")
     with pytest.raises(YolopatchError, match="is not a file yolopatch wrote"):
-        inject_into(root, [_se(tmp_path)])
+        inject_into(root, [user_se(tmp_path)])
 
 
-def test_a_changed_user_file_is_an_update(tmp_path):
-    root, se = _checkout(tmp_path), _se(tmp_path)
+def test_a_changed_user_file_is_an_update(checkout, tmp_path):
+    root, se = checkout("master"), user_se(tmp_path)
     write_changes(inject_into(root, [se]).changes)
     source = tmp_path / "mine" / "se_attention.py"
     source.write_text(source.read_text() + "\n# tuned\n")
@@ -128,9 +96,9 @@ def test_a_changed_user_file_is_an_update(tmp_path):
     assert change.new.endswith("# tuned\n")
 
 
-def test_another_familys_imports_are_refused_naming_the_import(tmp_path):
-    root = _checkout(tmp_path)
-    op = _user(
+def test_another_familys_imports_are_refused_naming_the_import(checkout, tmp_path):
+    root = checkout("master")
+    op = user_operator(
         tmp_path, "ultra_import.py", "ConvGate", Rule("conv"), {"c1": "c1", "c2": "c2", "k": "-"}, {"k": 3}
     )
     with pytest.raises(
@@ -141,11 +109,10 @@ def test_another_familys_imports_are_refused_naming_the_import(tmp_path):
 
 
 def test_the_pip_package_layout_points_yolov5_imports_at_its_own_package(tmp_path):
-    package = tmp_path / "site" / "yolov5"
-    shutil.copytree(FIXTURES / "checkouts" / "master", package)
+    package = copy_checkout("master", tmp_path / "site" / "yolov5")
     yolo = package / "models" / "yolo.py"
     yolo.write_text(yolo.read_text().replace("from models.common import", "from yolov5.models.common import"))
-    op = _user(
+    op = user_operator(
         tmp_path, "v5_import.py", "ConvGateV5", Rule("conv"), {"c1": "c1", "c2": "c2", "k": "-"}, {"k": 3}
     )
     write_changes(inject_into(package, [op]).changes)
@@ -157,13 +124,13 @@ def test_the_pip_package_layout_points_yolov5_imports_at_its_own_package(tmp_pat
 def test_ultralytics_gets_the_copy_beside_our_module_file_and_the_repeat_registration(tmp_path, shape):
     package = make_package(tmp_path, tasks_text(shape))
     before = snapshot(package.root)
-    plan = ultralytics.plan_inject(package, read_package(package), [_se(tmp_path), _csp(tmp_path)])
+    plan = ultralytics.plan_inject(package, read_package(package), [user_se(tmp_path), user_csp(tmp_path)])
     write_changes(plan.changes)
     modules = package.root / "nn" / "modules"
     assert (modules / "yolopatch_csp.py").is_file() and (modules / "yolopatch_se_attention.py").is_file()
     assert "from .yolopatch_csp import C2fLite as _C2fLiteBase" in (modules / "yolopatch.py").read_text()
     base, repeat = _registered(package.tasks)
     assert {"SEAttention", "C2fLite"} <= base and "C2fLite" in repeat and "SEAttention" not in repeat
-    assert not ultralytics.inject(package, [_se(tmp_path), _csp(tmp_path)]).changed
+    assert not ultralytics.inject(package, [user_se(tmp_path), user_csp(tmp_path)]).changed
     write_changes(ultralytics.revert(package).changes)
     assert snapshot(package.root) == before

@@ -6,15 +6,15 @@ package)."""
 
 from __future__ import annotations
 
-import functools
 import json
+import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, STUBS, font_home, run_cli
-from test_ultralytics_real import Environment, checked, snapshot
+from filelock import FileLock
+from helpers import ROOT, STUBS, font_home, run_cli, snapshot
+from test_ultralytics_real import Environment, checked
 from user_module_cases import USER_MODULES
 
 # (file, class), then the edits in order: (--layers, --op, --insert)
@@ -28,22 +28,30 @@ EDITS = [("2", "C2fLite", False), ("9", "SEAttention", True), ("1", "SPDConv", F
 UPSAMPLE = {"YOLOv5": "12", "ultralytics": "12"}  # the first nn.Upsample row after the insert above
 
 
-@functools.cache
-def _record() -> str:
-    """yolopatch.toml after `ops add` of the four classes, probed once per test process (the files are
-    recorded by relative path, so the record holds wherever they are copied beside it)."""
-    folder = Path(tempfile.mkdtemp(prefix="yolopatch-record-"))
-    for file, cls in MODULES:
-        shutil.copy(USER_MODULES / file, folder / file)
-        result = run_cli("ops", "add", f"{file}:{cls}", cwd=folder)
-        assert result.returncode == 0, result.stderr
+@pytest.fixture(scope="session")
+def record(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """yolopatch.toml after `ops add` of the four classes (a probe child each), probed once per run: the
+    first worker that needs it writes it into the run's temporary folder, which pytest-xdist's workers share,
+    under a lock; the others read it (the files are recorded by relative path, so the record holds wherever
+    they are copied beside it)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / "userop-real-record"
+    with FileLock(str(shared / "userop-real-record.lock")):
+        if not (folder / "yolopatch.toml").is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # a partial one: its `ops add` failed
+            folder.mkdir()
+            for file, cls in MODULES:
+                shutil.copy(USER_MODULES / file, folder / file)
+                result = run_cli("ops", "add", f"{file}:{cls}", cwd=folder)
+                assert result.returncode == 0, result.stderr
     return (folder / "yolopatch.toml").read_text(encoding="utf-8")
 
 
-def _learn(work: Path) -> None:
+def _learn(work: Path, record: str) -> None:
     for file, _ in MODULES:
         shutil.copy(USER_MODULES / file, work / file)
-    (work / "yolopatch.toml").write_text(_record(), encoding="utf-8")
+    (work / "yolopatch.toml").write_text(record, encoding="utf-8")
 
 
 def _apply(work: Path, name: str, family: str, insert_at: str = "9") -> None:
@@ -58,7 +66,7 @@ def _apply(work: Path, name: str, family: str, insert_at: str = "9") -> None:
 
 @pytest.mark.parametrize("version", ["7.0.14"])  # the other collection shapes: test_userop_inject.py
 def test_yolov5_own_model_builds_users_modules_and_revert_restores_every_byte(
-    yolov5_packages, tmp_path, version
+    yolov5_packages, tmp_path, version, record
 ):
     package = tmp_path / "site" / "yolov5"
     shutil.copytree(yolov5_packages[version], package)
@@ -66,7 +74,7 @@ def test_yolov5_own_model_builds_users_modules_and_revert_restores_every_byte(
     work = tmp_path / "work"
     work.mkdir()
     env = {"PYTHONPATH": str(STUBS), "HOME": str(font_home(tmp_path))}
-    _learn(work)
+    _learn(work, record)
     (work / "m.yaml").write_text((ROOT / "examples" / "yolov5s.yaml").read_text(encoding="utf-8"))
     _apply(work, "m.yaml", "YOLOv5")
 
@@ -101,13 +109,13 @@ def test_yolov5_own_model_builds_users_modules_and_revert_restores_every_byte(
     [pytest.param("8.3.253", "checkout", marks=pytest.mark.exhaustive), ("8.4.190", "installed")],
 )
 def test_ultralytics_own_model_builds_users_modules_and_revert_restores_every_byte(
-    ultralytics_packages, tmp_path, version, mode
+    ultralytics_packages, tmp_path, version, mode, record
 ):
     environment = Environment(tmp_path, ultralytics_packages[version], mode)
     before = snapshot(environment.package)
     work = tmp_path / "work"
     work.mkdir()
-    _learn(work)
+    _learn(work, record)
     shutil.copy(environment.package / "cfg/models/11/yolo11.yaml", work / "yolo11n-mine.yaml")
     _apply(work, "yolo11n-mine.yaml", "ultralytics", insert_at="10")
 

@@ -1,11 +1,13 @@
 """Child program for the ultralytics tests: insert after every row of a stock yaml with yolopatch, then build
-each result at each scale with ultralytics' own parse_model, on the meta device (the channels without the
-weights or a forward pass), and compare the channels.
+each result at each scale with ultralytics' own parse_model (the channels: no forward pass, and no weight
+initialization, which is most of a build's time and draws numbers nothing here reads), and compare the
+channels.
 
-    python -m ultralytics_probe MODEL.yaml        (with a real ultralytics and the stand-ins on PYTHONPATH)
+    python -m ultralytics_probe MODEL.yaml...     (with a real ultralytics and the stand-ins on PYTHONPATH)
 
 The inserted SE row is built as `Conv [C, 1, 1]`: the same first-argument rule, a module every release
-registers. Prints one JSON line: version, built, refused, wrong, failed.
+registers. Prints one JSON line: for each MODEL.yaml, its version, built, refused, wrong, failed (several
+yamls share the process: torch and ultralytics are imported once).
 """
 
 from __future__ import annotations
@@ -26,8 +28,16 @@ from yolopatch.errors import YolopatchError
 from yolopatch.operators.registry import get_operator
 
 
+def _skip_weight_initialization() -> None:
+    """torch's layers keep their shapes and allocate their tensors, without filling them (this process only
+    builds models to read their channels)."""
+    for cls in (torch.nn.modules.conv._ConvNd, torch.nn.modules.batchnorm._NormBase, torch.nn.Linear):
+        cls.reset_parameters = lambda self: None  # type: ignore[method-assign]
+
+
 def main(path: str) -> dict:
     logging.getLogger("ultralytics").setLevel(logging.ERROR)
+    _skip_weight_initialization()
     text = open(path, encoding="utf-8").read()
     doc = yaml.safe_load(text)
     report: dict = {"version": ultralytics.__version__, "built": 0, "refused": 0, "wrong": [], "failed": []}
@@ -42,10 +52,7 @@ def main(path: str) -> dict:
         )
         for scale in doc["scales"]:
             try:
-                with torch.device("meta"):
-                    layers, _save = parse_model(
-                        {**copy.deepcopy(patched), "scale": scale}, ch=3, verbose=False
-                    )
+                layers, _save = parse_model({**copy.deepcopy(patched), "scale": scale}, ch=3, verbose=False)
             except Exception as exc:  # ultralytics' own failure, whatever it is, is what we report
                 report["failed"].append([index, scale, f"{type(exc).__name__}: {exc}"[:200]])
                 continue
@@ -57,4 +64,4 @@ def main(path: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1])))
+    print(json.dumps({path: main(path) for path in sys.argv[1:]}))

@@ -1,66 +1,12 @@
-"""The truth about every user-module fixture that `yolopatch ops add FILE.py:CLASS` is tested against.
-
-The fixture files live in tests/fixtures/user_modules/ and are our own small modules, written in the shapes
-and with the parameter spellings that real user modules have. One Case per class (or per trap):
-
-- ``channels``: the true channel rule. "keep" (output width == input width), "conv" (output width is the
-  c2 argument), "csp" (conv whose n argument repeats an inner block). None when the class must be refused.
-- ``stride``: the true spatial rule. "1", "2", "1/2" (fixed: same size, half size, twice the size),
-  "arg:NAME" (stride given by constructor argument NAME, the class's default when not given), "up:NAME"
-  (upsampling by constructor argument NAME: the output is H * NAME by W * NAME). None when refused.
-- ``needs_set``: constructor parameters without defaults that are neither channel nor n parameters; the
-  user must give them with ``--set NAME=VALUE``. ``set_values`` are values that make the class work.
-- ``roles``: the true role of every constructor parameter: "c1" (input width; for a head, its tuple of
-  input widths), "c2" (output width), "n" (a CSP repeat count that a yaml row's repeats may scale),
-  "stride" (the parameter that sets the spatial rule named in ``stride``, for "arg:" and "up:"), "-" (an
-  ordinary option, including a parameter called n that is the block's own depth). Refused cases list their
-  roles too where the signature can be read, for information.
-- ``refusal``: why the class must be refused, one of "multi-input", "head", "several-tensors",
-  "outside-vocabulary", "backward-fails", "not-a-module", "syntax", "unknown-class", "not-4d", "memory",
-  "time". None for a class that must be learned.
-- ``constraint``: "divisible:K" when the width must be a multiple of K (any other width raises in forward).
-- ``unused_params``: the class owns parameters that never receive a gradient.
-- ``imports_target``: "ultralytics" or "yolov5" when the file imports from that target, so it can only be
-  probed with that target on the path.
-- ``note``: the trap the case represents.
-
-Every working case was checked with c1=64 (c2=128 and n=2 where they apply) plus ``set_values``, on a
-(2, 64, 16, 16) input, in eval and in train mode with a backward pass.
+"""The truth about every user-module fixture that `yolopatch ops add FILE.py:CLASS` is tested against: one
+Case per class (or per trap); tests/user_module_case.py says what each field means.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from user_module_case import USER_MODULES, Case
 
-USER_MODULES = Path(__file__).parent / "fixtures" / "user_modules"
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str  # pytest id
-    file: str  # file name under tests/fixtures/user_modules/
-    cls: str  # class name
-    channels: str | None  # "keep" | "conv" | "csp"; None when it must be refused
-    stride: str | None  # "1", "2", "1/2", "arg:NAME", "up:NAME"; None when refused
-    needs_set: tuple[str, ...] = ()  # params without defaults, not channel/n params, given with --set
-    set_values: dict = field(default_factory=dict)  # values that make it work
-    roles: dict = field(default_factory=dict)  # param -> "c1" | "c2" | "n" | "stride" | "-"
-    refusal: str | None = None  # see the module docstring
-    constraint: str | None = None  # e.g. "divisible:8"
-    unused_params: bool = False  # owns parameters that never get a gradient
-    imports_target: str | None = None  # "ultralytics" | "yolov5"
-    note: str = ""  # the trap it represents
-
-    @property
-    def path(self) -> Path:
-        return USER_MODULES / self.file
-
-    @property
-    def spec(self) -> str:
-        """The FILE.py:CLASS argument of `ops add`."""
-        return f"{self.path}:{self.cls}"
-
+__all__ = ["CASES", "USER_MODULES", "Case"]
 
 CASES: tuple[Case, ...] = (
     # --- learned: an output-channel argument that is not free ---------------------------------------------
@@ -259,6 +205,63 @@ CASES: tuple[Case, ...] = (
         roles={"c1": "c1", "c2": "c2", "n": "n", "shortcut": "-", "e": "-"},
         note="n repeats the bottleneck; needs the module-level autopad, ConvBNAct and LiteBottleneck",
     ),
+    # --- learned: a fixed multiple of the input channels --------------------------------------------------
+    Case(
+        "context-guided-down",
+        "multiples.py",
+        "ContextGuidedBlock_Down",
+        "2*c1",
+        "2",
+        roles={"nIn": "c1", "dilation_rate": "-", "reduction": "-"},
+        note="no output-channel argument: nOut = 2 * nIn inside, at half the size",
+    ),
+    Case(
+        "reorg-like",
+        "refusals.py",
+        "ReOrgLike",
+        "4*c1",
+        "2",
+        roles={},
+        note="no parameters at all (no weights): space-to-depth, 4 * c1 channels at stride 2",
+    ),
+    # --- learned: a forward that is not the class's own `def forward` ---------------------------------------
+    Case(
+        "c3-subclass-in-the-file",
+        "inherited.py",
+        "C3_Faster",
+        "csp",
+        "1",
+        roles={"c1": "c1", "c2": "c2", "n": "n", "shortcut": "-", "g": "-", "e": "-"},
+        note="class C3_Faster(C3) overrides only __init__; forward is C3's, defined in the same file",
+    ),
+    Case(
+        "forward-bound-in-init",
+        "inherited.py",
+        "Partial_conv3",
+        "keep",
+        "1",
+        roles={"dim": "c1", "n_div": "-", "forward": "-"},
+        note="no `def forward`: __init__ binds self.forward = self.forward_split_cat",
+    ),
+    # --- learned: no weights, a size argument that does nothing -------------------------------------------
+    Case(
+        "energy-attention",
+        "parameter_free.py",
+        "EnergyAttention",
+        "keep",
+        "1",
+        roles={"e_lambda": "-"},
+        note="SimAM-like, no parameters at all: judged by the gradient it passes back to its input",
+    ),
+    Case(
+        "fixed-up-ignores-scale-factor",
+        "fixed_up.py",
+        "FixedUpConv",
+        "keep",
+        "1/2",
+        roles={"c1": "c1", "scale_factor": "-"},
+        note="hard-wired nn.Upsample(scale_factor=2): its scale_factor parameter is stored and never used",
+    ),
     # --- learned: needs a target on the path ------------------------------------------------------------
     Case(
         "ultra-conv-gate",
@@ -279,6 +282,26 @@ CASES: tuple[Case, ...] = (
         roles={"c1": "c1", "c2": "c2", "k": "-"},
         imports_target="yolov5",
         note="imports models.common.Conv: probe only with a YOLOv5 checkout on the path",
+    ),
+    Case(
+        "c3-subclass-over-the-checkouts",
+        "c3_from_checkout.py",
+        "C3_GhostLite",
+        "csp",
+        "1",
+        roles={"c1": "c1", "c2": "c2", "n": "n", "shortcut": "-", "g": "-", "e": "-"},
+        imports_target="yolov5",
+        note="class C3_GhostLite(C3), C3 from models.common: forward is the checkout's (v5_standin/ here)",
+    ),
+    Case(
+        "c2f-subclass-over-ultralytics",
+        "c2f_from_ultralytics.py",
+        "C2f_DWRLite",
+        "csp",
+        "1",
+        roles={"c1": "c1", "c2": "c2", "n": "n", "shortcut": "-", "g": "-", "e": "-"},
+        imports_target="ultralytics",
+        note="class C2f_DWRLite(C2f), C2f from ultralytics.nn.modules: forward is ultralytics'",
     ),
     # --- refused ----------------------------------------------------------------------------------------
     Case(
@@ -332,13 +355,33 @@ CASES: tuple[Case, ...] = (
         note="returns a tuple of two 4-D tensors of the input's shape",
     ),
     Case(
-        "reorg-like",
-        "refusals.py",
-        "ReOrgLike",
+        "add-coords",
+        "multiples.py",
+        "AddCoords",
         None,
         None,
+        roles={"with_r": "-"},
         refusal="outside-vocabulary",
-        note="no parameters at all; 4 * c1 channels at stride 2, neither keep nor conv",
+        note="CoordConv's input: c1 + 2 channels, neither keep, conv nor a multiple",
+    ),
+    Case(
+        "double-only-from-32",
+        "multiples.py",
+        "WideDown",
+        None,
+        None,
+        roles={"c1": "c1"},
+        refusal="not-a-multiple",
+        note="2 * c1 at 32 and 64 input channels, but 40 at 8: a concat with a branch of max(c1, 32)",
+    ),
+    Case(
+        "nan-input-gradient",
+        "parameter_free.py",
+        "PooledStdGate",
+        None,
+        None,
+        refusal="input-gradient",
+        note="no weights; a finite forward, but sqrt(0) in it makes the input's gradient NaN",
     ),
     Case(
         "not-a-module",

@@ -3,6 +3,7 @@ scale a file defines. The module tables come from the yaml's target (yolopatch.t
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -11,7 +12,7 @@ from typing import Any, Literal
 
 from yolopatch.csp import variants_in
 from yolopatch.errors import OptionError, YolopatchError
-from yolopatch.modelyaml import From
+from yolopatch.modelyaml import From, ModelYaml, line_col
 from yolopatch.operators.registry import OPERATORS
 from yolopatch.operators.spec import Operator
 from yolopatch.rules import Rules
@@ -300,10 +301,15 @@ def _output_channels(
 
 
 def _check_source(index: int, f: int, name: str) -> None:
-    if f >= index or (f < 0 and index + f < 0 and not (index == 0 and f == -1)):
+    if not _reaches_back(index, f):
         raise YolopatchError(
             f"{name}: layer {index} takes input from {f}, which is not an earlier layer; fix its `from`."
         )
+
+
+def _reaches_back(index: int, f: int) -> bool:
+    """Whether `from` f of layer `index` names an earlier layer (or the image, for layer 0's -1)."""
+    return f < index and (f >= 0 or index + f >= 0 or (index == 0 and f == -1))
 
 
 def _int_arg(args: Sequence[Any], position: int, default: int | Fraction | None) -> Fraction | None:
@@ -334,3 +340,57 @@ def parse_channel_hints(terms: Sequence[str]) -> ChannelHints:
                 "Conv's), MODULE=same (it keeps its input's) or LAYER=N (layer LAYER outputs N channels).",
             )
     return ChannelHints(modules, layers)
+
+
+def likely_typo(module: str, known: Iterable[str]) -> str | None:
+    """The known module a name is most likely a misspelling of: the same name in other case, or one within
+    difflib's 0.85 similarity (one letter off in a name of seven or more); None when it is not close to any."""
+    names = sorted(known)
+    same = next((k for k in names if k.lower() == module.lower()), None)
+    close = difflib.get_close_matches(module, names, n=1, cutoff=0.85)
+    return same or (close[0] if close else None)
+
+
+def refuse_bad_rows(model: ModelYaml, rules: Rules, hints: ChannelHints = ChannelHints()) -> None:
+    """Refuse, before anything is written and naming the line, a row whose `from` names no earlier layer, or
+    whose module is not one the target knows but is close to one it does (`C2PSa` for C2PSA): taken for a
+    fork's own block it would be built with a guessed rule, and the target's own code fails on it later. A
+    module stated with --channels is the user's, not a typo."""
+    for layer in model.layers:
+        sources = [layer.source] if isinstance(layer.source, int) else list(layer.source)
+        wrong = next((f for f in sources if not _reaches_back(layer.index, f)), None)
+        if wrong is not None:
+            raise YolopatchError(
+                f"{model.name}:{line_col(model.text, layer.from_spans[0].start)}: layer {layer.index} takes input "
+                f"from {wrong}, which is not an earlier layer; fix its `from`."
+            )
+        module = normalize_module(layer.module)
+        if module in rules.known or module in hints.modules or layer.index in hints.layers:
+            continue
+        match = likely_typo(module, rules.known)
+        if match is not None:
+            raise YolopatchError(
+                f"{model.name}:{line_col(model.text, layer.module_span.start)}: layer {layer.index}: {module} is not a module {rules.family} knows; did "
+                f"you mean {match}? Correct the yaml; if {module} is your fork's own "
+                f"block, state its channels with --channels {module}=arg (or =same)."
+            )
+
+
+def unknown_module(model: ModelYaml, rules: Rules, error: BaseException, place: str) -> str | None:
+    """What a target's own build failure means when it failed to look a row's module up (a dict's
+    KeyError, the checkout families' NameError from eval): the row, and either the inject it still needs
+    (`place`: how `inject` names the target) or the module the name most likely misspells."""
+    missing = error.args[0] if isinstance(error, KeyError) and error.args else getattr(error, "name", None)
+    row = next((layer for layer in model.layers if normalize_module(layer.module) == missing), None)
+    if row is None or not isinstance(error, (KeyError, NameError)):
+        return None
+    where = f"{model.name}:{line_col(model.text, row.module_span.start)}: layer {row.index}"
+    if missing in rules.known:
+        return (
+            f"{where}: {missing} is not in this {rules.family} code yet; run `yolopatch inject {place} --for "
+            f"{model.name}` first."
+        )
+    match = likely_typo(str(missing), rules.known)
+    return f"{where}: {missing} is not a module {rules.family} knows" + (
+        f"; did you mean {match}?" if match else "."
+    )

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,26 +26,35 @@ from yolopatch.report import LayerReport, ModelReport, report_from_dict
 # Where a child finds the user's yolopatch.toml: it runs in a scratch folder, not the user's.
 CONFIG_VARIABLE = "YOLOPATCH_CONFIG"
 
-# The settings folder YOLOv5 (YOLOV5_CONFIG_DIR) and ultralytics (YOLO_CONFIG_DIR) use when the variable is
-# unset, by platform.system(); matplotlib's is ~/.config/matplotlib.
+
+@dataclass(frozen=True)
+class Settings:
+    """What a target's code reads from the environment: variables that name its settings folder (each with
+    the folder's name under the platform's settings home, used when the variable is unset) and fixed
+    variables (offline switches). A target declares them (Target.child_settings)."""
+
+    folders: Mapping[str, str] = field(default_factory=dict)
+    fixed: Mapping[str, str] = field(default_factory=dict)
+
+
+# The platform's settings home, by platform.system(); matplotlib's folder is ~/.config/matplotlib everywhere.
 _SETTINGS_HOME = {"Windows": "AppData/Roaming", "Linux": ".config", "Darwin": "Library/Application Support"}
 
 
-def child_environment(environ: Mapping[str, str], home: Path, system: str, scratch: Path) -> dict[str, str]:
-    """The environment of a child that imports a target's code (every family shares these variables).
+def child_environment(
+    environ: Mapping[str, str], home: Path, system: str, scratch: Path, settings: Settings = Settings()
+) -> dict[str, str]:
+    """The environment of a child that imports a target's code.
 
     The user's own settings folders are kept when set or when they exist (some releases look for a cached
-    Arial.ttf there at import and download it otherwise); only a folder that does not exist yet is sent to
-    `scratch`, so a check creates nothing in the home folder. pip installs and hub calls are switched off.
+    font there at import and download it otherwise); only a folder that does not exist yet is sent to
+    `scratch`, so a check creates nothing in the home folder. pip installs are switched off, and whatever
+    the target's `settings.fixed` switches off.
     """
-    settings = home / _SETTINGS_HOME.get(system, "")
-    defaults = {
-        "YOLOV5_CONFIG_DIR": settings / "Ultralytics",
-        "YOLO_CONFIG_DIR": settings / "Ultralytics",
-        "MPLCONFIGDIR": home / ".config" / "matplotlib",
-    }
-    # ultralytics reads both as the words "True"/"False"
-    env = {**environ, "PIP_NO_INDEX": "1", "YOLO_OFFLINE": "True", "YOLO_AUTOINSTALL": "False"}
+    base = home / _SETTINGS_HOME.get(system, "")
+    defaults = {variable: base / folder for variable, folder in settings.folders.items()}
+    defaults["MPLCONFIGDIR"] = home / ".config" / "matplotlib"
+    env = {**environ, "PIP_NO_INDEX": "1", **settings.fixed}
     for variable, default in defaults.items():
         if not environ.get(variable) and not default.is_dir():
             env[variable] = str(scratch)
@@ -60,12 +70,14 @@ def call(
     python: str | None = None,
     timeout: float | None = None,
     extra: Mapping[str, str] | None = None,
+    settings: Settings = Settings(),
     on_timeout: Callable[[], YolopatchError] | None = None,
 ) -> Any:
     """Run `module` as a child (its last argument: where it writes its JSON value) and return that value.
     A Path is run as a script: the probe runs in the user's Python, which may not have yolopatch installed.
 
-    `config`: the user's yolopatch.toml, passed in CONFIG_VARIABLE; `extra`: more variables. `timeout` in seconds; past it the error
+    `config`: the user's yolopatch.toml, passed in CONFIG_VARIABLE; `settings`: the target's (see
+    child_environment); `extra`: more variables. `timeout` in seconds; past it the error
     `on_timeout` makes is raised. A child that writes no value crashed: its last lines are the error."""
     with tempfile.TemporaryDirectory(prefix="yolopatch-") as scratch:
         out = Path(scratch) / "result.json"

@@ -54,6 +54,8 @@ def slot_of(op: Operator) -> tuple[Slot | None, str]:
         return None, f"{op.name} is a CSP block itself"
     if op.upsamples or (op.own_stride is not None and op.own_stride != 1):
         return None, f"{op.name} changes the size; a bottleneck keeps it"
+    if op.channel_multiple:
+        return None, f"{op.name} multiplies its channels; a bottleneck keeps them"
     if op.keeps_channels:
         return "keep", "after the bottleneck's two convolutions, before the shortcut add"
     return "conv", "in place of the bottleneck's 3x3 convolution, c_ -> c_ at stride 1"

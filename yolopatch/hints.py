@@ -3,26 +3,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from yolopatch.operators.spec import Operator
+from yolopatch.shell import shell_word
 from yolopatch.targets.base import Target
-
-_PLAIN = re.compile(r"[\w@%+=:,./\\*-]+")  # "*": a pattern the shell is meant to expand
-
-
-def shell_word(value: str | Path) -> str:
-    """A path or word as a shell takes it: double-quoted when it holds spaces or other special characters
-    (double quotes work in cmd.exe, PowerShell and POSIX shells alike)."""
-    text = str(value)
-    return text if _PLAIN.fullmatch(text) else f'"{text}"'
-
-
-def _ops(operators: Sequence[Operator]) -> str:
-    names = [op.name.lower() for op in operators]
-    return "" if names == ["involution"] else f" --op {','.join(names)}"
 
 
 def inject_place(target: Target, checkout: Path | None) -> str:
@@ -50,19 +36,41 @@ def after_each(original: Path, pattern: Path) -> str:
     )
 
 
-def after_inject(target: Target, where: str, operators: Sequence[Operator]) -> str:
-    """After `inject`: write a yaml that uses the operators, then check it."""
-    written = f"MODEL-{operators[0].name.lower()}.yaml"
-    check = f"yolopatch check {written}" + ("" if target.installable else f" --repo {shell_word(where)}")
+def after_inject(
+    target: Target, place: str, operators: Sequence[Operator], model: Path | None, stock: Path | None
+) -> str:
+    """After `inject`: check the yaml it was for (`--for`), or write one from the family's stock yaml (`stock`,
+    found in the target) at a layer that fits the operator, then check it."""
+    repo = "" if place.startswith("--installed") else f" --repo {place}"
+    if model is not None:
+        train = target.train_command(shell_word(model))
+        return f"Next: yolopatch check {shell_word(model)}{repo}" + (f"   and   {train}" if train else "")
+    op = operators[0]
+    source = shell_word(stock) if stock is not None else "MODEL.yaml"
+    written = target.example_output.format(stem=stock.stem if stock else "MODEL", op=op.name.lower())
     return (
-        f"Next: yolopatch apply {target.example}{_ops(operators[:1]) or ' --op involution'} -o {written}, "
-        f"then:\n      {check}"
+        f"Next: yolopatch apply {source} --layers {target.example_layers[kind_of(op)]} --op {op.name.lower()} "
+        f"-o {written}, then:\n      yolopatch check {written}{repo}"
     )
+
+
+def kind_of(op: Operator) -> str:
+    """Which of a family's example layers fits the operator: keep, conv, stride2 or upsample."""
+    if op.upsamples:
+        return "upsample"
+    if op.own_stride == 2:
+        return "stride2"
+    return "keep" if op.keeps_channels else "conv"
+
+
+def after_revert(place: str, needed: Sequence[str]) -> str:
+    """After a `--revert` that leaves checkpoints unloadable: the inject that loads them again."""
+    return f"To load them again: yolopatch inject {place} --op {','.join(needed)}"
 
 
 def after_add(op: Operator) -> str:
     """After `ops add`: use the operator in a yaml, then inject exactly what that yaml uses."""
-    where = "--layers 9 --insert" if op.own_stride == 1 else "--layers N"
+    where = "--layers 9 --insert" if op.own_stride == 1 and not op.channel_multiple else "--layers N"
     return (
         f"Next: yolopatch apply MODEL.yaml {where} --op {op.name} -o MODEL-{op.name.lower()}.yaml   then: "
         f"yolopatch inject REPO --for MODEL-{op.name.lower()}.yaml"

@@ -39,6 +39,9 @@ class InjectPlan:
     changes: tuple[FileChange, ...]
     actions: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    # a revert: the checkpoints in view that pickle the classes it removes, and those classes
+    checkpoints: tuple[Path, ...] = ()
+    needed: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:

@@ -38,6 +38,7 @@ class ModelReport:
     warnings: list[str] = field(default_factory=list)
     reference: str = ""  # the summary line the code that built it printed (a target's own code: --repo, or an installed package)
     builder: str = ""  # what built it, when not yolopatch's own builder: "<package> 8.3.0 at PATH"
+    reference_by: str = ""  # whose summary `reference` is: "<package> 8.3.0" ("": the checkout's)
     # how `modules` counts when the target's own convention is not the built-in builder's (every module)
     layers_note: str = ""
     export: ExportReport | None = None  # check --export: what the exported file gave

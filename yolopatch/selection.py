@@ -6,7 +6,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from yolopatch.errors import YolopatchError
+from yolopatch.errors import OptionError
 from yolopatch.modelyaml import SECTIONS, Layer
 
 _RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
@@ -26,7 +26,7 @@ def select_layers(spec: str, layers: Sequence[Layer], absent_ok: Collection[str]
     """Resolve `spec`; a module term in `absent_ok` may match nothing (it was patched away already)."""
     terms = [term.strip() for term in spec.split(",")]
     if not spec.strip() or any(not term for term in terms):
-        raise YolopatchError(f"--layers {spec!r}: empty term. {_what_exists(layers)}")
+        raise OptionError("--layers", f"--layers {spec!r}: empty term. {_what_exists(layers)}")
     chosen: dict[int, None] = {}
     explicit: set[int] = set()
     unmatched = []
@@ -49,20 +49,20 @@ def _indices_for(term: str, layers: Sequence[Layer]) -> list[int]:
     if term.isdigit() or bounds:
         low, high = (int(term), int(term)) if not bounds else (int(bounds.group(1)), int(bounds.group(2)))
         if low > high or high > last:
-            raise YolopatchError(f"--layers {term}: out of range; this model has layers 0-{last}.")
+            raise OptionError("--layers", f"--layers {term}: out of range; this model has layers 0-{last}.")
         return list(range(low, high + 1))
     section, _, module = term.rpartition(":") if ":" in term else ("", "", term)
     if term in SECTIONS:
         section, module = term, ""
     if section and section not in SECTIONS:
-        raise YolopatchError(f"--layers {term}: unknown section {section!r}; use backbone or head.")
+        raise OptionError("--layers", f"--layers {term}: unknown section {section!r}; use backbone or head.")
     found = [
         layer.index
         for layer in layers
         if (not section or layer.section == section) and (not module or layer.module == module)
     ]
     if not found:
-        raise YolopatchError(f"--layers {term}: matches no layer. {_what_exists(layers, section)}")
+        raise OptionError("--layers", f"--layers {term}: matches no layer. {_what_exists(layers, section)}")
     return found
 
 

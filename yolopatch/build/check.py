@@ -102,7 +102,11 @@ def check_with_users(
         data = {"target": target.name, "models": list(models), "used": used}
         request.write_text(json.dumps({**data, "img": img, "batch": batch, "fused": fused}), encoding="utf-8")
         value = child.call(
-            USERS_CHILD, [str(request)], "building with your operators", config=find_config(Path.cwd())
+            USERS_CHILD,
+            [str(request)],
+            "building with your operators",
+            config=find_config(Path.cwd()),
+            settings=target.child_settings,
         )
         return child.reports(value)
 

@@ -76,15 +76,27 @@ def _trial(cls: Any, trial: dict[str, Any]) -> dict[str, Any]:
     observed["outputs"] = outputs
     if not trial.get("train"):
         return observed
+    return _train(module, trial, observed)
+
+
+def _train(module: Any, trial: dict[str, Any], observed: dict[str, Any]) -> dict[str, Any]:
+    """One train forward and backward at batch 2, from an input that requires a gradient (a block without
+    weights is judged by it): which parameters got none, and whether the input's is there and finite."""
+    import torch
+
     module.train()
+    size = trial["sizes"][0]
+    x = torch.randn(2, trial["channels"], size, size, requires_grad=True)
     try:
-        out = module(torch.randn(2, channels, trial["sizes"][0], trial["sizes"][0]))
+        out = module(x.clone())  # not a leaf, as inside a model: in-place operations on it are allowed
         if not isinstance(out, torch.Tensor):
             return observed
         (out.float() ** 2).mean().backward()
     except BaseException as exc:
         return {**observed, "stage": "train forward and backward", **_error(exc)}
     observed["no_grad"] = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
+    finite = x.grad is not None and bool(torch.isfinite(x.grad).all())
+    observed["input_grad"] = "none" if x.grad is None else "finite" if finite else "not finite"
     return observed
 
 
@@ -109,6 +121,14 @@ def _repeated_blocks(module: Any) -> list[int]:
     ]
 
 
+def _line_in(exc: BaseException, file: str) -> int | None:
+    """The line of the user's file where importing it failed (a failing import, say), not the class's."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == Path(file)]
+    if frames:
+        return frames[-1].lineno
+    return exc.lineno if isinstance(exc, SyntaxError) and exc.filename == file else None
+
+
 def run(request: dict[str, Any]) -> dict[str, Any]:
     import torch
 
@@ -117,7 +137,10 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         cls = _load(request)
     except BaseException as exc:
         lines = traceback.format_exception(exc)
-        return {"load": _error(exc), "traceback": "".join(lines[-3:])}
+        return {
+            "load": {**_error(exc), "line": _line_in(exc, request["file"])},
+            "traceback": "".join(lines[-3:]),
+        }
     return {"trials": {name: _trial(cls, trial) for name, trial in request["trials"].items()}}
 
 

@@ -136,8 +136,7 @@ def apply(
         result, written = apply_file(model, layers, options, into, output, in_place, force, diff or check)
         notes(result.notes)
         if written.change is None:
-            done = "" if check or written.skipped.endswith(".") else ", nothing written"
-            err.print(f"{written.skipped}{done}.".replace("..", "."), markup=False)
+            err.print(f"{written.skipped}; nothing written.", markup=False)
             return
         finish([written.change], diff, check, f"{model}: would change {len(result.changes)} layer(s)")
     out.print(changes_table(result.changes))

@@ -97,11 +97,13 @@ def exclusive(*flags: tuple[str, bool]) -> None:
 
 @contextmanager
 def errors() -> Iterator[None]:
-    """Turn the one user-facing exception type into a message on stderr and exit code 1."""
+    """Turn the one user-facing exception type into one line on stderr: exit code 2 for a bad option value
+    (OptionError, whose message names the option), 1 for anything else."""
     try:
         yield
     except OptionError as exc:
-        raise typer.BadParameter(str(exc), param_hint=exc.option) from None
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
     except YolopatchError as exc:
         fail(str(exc))
 

@@ -13,6 +13,7 @@ from yolopatch.cli.common import (
     errors,
     exclusive,
     finish,
+    notes,
     out,
 )
 from yolopatch.commands.inject import installable_names
@@ -86,7 +87,7 @@ def inject(
     parse_model, where that family's code needs them (the plan's first line names the layout found)."""
     from yolopatch.commands.inject import InjectRequest
     from yolopatch.commands.inject import inject as plan_inject
-    from yolopatch.hints import after_inject
+    from yolopatch.hints import after_inject, after_revert
 
     exclusive(("--diff", diff), ("--check", check))
     exclusive(("--op", op is not None), ("--for", for_model is not None))
@@ -101,17 +102,20 @@ def inject(
     with errors():
         result = plan_inject(request)
         plan = result.plan
-        out.print(
-            f"{result.where}: {plan.flavour}", markup=False
-        )  # with the per-file lines below: one stream
+        out.print(f"{result.where}: {plan.flavour}", markup=False)  # the plan's lines follow on stdout
+        notes([result.because] if result.because else [])
         for warning in plan.warnings:
             err.print(f"warning: {warning}", markup=False)
+        if plan.needed:
+            err.print(after_revert(result.place, plan.needed), markup=False)
         if not plan.changed:
             done = "nothing to revert" if revert else "already injected"
-            err.print(f"{result.where}: {done}{'' if check else '; nothing written'}.")
+            err.print(f"{result.where}: {done}; nothing written.")
             return
         finish(plan.changes, diff, check, f"{result.where}: {'injected' if revert else 'not fully injected'}")
     for action in plan.actions:
         out.print(f"  {action}", markup=False)
     if not revert:
-        out.print(after_inject(result.target, result.where, result.operators), markup=False)
+        out.print(
+            after_inject(result.target, result.place, result.operators, for_model, result.stock), markup=False
+        )

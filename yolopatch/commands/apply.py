@@ -13,6 +13,7 @@ from pathlib import Path
 from yolopatch.channels import (
     geometries,
     normalize_module,
+    refuse_bad_rows,
     simulate,
     with_variants,
 )
@@ -75,6 +76,7 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
     logical = model.logical_rows()
     sims = {scale: simulate(logical, geo, name, options.hints) for scale, geo in geos.items()}
     first = next(iter(geos.values()))
+    refuse_bad_rows(model, first.rules, options.hints)
     patched = any(normalize_module(layer.module) == options.op.name for layer in model.layers)
     selection = select_layers(layers, model.layers, absent_ok=first.rules.known if patched else ())
     already = [f"--layers {term} matches no layer any more: already patched." for term in selection.unmatched]
@@ -124,6 +126,7 @@ def apply_into(text: str, layers: str, options: ApplyOptions, into: str, name: s
     target = target_for(model.values)
     geos = geometries(model.values, target.rules, options.scale, options.registered)
     first = next(iter(geos.values()))
+    refuse_bad_rows(model, first.rules, options.hints)
     blocks = first.rules.csp
     if into != "csp" and into not in blocks:
         raise OptionError(
@@ -218,7 +221,7 @@ def apply_file(
     path = model if in_place else output or model.with_name(f"{model.stem}-{result.written.lower()}{suffix}")
     if path != model and path.exists() and not force and not dry:
         if read_text(path) == result.text:
-            return result, Written(path, None, f"{path}: already up to date; nothing written.")
+            return result, Written(path, None, f"{path}: already up to date")
         raise YolopatchError(
             f"{path}: already exists. Pass --force to overwrite it, or -o to write elsewhere."
         )

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from yolopatch.channels import Shape, geometries, parse_channel_hints, simulate
+from yolopatch.channels import Shape, geometries, parse_channel_hints, refuse_bad_rows, simulate
 from yolopatch.commands.operators import user_operators
 from yolopatch.files import read_text
 from yolopatch.modelyaml import Layer, parse_model_yaml
@@ -26,6 +26,7 @@ def list_layers(model: Path, channels: Sequence[str], scale: str | None) -> Laye
     rules = target_for(parsed.values).rules
     rows = parsed.logical_rows()
     geos = geometries(parsed.values, rules, scale, tuple(user_operators().values()))
+    refuse_bad_rows(parsed, next(iter(geos.values())).rules, hints)
     sims = {name: simulate(rows, geo, str(model), hints) for name, geo in geos.items()}
     return LayersResult(
         parsed.layers, {n: s.shapes for n, s in sims.items()}, next(iter(sims.values())).warnings

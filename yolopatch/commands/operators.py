@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from yolopatch.child import CONFIG_VARIABLE
 from yolopatch.csp import operators_used, split_variant, variant_operator
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.modelyaml import parse_model_yaml
@@ -13,7 +14,7 @@ from yolopatch.operators.registry import OPERATORS, get_operator
 from yolopatch.operators.spec import Operator
 from yolopatch.targets.registry import csp_blocks
 from yolopatch.userop.adapter import user_operators as as_operators
-from yolopatch.userop.record import find_config, load
+from yolopatch.userop.record import CONFIG, find_config, load
 
 
 def user_operators(cwd: Path | None = None) -> dict[str, Operator]:
@@ -22,11 +23,12 @@ def user_operators(cwd: Path | None = None) -> dict[str, Operator]:
 
 
 def operator(name: str, check_file: bool = True) -> Operator:
-    """A built-in or a recorded operator; a recorded one whose file changed since `ops add` is refused."""
+    """A built-in or a recorded operator; a recorded one whose file changed since `ops add` is refused. An
+    unknown name says which record was read (or where none was found) and how to point at another."""
     try:
         op = get_operator(name, user_operators())
     except YolopatchError as exc:
-        raise OptionError("--op", str(exc)) from None
+        raise OptionError("--op", f"{exc} {records_read()}") from None
     if check_file:
         refuse_changed([op])
     return op
@@ -63,3 +65,20 @@ def operators_in(model: Path, text: str) -> list[Operator]:
         )
     refuse_changed(found)
     return found
+
+
+def records_read(cwd: Path | None = None) -> str:
+    """Where your own operators were looked for: the record read, or the folders searched."""
+    folder = (cwd or Path.cwd()).resolve()
+    config = find_config(folder)
+    if config is None:
+        return (
+            f"Your own operators: no {CONFIG} in {folder} or a parent folder, and {CONFIG_VARIABLE} is not set "
+            f"(`ops add` records them in the project folder; set {CONFIG_VARIABLE}=PATH/TO/{CONFIG} to use a "
+            "record from elsewhere)."
+        )
+    names = ", ".join(op.name for op in load(config).values()) or "none"
+    return (
+        f"Your own operators: read {config} (records {names}); set {CONFIG_VARIABLE}=PATH/TO/{CONFIG} to use "
+        "another record."
+    )

@@ -6,7 +6,6 @@ Core functions return frozen results; the CLI renders them and writes the one fi
 
 from __future__ import annotations
 
-import ast
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,10 +16,11 @@ from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.files import FileChange, read_text
 from yolopatch.operators.registry import OPERATORS
 from yolopatch.operators.spec import Operator
+from yolopatch.targets.registry import TARGETS, child_settings, enclosing, import_kinds, installable, locate
 from yolopatch.userop.learn import PROBE_SECONDS, Learned, fit, parse_rule, probe, trials
 from yolopatch.userop.record import CONFIG, UserOp, find_config, load, record_text, removal_text, storable
 from yolopatch.userop.roles import RoleMap, parse_map, role_map
-from yolopatch.userop.source import CHECKOUT_LAYOUT, ClassSource, read_class
+from yolopatch.userop.source import ClassSource, read_class
 
 
 @dataclass(frozen=True)
@@ -52,26 +52,25 @@ def split_spec(spec: str) -> tuple[Path, str]:
 
 
 def parse_settings(source: ClassSource, pairs: Mapping[str, str]) -> dict[str, Any]:
-    """`--set PARAM=VALUE`, values read as Python literals (text otherwise)."""
+    """`--set PARAM=VALUE`, values read as Python literals (text otherwise) of the parameter's type."""
     values: dict[str, Any] = {}
     for key, text in pairs.items():
-        if source.param(key) is None:
+        param = source.param(key)
+        if param is None:
             raise OptionError(
                 "--set",
                 f"--set {key}={text}: {source.name} has no parameter {key}; its parameters: "
                 f"{', '.join(p.name for p in source.params) or 'none'}.",
             )
         try:
-            values[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            values[key] = text
+            values[key] = param.parse(text)
+        except ValueError as exc:
+            raise OptionError("--set", f"--set {key}={text}: {exc}.") from None
     return values
 
 
 def taken_names(ops: Mapping[str, UserOp]) -> dict[str, str]:
     """Names a user operator may not take, lower-cased, with who has them."""
-    from yolopatch.targets.registry import TARGETS
-
     owners: dict[str, list[str]] = {}
     for target in TARGETS:
         for n in sorted(target.defined | target.rules.known):
@@ -96,7 +95,7 @@ def add_operator(
     """Learn FILE.py:CLASS and plan its record in the nearest yolopatch.toml (a new one in `cwd`)."""
     path, cls = split_spec(spec)
     path = path if path.is_absolute() else cwd / path
-    source = read_class(path, cls)
+    source = read_class(path, cls, import_kinds())
     roles = role_map(source, parse_map(maps))
     values = parse_settings(source, dict(settings))
     _require_settings(source, roles, values)
@@ -203,10 +202,8 @@ def _refuse_clash(name: str, source: ClassSource, recorded: Mapping[str, UserOp]
 def default_target(source: ClassSource, cwd: Path) -> ProbeTarget:
     """For a file that imports from a target: the checkout around `cwd` or the file (models/common.py
     imports), or the installed package this Python imports; for any other file, none."""
-    from yolopatch.targets.registry import enclosing, installable
-
     families = source.families
-    if CHECKOUT_LAYOUT in families:
+    if any(t.imports.name in families for t in TARGETS if not t.installable):
         for place in (cwd / "probe", source.path):
             found = enclosing(place)
             if found is not None:
@@ -215,7 +212,7 @@ def default_target(source: ClassSource, cwd: Path) -> ProbeTarget:
             f"{source.path}:{source.target_imports[0].line}: imports from a checkout "
             f"({source.target_imports[0].module}); name the checkout it was written for with --repo PATH."
         )
-    package = next((t.installable for t in installable() if t.installable in families), None)
+    package = next((t.installable for t in installable() if t.imports.name in families), None)
     if package is not None:
         return ProbeTarget(f"{package} as this Python imports it")
     return ProbeTarget("")
@@ -223,8 +220,6 @@ def default_target(source: ClassSource, cwd: Path) -> ProbeTarget:
 
 def repo_target(repo: Path) -> ProbeTarget:
     """--repo PATH: a checkout or package folder, which goes first on the probe's path."""
-    from yolopatch.targets.registry import locate
-
     target, where = locate(repo)
     return ProbeTarget(
         f"{target.name} checkout {repo}", sys_path=tuple(str(p.resolve()) for p in where.import_paths)
@@ -233,8 +228,6 @@ def repo_target(repo: Path) -> ProbeTarget:
 
 def installed_target(python: str) -> ProbeTarget:
     """--installed [--python PATH]: the package that Python imports; the probe runs in that Python."""
-    from yolopatch.targets.registry import installable
-
     (target, *_) = installable()
     package = target.installed(python)
     return ProbeTarget(f"{target.installable} installed for {python} ({package.label})", python=python)
@@ -248,7 +241,8 @@ def _probe(
     target: ProbeTarget,
     timeout: float,
 ) -> dict[str, Any]:
-    return probe(source, trials(roles, values, defaults), target.sys_path, target.python, timeout)
+    settings = child_settings()
+    return probe(source, trials(roles, values, defaults), target.sys_path, target.python, timeout, settings)
 
 
 def user_ops(cwd: Path) -> dict[str, UserOp]:

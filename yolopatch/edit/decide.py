@@ -125,6 +125,8 @@ def why_not(context: Context, layer: Layer, shape: Shape) -> str | None:
         return f"{op.name} has stride {op.own_stride} and this layer {stride}: it replaces layers of stride {op.own_stride}"
     if op.keeps_channels and shape.c1 != shape.c2:
         return f"{op.name} keeps channels; {change_of(shape, 1)}"
+    if op.channel_multiple and shape.c2 != op.channel_multiple * shape.c1:
+        return f"{op.name} outputs {op.channel_multiple}x its input's channels; this layer has {shape.c1} in, {shape.c2} out"
     problem = op.channel_problem(shape.c1, values)
     if problem is None and op.user is not None and shape.c2 is not None:
         return op.channel_problem(shape.c2, values)  # a user's learned constraint holds for its output too
@@ -161,6 +163,11 @@ def why_not_insert(context: Context, layer: Layer, shape: Shape) -> str | None:
         return (
             f"{op.name} {how}: inserted, it would change the size of every later layer; replace a layer of "
             "that stride instead (an nn.Upsample row for an upsampler)"
+        )
+    if op.channel_multiple:
+        return (
+            f"{op.name} outputs {op.channel_multiple}x its input's channels: inserted, it would change the "
+            "channels of every later layer; replace a layer that does that instead"
         )
     if (
         shape.c2 is None and module in geo.rules.not_replaceable

@@ -48,6 +48,8 @@ class Operator:
     - `uncounted_macs(module, inputs, output)`: multiply-accumulates of weighted sums thop does not see
       (None when it has none); called from a forward hook on each instance.
     - `keeps_channels`: c2 must equal c1, so a replaced layer must keep its channels and resolution.
+    - `channel_multiple`: c2 must equal this multiple of c1 (a down block's 2, ReOrg's 4; None: no such
+      tie): a replaced layer must output that many at every scale, and it is never inserted.
     - `strided`: its third yaml argument is a stride (it may replace a strided layer).
     - `own_stride`: the stride it always has (None: set per row, as `strided` does, or by `stride_rule`);
       below 1 it upsamples. `stride_rule` reads a row's stride from its args where that is not the third.
@@ -69,6 +71,7 @@ class Operator:
     params: Callable[[int, int, Values], int]
     params_formula: str
     keeps_channels: bool
+    channel_multiple: int | None = None
     strided: bool = False
     own_stride: Fraction | None = Fraction(1)
     stride_rule: Callable[[Sequence[Any]], Fraction | None] | None = None
@@ -98,6 +101,10 @@ def trailing_non_defaults(options: tuple[Option, ...], values: Values) -> list[A
     return written
 
 
+# what a value that a parser refuses should have been
+_EXPECTED: dict[Callable[[str], Any], str] = {int: "not a whole number", float: "not a number"}
+
+
 def resolve_values(op: Operator, given: Mapping[str, Any]) -> dict[str, Any]:
     """The operator's option values: its defaults updated with `given` (keyed by option name or flag; text
     is parsed), each checked. Raises OptionError naming the operator and the option."""
@@ -109,8 +116,13 @@ def resolve_values(op: Operator, given: Mapping[str, Any]) -> dict[str, Any]:
             raise OptionError(key, f"{op.name} has no option {key!r}; its options: {known}.")
         try:
             value = option.parse(raw) if isinstance(raw, str) else raw
-        except ValueError:
-            raise OptionError(option.flag, f"{op.name} {option.flag} {raw}: not a valid value.") from None
+        except ValueError as exc:
+            why = (
+                _EXPECTED.get(option.parse)
+                or (str(exc) if op.user is not None else "")
+                or "not a valid value"
+            )
+            raise OptionError(option.flag, f"{op.name} {option.flag} {raw}: {why}.") from None
         problem = option.check(value)
         if problem:
             raise OptionError(option.flag, f"{op.name} {option.flag} {value}: {problem}.")

@@ -140,7 +140,7 @@ def check_lines(report: ModelReport, baseline: ModelReport | None, img: int) -> 
     """What `check` says under the table: the summary, the target's own line, operators, fusion, export."""
     lines = [summary_line(report, baseline)]
     if report.reference:
-        owner = report.builder.split(" at ")[0] if report.builder else "the checkout"
+        owner = report.reference_by or "the checkout"
         lines.append(f"{owner}'s own summary (thop's count only): {report.reference}")
     note = operator_note(report)
     if note:

@@ -149,11 +149,12 @@ def _yaml_args(op: Operator) -> str:
 
 def _channel_rule(op: Operator) -> str:
     if op.user is not None:
-        return {
+        words = {
             "keep": "keeps channels",
             "conv": "C in, C2 out",
             "csp": "C in, C2 out, n repeats (a CSP block)",
-        }[op.user.rule.channels] + _stride_words(op)
+        }.get(op.user.rule.channels, f"C in, {op.channel_multiple}·C out")
+        return words + _stride_words(op)
     return (
         "keeps channels and size" if op.keeps_channels else "C in, C2 out (1x1 projection when they differ)"
     )
@@ -173,8 +174,13 @@ def _stride_words(op: Operator) -> str:
 def _replaces(op: Operator) -> str:
     if op.upsamples:
         return "nn.Upsample rows"
+    multiplied = f" that output {op.channel_multiple}x their input's channels" if op.channel_multiple else ""
     if op.own_stride is not None and op.own_stride != 1:
-        return f"layers of stride {op.own_stride}" + (" that keep channels" if op.keeps_channels else "")
+        return f"layers of stride {op.own_stride}" + (
+            " that keep channels" if op.keeps_channels else multiplied
+        )
+    if multiplied:
+        return f"conv-like layers{multiplied}"
     if op.repeats:
         return "CSP rows (keeps their n)"
     if op.keeps_channels:

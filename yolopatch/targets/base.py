@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from yolopatch.child import Settings
+
 if TYPE_CHECKING:
     from yolopatch.inject import InjectPlan
     from yolopatch.operators.spec import Operator
     from yolopatch.report import Conditions, Latency, ModelReport
     from yolopatch.rules import Rules
+    from yolopatch.userop.source import ImportKind
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,16 @@ class CheckRequest:
     users: Sequence[Operator] = ()
 
 
+# What every family's code reads from the environment: YOLOv5 (YOLOV5_CONFIG_DIR) and ultralytics
+# (YOLO_CONFIG_DIR) keep their settings in a folder "Ultralytics" under the platform's settings home, and recent
+# YOLOv5 releases import ultralytics, so each family's child gets both, with ultralytics' hub and pip installs off
+# (it reads both switches as the words "True"/"False").
+CHILD_SETTINGS = Settings(
+    folders={"YOLOV5_CONFIG_DIR": "Ultralytics", "YOLO_CONFIG_DIR": "Ultralytics"},
+    fixed={"YOLO_OFFLINE": "True", "YOLO_AUTOINSTALL": "False"},
+)
+
+
 class Target:
     """One family. Subclasses set the attributes and implement the methods their family supports."""
 
@@ -74,11 +87,21 @@ class Target:
     installable: str = ""  # the package `inject --installed` patches ("": none)
     has_scales: bool = False  # its yamls carry `scales:` (and `check --scale` picks one)
     checkout_hint: str = "PATH/TO/checkout"  # how next-step text names a checkout of this family
-    example: str = "MODEL.yaml --layers 8"  # an `apply` that fits the family's stock yamls (next-step text)
+    # next-step text: the `--layers` of an apply that fits the family's stock yaml, by the operator's kind
+    # (keep: keeps channels and size; conv: changes channels; stride2; upsample), and the file it writes
+    example_layers: Mapping[str, str] = {
+        "keep": "9 --insert",
+        "conv": "8",
+        "stride2": "7",
+        "upsample": "nn.Upsample",
+    }
+    example_output: str = "{stem}-{op}.yaml"
     # it claims any checkout of its layout: asked after the families that mark theirs
     fallback: bool = False
     # `check --bench/--fused` build with its own code (else the built-in builder)
     times_with_own_code: bool = False
+    imports: ImportKind  # how a user's file imports the family's building blocks
+    child_settings: Settings = CHILD_SETTINGS  # what its code reads from the environment in a child
 
     def claims(self, values: Mapping[str, Any], modules: Iterable[str]) -> int:
         """How strongly a parsed yaml (its top-level values, its rows' module names) is this family's: 0 is
@@ -101,6 +124,13 @@ class Target:
     def injected(self, where: Any) -> list[str]:
         raise NotImplementedError
 
+    # the module checkpoints name yolopatch's classes by, as a prefix (None: where the user's file lives)
+    pickle_module: str | None = None
+
+    def checkpoint_roots(self, where: Any) -> Sequence[Path]:
+        """Where this checkout's own trained weights may lie, besides the working folder's runs/."""
+        return ()
+
     def builtin(self) -> Builtin | None:
         """The built-in builder's tables (None: yamls of this family build only with its own code)."""
         return None
@@ -116,6 +146,10 @@ class Target:
         self, requests: Sequence[CheckRequest], timing: tuple[str, bool, int]
     ) -> tuple[Conditions, dict[str, Latency]] | None:
         """Time the yamls with the family's own code (None: the built-in builder times them)."""
+        return None
+
+    def stock_yaml(self, where: Any) -> Path | None:
+        """The family's stock model yaml in this checkout or package (None: it has none)."""
         return None
 
     def train_command(self, model: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from yolopatch.channels import modules_of
+from yolopatch.child import Settings
 from yolopatch.csp import CspBlock
 from yolopatch.errors import YolopatchError
 from yolopatch.targets.base import Location, Target
@@ -19,6 +20,7 @@ from yolopatch.targets.ultralytics import target as ultralytics
 from yolopatch.targets.yolov5 import target as yolov5
 from yolopatch.targets.yolov7 import target as yolov7
 from yolopatch.targets.yolov9 import target as yolov9
+from yolopatch.userop.source import ImportKind
 
 # In order of preference where two claim the same yaml equally (the most used family first).
 TARGETS: tuple[Target, ...] = (yolov5.TARGET, ultralytics.TARGET, yolov7.TARGET, yolov9.TARGET)
@@ -68,3 +70,23 @@ def installable() -> list[Target]:
 def csp_blocks() -> dict[str, CspBlock]:
     """Every family's CSP blocks (`--into`), by yaml name."""
     return {name: block for target in TARGETS for name, block in target.rules.csp.items()}
+
+
+def import_kinds() -> list[ImportKind]:
+    """How users' files import each family's code; families of one layout share a kind (their prefixes
+    joined)."""
+    kinds: dict[str, ImportKind] = {}
+    for target in TARGETS:
+        kind = target.imports
+        known = kinds.get(kind.name)
+        prefixes = tuple(dict.fromkeys([*(known.prefixes if known else ()), *kind.prefixes]))
+        kinds[kind.name] = ImportKind(kind.name, prefixes, kind.example)
+    return list(kinds.values())
+
+
+def child_settings() -> Settings:
+    """What any family's code reads from the environment, for a child that may import any of them (the
+    probe of a user's file)."""
+    folders = {k: v for target in TARGETS for k, v in target.child_settings.folders.items()}
+    fixed = {k: v for target in TARGETS for k, v in target.child_settings.fixed.items()}
+    return Settings(folders, fixed)

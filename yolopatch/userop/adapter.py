@@ -18,12 +18,12 @@ from yolopatch.inject import own_module_text, retarget_imports
 from yolopatch.operators.spec import Operator, Option, Values, trailing_non_defaults
 from yolopatch.paste import Paste
 from yolopatch.userop.record import UserOp
-from yolopatch.userop.source import TargetImport, read_class
+from yolopatch.userop.source import ImportKind, TargetImport, read_class, typed_value
 
 
 def as_operator(op: UserOp) -> Operator:
     options = tuple(
-        Option(name, default, f"--set {name}", _option_help(op, name), parse=_literal)
+        Option(name, default, f"--set {name}", _option_help(op, name), parse=_parser(default))
         for name, default in op.options
     )
     keeps = op.rule.channels == "keep"
@@ -40,6 +40,7 @@ def as_operator(op: UserOp) -> Operator:
         params=_measured_only(op),
         params_formula="measured by `yolopatch check`",
         keeps_channels=keeps,
+        channel_multiple=op.rule.multiple,
         own_stride=op.rule.fixed_stride,
         stride_rule=_stride_rule(op, options),
         upsamples=op.rule.upsamples,
@@ -54,13 +55,9 @@ def _option_help(op: UserOp, name: str) -> str:
     return {"stride": "its stride", "up": "its upsampling factor"}.get(role, f"{op.cls}'s {name}")
 
 
-def _literal(text: str) -> Any:
-    import ast
-
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+def _parser(default: Any) -> Callable[[str], Any]:
+    """`--set NAME=TEXT` of a recorded option: a literal of its default's type."""
+    return lambda text: typed_value(text, type(default), repr(default))
 
 
 def _stride_param(op: UserOp) -> str | None:
@@ -122,25 +119,37 @@ def adapter_source(op: UserOp, base: str) -> str:
     head = ["c1", "c2", *(["n=1"] if op.rule.channels == "csp" else [])]
     head += [f"{name}={value!r}" for name, value in options]
     passed = _passed(op, {name for name, _ in options})
-    keep_check = (
-        [
-            "        if c2 != c1:",
-            f'            raise ValueError(f"{op.name} keeps its channels: c2 ({{c2}}) must equal c1 ({{c1}})")',
-        ]
-        if op.rule.channels == "keep"
-        else []
-    )
     lines = [
         f"class {op.name}({base}):",
         f'    """{op.cls} as parse_model builds it: ({", ".join(h.split("=")[0] for h in head)}) onto '
         f'{op.cls}({", ".join(op.params)}). Written by yolopatch from yolopatch.toml."""',
         "",
         f"    def __init__(self, {', '.join(head)}):",
-        *keep_check,
+        *_tie_check(op),
         f"        super().__init__({', '.join(passed)})",
         "",
     ]
     return "\n".join(lines)
+
+
+def _tie_check(op: UserOp) -> list[str]:
+    """The adapter's check of the c2 parse_model gives it where the block's own channels are tied to c1:
+    c2 = c1 (keep) or N*c1 (the yaml's first argument must give parse_model N*c1; the block ignores c2)."""
+    if op.rule.channels == "keep":
+        return [
+            "        if c2 != c1:",
+            f'            raise ValueError(f"{op.name} keeps its channels: c2 ({{c2}}) must equal c1 ({{c1}})")',
+        ]
+    multiple = op.rule.multiple
+    if multiple is None:
+        return []
+    return [
+        f"        if c2 != {multiple} * c1:",
+        "            raise ValueError(",
+        f'                f"{op.name} outputs {multiple}*c1 channels: c2 ({{c2}}) must be {multiple} * c1 ({{{multiple} * c1}}); "',
+        '                "write the row\'s first argument that parse_model scales to it"',
+        "            )",
+    ]
 
 
 def _passed(op: UserOp, options: set[str]) -> list[str]:
@@ -183,22 +192,11 @@ def user_operators(ops: Mapping[str, UserOp]) -> dict[str, Operator]:
     return {name.lower(): as_operator(op) for name, op in ops.items()}
 
 
-def copied_module(op: UserOp, target: str, point: Callable[[TargetImport], str | None]) -> str:
-    """The user's file as the target's module: its imports from a target pointed where `point` says (None:
-    the target has no compatible place for it, refused naming the import), then the header `inject` and
-    `--revert` recognise it by."""
-    source = read_class(op.file, op.cls)
-    rewrite = {}
-    for imported in source.target_imports:
-        place = point(imported)
-        if place is None:
-            raise YolopatchError(
-                f"{op.file}:{imported.line}: imports {', '.join(imported.names)} from {imported.module}, "
-                f"{imported.family}'s code; {target} has building blocks of its own whose signatures differ, so "
-                f"yolopatch does not point the import at them. Import them from {target} in your file (then "
-                f"`yolopatch ops add` it again), or inject it into a {imported.family} target."
-            )
-        if place != imported.module:
-            rewrite[imported.module] = place
+def copied_module(op: UserOp, kind: ImportKind, point: Callable[[TargetImport], str]) -> str:
+    """The user's file as the target's module: its imports of the target's own code (`kind`) pointed where
+    `point` says, then the header `inject` and `--revert` recognise it by. (Imports of another family's code
+    are refused before any plan: yolopatch.commands.inject.)"""
+    source = read_class(op.file, op.cls, [kind])
+    rewrite = {i.module: point(i) for i in source.target_imports if point(i) != i.module}
     text = retarget_imports(read_text(op.file), op.file, rewrite)
     return own_module_text(text, op.file.name)

@@ -9,26 +9,28 @@ from typing import Any
 from yolopatch.files import FileChange
 from yolopatch.inject import Block, own_module_change, own_module_removal, own_modules_of
 from yolopatch.userop.adapter import copied_module, module_stem
+from yolopatch.userop.source import ImportKind, TargetImport
 
 
 def copy_changes(
     operators: Sequence[Any],
     folder: Path,
     copies: Mapping[Path, str],
-    target: str,
-    point: Callable[[Any], str | None],
+    kind: ImportKind,
+    point: Callable[[TargetImport], str],
     force: bool,
     actions: list[str],
     shown: str = "",
 ) -> list[FileChange]:
-    """The users' files as modules of their own in `folder` (imports pointed where `point` says), one change
-    per file however many operators come from it; `shown` prefixes the file in the action lines."""
+    """The users' files as modules of their own in `folder` (their imports of the target's code, `kind`,
+    pointed where `point` says), one change per file however many operators come from it; `shown` prefixes
+    the file in the action lines."""
     changes: dict[Path, FileChange] = {}
     for op in operators:
         if op.user is None:
             continue
         path = folder / f"{module_stem(op.user)}.py"
-        change = own_module_change(path, copies.get(path), copied_module(op.user, target, point), force)
+        change = own_module_change(path, copies.get(path), copied_module(op.user, kind, point), force)
         if change.changed and path not in changes:
             verb = "created" if change.old is None else "updated"
             actions.append(

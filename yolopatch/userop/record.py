@@ -21,7 +21,7 @@ from yolopatch import __version__
 from yolopatch.child import CONFIG_VARIABLE
 from yolopatch.errors import YolopatchError
 from yolopatch.files import read_text
-from yolopatch.userop.learn import CHANNEL_RULES, Rule
+from yolopatch.userop.rule import CHANNEL_RULES, Rule, is_channel_rule
 from yolopatch.userop.source import file_digest
 
 CONFIG = "yolopatch.toml"
@@ -78,7 +78,11 @@ class UserOp:
 
 
 def find_config(start: Path) -> Path | None:
-    """yolopatch.toml in `start` or its nearest parent that has one."""
+    """The record YOLOPATCH_CONFIG names, else yolopatch.toml in `start` or its nearest parent that has one
+    (your own operators are recorded per project folder; the variable points every folder at one record)."""
+    named = os.environ.get(CONFIG_VARIABLE)
+    if named:
+        return Path(named)
     start = start.resolve()
     for folder in (start, *start.parents):
         if (folder / CONFIG).is_file():
@@ -112,9 +116,10 @@ def _from_table(config: Path, name: str, table: Mapping[str, Any]) -> UserOp:
     try:
         rule_text = str(table["rule"])
         channels, _, stride = rule_text.partition(":")
-        if channels not in CHANNEL_RULES:
+        if not is_channel_rule(channels):
             raise YolopatchError(
-                f"{where}: rule {rule_text!r}: channels must be one of {', '.join(CHANNEL_RULES)}."
+                f"{where}: rule {rule_text!r}: channels must be one of {', '.join(CHANNEL_RULES)} (N a whole "
+                "number, 2 or more)."
             )
         params = tuple(str(p) for p in table["params"])
         roles = {str(k): str(v) for k, v in table["map"].items()}

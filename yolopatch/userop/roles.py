@@ -18,11 +18,11 @@ from yolopatch.userop.source import ClassSource, Param
 # The spellings of real modules' constructors (case-insensitive).
 INPUT_CHANNELS = frozenset(
     "c1 c c_in ch ch_in cin channels channel dim dim_in in_dim inp inc in_c in_ch in_chs in_size in_channel "
-    "in_channels in_planes inplanes in_features nin op_channel features num_channels n_channels "
+    "in_channels input_channels in_planes inplanes in_features nin op_channel features num_channels n_channels "
     "n_feats".split()
 )
 OUTPUT_CHANNELS = frozenset(
-    "c2 c_out ch_out cout ouc outc oup out_c out_ch out_chs out_channel out_channels out_planes outplanes "
+    "c2 c_out ch_out cout ouc outc oup out_c out_ch out_chs out_channel out_channels output_channels out_planes outplanes "
     "dim_out out_dim nout out_features".split()
 )
 STRIDES = frozenset({"s", "stride"})

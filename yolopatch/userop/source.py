@@ -10,28 +10,13 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from yolopatch.errors import YolopatchError
 
-# Where a framework's building blocks come from: imports of these modules are "target imports".
-# The checkout layout YOLOv5 made (models/common.py) is YOLOv7's and YOLOv9's too: their imports are one kind.
-CHECKOUT_LAYOUT = "YOLOv5/YOLOv7/YOLOv9"
-TARGET_MODULES = {
-    "ultralytics": ("ultralytics",),
-    CHECKOUT_LAYOUT: (
-        "models.common",
-        "models.experimental",
-        "utils.",
-        *(
-            f"{package}.{folder}"
-            for package in ("yolov5", "yolov7", "yolo9")
-            for folder in ("models", "utils")
-        ),
-    ),
-}
 _TORCH_BASES = frozenset({"nn.Module", "torch.nn.Module", "Module"})
 _LIST_ANNOTATIONS = frozenset({"list", "List", "tuple", "Tuple", "Sequence"})
 _HEAD_PARAMETERS = frozenset({"nc", "anchors", "num_classes"})
@@ -55,15 +40,68 @@ class Param:
     default: Any
     default_text: str
     keyword_only: bool = False
+    annotation: str = ""  # as written (`int`), "" when there is none
 
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
 
+    def parse(self, text: str) -> Any:
+        """`--set NAME=TEXT` for this parameter: a Python literal (or plain text), of the type its default or
+        its annotation says; ValueError says what was expected."""
+        expected = _ANNOTATED.get(self.annotation) if self.required else type(self.default)
+        if expected is None:  # no default and no annotation: a bare word is a typo more often than text
+            try:
+                return ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise ValueError(
+                    f"not a Python literal; write a number, True/False, or quoted text ('{text}')"
+                ) from None
+        return typed_value(text, expected, "" if self.required else repr(self.default))
+
+
+_ANNOTATED = {"int": int, "float": float, "bool": bool, "str": str}
+_KINDS = {
+    int: "a whole number",
+    float: "a number",
+    bool: "True or False",
+    str: "text",
+    tuple: "a tuple",
+    list: "a list",
+}
+
+
+def typed_value(text: str, expected: type | None, default: str = "") -> Any:
+    """TEXT read as a Python literal (plain text when it is none), checked against `expected` (None: any):
+    an int is a float too, a bool is not an int. ValueError names what was expected."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    if expected is None or expected not in _KINDS:
+        return value
+    fits = isinstance(value, (int, float)) if expected is float else isinstance(value, expected)
+    if not fits or (isinstance(value, bool) and expected is not bool):
+        raise ValueError(f"not {_KINDS[expected]}" + (f" (the default is {default})" if default else ""))
+    return value
+
+
+@dataclass(frozen=True)
+class ImportKind:
+    """How a user's file imports a family's building blocks: modules under `prefixes` (a prefix ending in "."
+    takes its submodules only), written like `example`. Families that share a layout share one kind."""
+
+    name: str
+    prefixes: tuple[str, ...]
+    example: str
+
+    def holds(self, module: str) -> bool:
+        return any(module == p.rstrip(".") or module.startswith(p.rstrip(".") + ".") for p in self.prefixes)
+
 
 @dataclass(frozen=True)
 class TargetImport:
-    """`from MODULE import NAME` of a target's module (ultralytics' Conv, YOLOv5's models.common)."""
+    """`from MODULE import NAME` of a target's module (its Conv, its models.common); `family`: the kind's name."""
 
     family: str
     module: str
@@ -93,9 +131,10 @@ def file_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_class(path: Path, name: str) -> ClassSource:
+def read_class(path: Path, name: str, kinds: Sequence[ImportKind]) -> ClassSource:
     """Find `name` in the file at `path` and read what the probe and the record need; raise YolopatchError
-    naming the file and line when the class is missing, is not a module or has a shape refused here."""
+    naming the file and line when the class is missing, is not a module or has a shape refused here.
+    `kinds`: the targets' imports to recognise among the file's."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -117,7 +156,7 @@ def read_class(path: Path, name: str) -> ClassSource:
         raise YolopatchError(
             f"{path}:{relative.lineno}: a relative import (from {'.' * relative.level}{relative.module or ''} "
             f"import {names}) cannot be resolved outside its package; import from the target by its full "
-            "name (`from models.common import Conv` for YOLOv5, `from ultralytics.nn.modules import Conv`)."
+            f"name ({' or '.join(f'`{kind.example}`' for kind in kinds)})."
         )
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     node = classes.get(name)
@@ -125,23 +164,44 @@ def read_class(path: Path, name: str) -> ClassSource:
         known = ", ".join(classes) or "none"
         raise YolopatchError(f"{path}: defines no top-level class {name}; its classes: {known}.")
     where = f"{path}:{node.lineno}: class {name}"
-    if not _is_module(node, classes, _imported_names(tree)):
+    imported = _imported_names(tree)
+    if not _is_module(node, classes, imported):
         raise YolopatchError(f"{where} is not a torch module (it does not derive from nn.Module).")
-    init = _method(node, classes, "__init__")
-    forward = _method(node, classes, "forward")
-    if forward is None:
-        raise YolopatchError(f"{where} has no forward method.")
-    params = _params(init, text) if init is not None else ()
-    _refuse_shapes(where, params, forward)
+    params = _constructor_and_forward(where, node, classes, imported, text)
     return ClassSource(
         path=path,
         name=name,
         line=node.lineno,
         params=params,
-        target_imports=_target_imports(tree),
+        target_imports=_target_imports(tree, kinds),
         helpers=_helpers(tree, node),
         digest=file_digest(data),
     )
+
+
+def _constructor_and_forward(
+    where: str, node: ast.ClassDef, classes: dict[str, ast.ClassDef], imported: set[str], text: str
+) -> tuple[Param, ...]:
+    """The constructor's parameters, once the class is known to have a forward (its own, a base's in the
+    file, one bound in __init__, or an imported base's, which the probe runs) and a shape this version takes."""
+    init = _method(node, classes, "__init__")
+    inherited = _imported_base(node, classes, imported)
+    if init is None and inherited:
+        raise YolopatchError(
+            f"{where} takes its constructor from {inherited}, defined outside the file: yolopatch reads the "
+            "parameters from the source; write an __init__ with them that calls super().__init__."
+        )
+    forwards = _forwards(node, classes)
+    if forwards is None and not inherited:
+        raise YolopatchError(
+            f"{where} has no forward method (its own, a base's in the file, or one bound in __init__ with "
+            "`self.forward = self.METHOD`)."
+        )
+    params = _params(init, text) if init is not None else ()
+    _refuse_shapes(where, params, None)
+    for forward in forwards or []:
+        _refuse_shapes(where, params, forward)
+    return params
 
 
 def _imported_names(tree: ast.Module) -> set[str]:
@@ -159,9 +219,64 @@ def _is_module(node: ast.ClassDef, classes: dict[str, ast.ClassDef], imported: s
         text = ast.unparse(base)
         if text in _TORCH_BASES or text.split(".")[0] in imported - {"torch", "nn"}:
             return True
+        if text.startswith(("nn.", "torch.nn.")):  # nn.Sequential, nn.Conv2d: torch's own modules
+            return True
         if text in classes and classes[text] is not node and _is_module(classes[text], classes, imported):
             return True
     return False
+
+
+def _lineage(node: ast.ClassDef, classes: dict[str, ast.ClassDef]) -> list[ast.ClassDef]:
+    """The class and its bases defined in the file, in the order Python looks methods up (depth first)."""
+    found = [node]
+    for base in node.bases:
+        parent = classes.get(ast.unparse(base))
+        if parent is not None and parent is not node:
+            found += [c for c in _lineage(parent, classes) if c not in found]
+    return found
+
+
+def _imported_base(node: ast.ClassDef, classes: dict[str, ast.ClassDef], imported: set[str]) -> str:
+    """The first base of the class or of its bases in the file that comes from elsewhere and has a forward
+    of its own (a target's C2f or C3, torch's nn.Sequential); "" when there is none."""
+    for cls in _lineage(node, classes):
+        for base in cls.bases:
+            text = ast.unparse(base)
+            if text in classes or text in _TORCH_BASES:
+                continue
+            if text.split(".")[0] in imported - {"torch", "nn"} or text.startswith(("nn.", "torch.nn.")):
+                return text
+    return ""
+
+
+def _forwards(node: ast.ClassDef, classes: dict[str, ast.ClassDef]) -> list[ast.FunctionDef] | None:
+    """The forwards the class may run, from the file: its own or a base's `forward`, and the methods
+    `__init__` binds to `self.forward` ([]: bound to something else, such as a module); None: none."""
+    found = [f for f in [_method(node, classes, "forward")] if f is not None]
+    bound = [b for cls in _lineage(node, classes) for b in _bound_forwards(cls)]
+    for name in bound:
+        method = _method(node, classes, name) if name else None
+        if method is not None and method not in found:
+            found.append(method)
+    return found if found or bound else None
+
+
+def _bound_forwards(cls: ast.ClassDef) -> list[str]:
+    """`self.forward = self.NAME` in the class's own methods: NAME ("" when it is bound to anything else)."""
+    names = []
+    for item in cls.body:
+        if not isinstance(item, ast.FunctionDef):
+            continue
+        for node in ast.walk(item):
+            if isinstance(node, ast.Assign) and any(_is_self_attribute(t, "forward") for t in node.targets):
+                value = node.value
+                method = isinstance(value, ast.Attribute) and _is_name(value.value, "self")
+                names.append(value.attr if isinstance(value, ast.Attribute) and method else "")
+    return names
+
+
+def _is_self_attribute(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == name and _is_name(node.value, "self")
 
 
 def _method(node: ast.ClassDef, classes: dict[str, ast.ClassDef], name: str) -> ast.FunctionDef | None:
@@ -182,32 +297,43 @@ def _params(init: ast.FunctionDef, text: str) -> tuple[Param, ...]:
     args = init.args
     positional = [*args.posonlyargs, *args.args][1:]  # without self
     defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-    params = [_param(a.arg, d, text) for a, d in zip(positional, defaults, strict=True)]
+    params = [
+        _param(a.arg, d, text, False, _annotation(a)) for a, d in zip(positional, defaults, strict=True)
+    ]
     params += [
-        _param(a.arg, d, text, keyword_only=True)
+        _param(a.arg, d, text, True, _annotation(a))
         for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
     ]
     return tuple(params)
 
 
-def _param(name: str, default: ast.expr | None, text: str, keyword_only: bool = False) -> Param:
+def _annotation(arg: ast.arg) -> str:
+    return ast.unparse(arg.annotation) if arg.annotation is not None else ""
+
+
+def _param(
+    name: str, default: ast.expr | None, text: str, keyword_only: bool = False, annotation: str = ""
+) -> Param:
     if default is None:
-        return Param(name, REQUIRED, "", keyword_only)
+        return Param(name, REQUIRED, "", keyword_only, annotation)
     source = ast.get_source_segment(text.lstrip("\ufeff"), default) or ast.unparse(default)
     try:
         value = ast.literal_eval(default)
     except ValueError:
         value = source  # not a literal: recorded as its text, never passed by yolopatch
-    return Param(name, value, source, keyword_only)
+    return Param(name, value, source, keyword_only, annotation)
 
 
-def _refuse_shapes(where: str, params: tuple[Param, ...], forward: ast.FunctionDef) -> None:
+def _refuse_shapes(where: str, params: tuple[Param, ...], forward: ast.FunctionDef | None) -> None:
+    """Heads, and forwards that take a list (None: a forward the file does not show: the probe runs it)."""
     heads = sorted(_HEAD_PARAMETERS & {p.name for p in params})
     if heads:
         raise YolopatchError(
             f"{where} takes {', '.join(heads)}: it looks like a detection head; heads are not supported by "
             "`ops add` in this version (it adds blocks that map one feature map to one feature map)."
         )
+    if forward is None:
+        return
     inputs = [a for a in [*forward.args.posonlyargs, *forward.args.args][1:]]
     required = len(inputs) - len(forward.args.defaults)
     first = inputs[0] if inputs else None
@@ -247,24 +373,14 @@ def _is_name(node: ast.AST, name: str) -> bool:
     return isinstance(node, ast.Name) and node.id == name
 
 
-def _target_imports(tree: ast.Module) -> tuple[TargetImport, ...]:
+def _target_imports(tree: ast.Module, kinds: Sequence[ImportKind]) -> tuple[TargetImport, ...]:
     found = []
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            family = next(
-                (
-                    f
-                    for f, prefixes in TARGET_MODULES.items()
-                    if any(
-                        node.module == p.rstrip(".") or node.module.startswith(p.rstrip(".") + ".")
-                        for p in prefixes
-                    )
-                ),
-                None,
-            )
-            if family is not None:
+            kind = next((k for k in kinds if k.holds(node.module)), None)
+            if kind is not None:
                 names = tuple(a.name for a in node.names)
-                found.append(TargetImport(family, node.module, names, node.lineno))
+                found.append(TargetImport(kind.name, node.module, names, node.lineno))
     return tuple(found)
 
 

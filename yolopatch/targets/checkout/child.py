@@ -52,7 +52,7 @@ def load_yolo(models: Path):
 
 def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int, rules: Any) -> dict:
     from yolopatch.build.measure import measure
-    from yolopatch.channels import geometry, simulate
+    from yolopatch.channels import geometry, simulate, unknown_module
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
     from yolopatch.targets.checkout.target import reference_summary
@@ -66,9 +66,12 @@ def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int, ru
         try:
             model = yolo.Model(str(yaml_path), ch=3)
         except Exception as exc:
+            unknown = unknown_module(
+                parsed, simulation.geometry.rules, exc, str(Path(yolo.__file__).parents[1])
+            )
             raise YolopatchError(
-                f"{name}: the checkout's own Model failed to build it: {type(exc).__name__}: {exc}. "
-                "If it names an operator yolopatch adds, run `yolopatch inject` on the checkout first."
+                unknown
+                or f"{name}: the checkout's own Model failed to build it: {type(exc).__name__}: {exc}."
             ) from None
     print(log.getvalue(), end="")
     report = dataclasses.asdict(measure(model, parsed, simulation, img, batch, operators=operators))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yolopatch import __version__
-from yolopatch.checkpoints import checkpoints_needing, listing
+from yolopatch.checkpoints import in_view, listing
 from yolopatch.errors import YolopatchError
 from yolopatch.files import FileChange
 from yolopatch.inject import (
@@ -37,7 +37,6 @@ from yolopatch.splice import Edit, newline_of, splice
 from yolopatch.targets.checkout.layout import Checkout, read_checkout
 from yolopatch.targets.checkout.sites import Sites, find_sites, manual_edit
 from yolopatch.userop.copies import copy_changes, copy_removals
-from yolopatch.userop.source import CHECKOUT_LAYOUT
 
 if TYPE_CHECKING:
     from yolopatch.userop.source import TargetImport
@@ -81,9 +80,14 @@ def plan_inject(
     for op in operators:
         common_edits += _plan_block(sites, op, bound, outside, missing_in, force, actions)
     new = {checkout.common: splice(sites.common, common_edits), checkout.yolo: splice(sites.yolo, yolo_edits)}
-    layout_name = sites.checkout.layout.family
     copies = copy_changes(
-        operators, sites.checkout.models, sites.copies, layout_name, _pointer(sites), force, actions
+        operators,
+        sites.checkout.models,
+        sites.copies,
+        sites.checkout.layout.imports,
+        _pointer(sites),
+        force,
+        actions,
     )
     verify_compiles({**new, **{c.path: c.new for c in copies}})
     return _plan(sites, new, actions, copies)
@@ -100,15 +104,13 @@ def _missing_repeats(sites: Sites, operators: Sequence[Operator]) -> list[str]:
     return [name for name in repeating if name not in listed]
 
 
-def _pointer(sites: Sites) -> Callable[[TargetImport], str | None]:
+def _pointer(sites: Sites) -> Callable[[TargetImport], str]:
     """Where a user's import of this layout's code points in this checkout: `models.common` in a checkout,
-    `PACKAGE.models.common` in the pip package; an import of another layout's code has no place here."""
+    `PACKAGE.models.common` in the pip package."""
     package = sites.checkout.models.parent.name
     layout = sites.checkout.layout
 
-    def point(imported: TargetImport) -> str | None:
-        if imported.family != CHECKOUT_LAYOUT:
-            return None
+    def point(imported: TargetImport) -> str:
         bare = imported.module.removeprefix(f"{layout.package}.")
         return f"{package}.{bare}" if sites.absolute else bare
 
@@ -214,11 +216,17 @@ def inject(checkout: Checkout, operators: Sequence[Operator], force: bool = Fals
 
 
 def revert(checkout: Checkout, names: Sequence[str] | None = None, force: bool = False) -> InjectPlan:
-    """Read the checkout and plan the revert, warning about checkpoints that need the classes."""
+    """Read the checkout and plan the revert, naming the checkpoints in view (the checkout's and the working
+    folder's) that pickle the classes it removes: they stop loading."""
     texts = read_checkout(checkout)
     plan = plan_revert(checkout, texts, names, force)
     removed = [name for name in injected_names(checkout, texts) if names is None or name in names]
-    return replace(plan, warnings=checkpoint_warnings(checkout, removed)) if plan.changed else plan
+    if not plan.changed:
+        return plan
+    held = in_view([checkout.models.parent], None, removed, Path.cwd())
+    needed = tuple(name for name in removed if any(name in classes for classes in held.values()))
+    warnings = checkpoint_warnings(checkout, needed, list(held))
+    return replace(plan, warnings=warnings, checkpoints=tuple(held), needed=needed)
 
 
 def _plan(
@@ -231,14 +239,12 @@ def _plan(
     return InjectPlan(sites.flavour(), (*changes, *copies), tuple(actions))
 
 
-def checkpoint_warnings(checkout: Checkout, names: Sequence[str]) -> tuple[str, ...]:
-    """Checkpoints in the checkout that pickle one of the classes by name: they stop loading without it."""
-    found = checkpoints_needing([checkout.models.parent], None, names)
+def checkpoint_warnings(checkout: Checkout, names: Sequence[str], found: Sequence[Path]) -> tuple[str, ...]:
+    """Why checkpoints that pickle the classes stop loading without them."""
     if not found:
         return ()
     listed = ", ".join(names)
     return (
-        f"{len(found)} checkpoint(s) in this checkout hold {listed} layers ({listing(found)}); {checkout.layout.family} pickles "
-        f"the class by name, so they load only while {listed} is injected. Run `yolopatch inject` again to "
-        "load them.",
+        f"{len(found)} checkpoint(s) hold {listed} layers ({listing(found)}); {checkout.layout.family} pickles "
+        f"the class by name, so they load only while {listed} is injected.",
     )

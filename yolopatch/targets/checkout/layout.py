@@ -9,6 +9,11 @@ from pathlib import Path
 
 from yolopatch.errors import YolopatchError
 from yolopatch.files import read_text
+from yolopatch.userop.source import ImportKind
+
+# The checkout layout YOLOv5 made (models/common.py) is YOLOv7's and YOLOv9's too: their imports are one kind.
+CHECKOUT_IMPORTS = "YOLOv5/YOLOv7/YOLOv9"
+_EXAMPLE = "from models.common import Conv"
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,15 @@ class Layout:
     family: str
     package: str
     marks: frozenset[str] = frozenset()
+
+    @property
+    def imports(self) -> ImportKind:
+        """How a user's file imports this layout's code: `models.common` in a checkout, `PACKAGE.models` in the
+        pip package. The families of this layout share one kind: their blocks are alike."""
+        packaged = tuple(f"{self.package}.{folder}" for folder in ("models", "utils"))
+        return ImportKind(
+            CHECKOUT_IMPORTS, ("models.common", "models.experimental", "utils.", *packaged), _EXAMPLE
+        )
 
     def owns(self, models: Path) -> bool:
         if not self.marks:

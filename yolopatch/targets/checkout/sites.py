@@ -51,7 +51,10 @@ class Sites:
             imports = "an explicit one-line import"
         else:
             imports = "an explicit parenthesised import"
-        return f"{layout}; yolo.py imports common with {imports}; parse_model's collection is {self.kind()}"
+        return (
+            f"{layout}: operators are registered in parse_model (models/yolo.py:{self.collection.lineno}); "
+            f"yolo.py imports common with {imports}; parse_model's collection is {self.kind()}"
+        )
 
     def kind(self) -> str:
         kind = {ast.List: "list", ast.Tuple: "tuple", ast.Set: "set"}[type(self.collection)]

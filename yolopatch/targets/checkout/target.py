@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yolopatch import child
-from yolopatch.build.check import check_builtin, check_with_users, export_builtin
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.inject import InjectPlan
 from yolopatch.operators.spec import Operator
 from yolopatch.targets.base import CheckRequest, Target
-from yolopatch.targets.checkout.edits import inject, injected_names, revert
 from yolopatch.targets.checkout.layout import Checkout, Layout, find_checkout, locate_checkout, read_checkout
 from yolopatch.userop.record import find_config
+from yolopatch.userop.source import ImportKind
 
 if TYPE_CHECKING:
     from yolopatch.report import ModelReport
@@ -47,7 +46,11 @@ class CheckoutTarget(Target):
     layout: Layout
     signature: frozenset[str] = frozenset()
     anchor_style: str = "list"
-    example = "yolov5s.yaml --layers 8"
+    stock = "models/yolov5s.yaml"  # the stock yaml next-step text applies to, in the checkout's folder
+
+    @property
+    def imports(self) -> ImportKind:  # type: ignore[override]
+        return self.layout.imports
 
     def claims(self, values: Mapping[str, Any], modules: Iterable[str]) -> int:
         """A yaml with `anchors:` whose modules this family knows; its own modules weigh most."""
@@ -62,18 +65,34 @@ class CheckoutTarget(Target):
     def locate(self, repo: Path) -> Checkout | None:
         return locate_checkout(repo, self.layout)
 
+    # the planners and the builder are imported when asked for: `apply` never needs them
     def inject(self, where: Any, operators: Sequence[Operator], force: bool, python: str) -> InjectPlan:
+        from yolopatch.targets.checkout.edits import inject
+
         return inject(where, operators, force)
 
     def revert(self, where: Any, names: Sequence[str] | None, force: bool) -> InjectPlan:
+        from yolopatch.targets.checkout.edits import revert
+
         return revert(where, names, force)
 
+    def stock_yaml(self, where: Any) -> Path | None:
+        found = where.models.parent / self.stock
+        return found if found.is_file() else None
+
+    def checkpoint_roots(self, where: Any) -> Sequence[Path]:
+        return (where.models.parent,)
+
     def injected(self, where: Any) -> list[str]:
+        from yolopatch.targets.checkout.edits import injected_names
+
         return injected_names(where, read_checkout(where))
 
     def check(self, request: CheckRequest) -> ModelReport:
         """The built-in builder, in a child when the yaml uses the user's operators; with --repo, the
         checkout's own Model class in a child."""
+        from yolopatch.build.check import check_builtin, check_with_users, export_builtin
+
         if request.scale is not None:
             raise OptionError(
                 "--scale", f"--scale {request.scale}: {request.path} has one size (no scales:)."
@@ -126,7 +145,11 @@ class CheckoutTarget(Target):
         img, batch = requests[0].img, requests[0].batch
         arguments = [type(self).__module__, str(models), str(img), str(batch), *pairs]
         value = child.call(
-            _CHILD, arguments, f"{models}: building with the checkout", config=find_config(Path.cwd())
+            _CHILD,
+            arguments,
+            f"{models}: building with the checkout",
+            config=find_config(Path.cwd()),
+            settings=self.child_settings,
         )
         results = child.reports(value)
         failed = next((r for r in results if isinstance(r, YolopatchError)), None)

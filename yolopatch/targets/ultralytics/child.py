@@ -25,6 +25,7 @@ from typing import Any
 from yolopatch import child
 from yolopatch.build.measure import FLOPS_SIZE
 from yolopatch.errors import YolopatchError
+from yolopatch.shell import shell_word
 
 _MODELS = {
     "detect": "DetectionModel",
@@ -53,11 +54,12 @@ def import_tasks(root: str) -> types.ModuleType:
     return tasks
 
 
-def register_in_memory(tasks: types.ModuleType, names: set[str]) -> list[str]:
-    """Register the operators the yaml uses, as inject would, without writing a file; notes on what was done."""
+def register_in_memory(tasks: types.ModuleType, names: set[str], yaml: str, place: str) -> list[str]:
+    """Register the operators the yaml uses, as inject would, without writing a file; notes on what was done
+    (the operators this ultralytics lacks, and the inject that adds them for training: `place` names it)."""
     from yolopatch.csp import operators_used
     from yolopatch.operators.registry import OPERATORS
-    from yolopatch.targets.ultralytics.edits import plan_inject
+    from yolopatch.targets.ultralytics.edits import injected_names, plan_inject
     from yolopatch.targets.ultralytics.package import MODULE, Package, read_package
     from yolopatch.targets.ultralytics.tables import CSP
     from yolopatch.userop.adapter import recorded_operators
@@ -87,10 +89,10 @@ def register_in_memory(tasks: types.ModuleType, names: set[str]) -> list[str]:
     )
     for op in operators:
         setattr(tasks, op.name, getattr(module, op.name))
-    listed = ", ".join(op.name for op in operators)
+    lacking = [op.name for op in operators if op.name not in injected_names(package)]
     return [
-        f"{listed}: registered in memory for this check only; ultralytics at {package.root} does not have "
-        "them yet (`yolopatch inject` adds them for training)."
+        f"{', '.join(lacking)}: registered in memory for this check only; ultralytics at {package.root} does "
+        f"not have them (`yolopatch inject {place} --for {shell_word(yaml)}` adds them for training)."
     ]
 
 
@@ -116,7 +118,7 @@ class _Built:
 
 def _build(root: str, yaml_path: Path, name: str, scale: str) -> _Built:
     """The yaml built by this ultralytics' own model class, operators it lacks registered in memory."""
-    from yolopatch.channels import geometry, simulate
+    from yolopatch.channels import geometry, simulate, unknown_module
     from yolopatch.files import read_text
     from yolopatch.modelyaml import parse_model_yaml
     from yolopatch.targets.ultralytics.tables import RULES
@@ -125,7 +127,8 @@ def _build(root: str, yaml_path: Path, name: str, scale: str) -> _Built:
     text = read_text(yaml_path)
     parsed = parse_model_yaml(text, name)
     tasks = import_tasks(root)
-    notes = register_in_memory(tasks, {layer.module for layer in parsed.layers})
+    place = "--installed" if root == "-" else shell_word(root)
+    notes = register_in_memory(tasks, {layer.module for layer in parsed.layers}, name, place)
     config = model_config(tasks, text, yaml_path, scale)
     chosen = config["scale"] if parsed.values.get("scales") else ""
     simulation = simulate(
@@ -135,6 +138,11 @@ def _build(root: str, yaml_path: Path, name: str, scale: str) -> _Built:
     try:
         model = getattr(tasks, _MODELS.get(task, "DetectionModel"))(config, ch=3, verbose=False)
     except Exception as exc:
+        unknown = unknown_module(
+            parsed, simulation.geometry.rules, exc, "--installed" if root == "-" else root
+        )
+        if unknown is not None:
+            raise YolopatchError(unknown) from None
         raise YolopatchError(
             f"{name}: ultralytics' own model class failed to build it: {type(exc).__name__}: {exc}"
         ) from None
@@ -174,9 +182,13 @@ def build_and_measure(
     )
     import ultralytics
 
-    builder = f"ultralytics {ultralytics.__version__} at {Path(str(ultralytics.__file__)).parent}"
+    owner = f"ultralytics {ultralytics.__version__}"
     report = dataclasses.replace(
-        report, warnings=[*notes, *report.warnings], reference=reference, builder=builder
+        report,
+        warnings=[*notes, *report.warnings],
+        reference=reference,
+        reference_by=owner,
+        builder=f"{owner} at {Path(str(ultralytics.__file__)).parent}",
     )
     if own_gflops:  # the model's total exactly as this release counts it, plus the work thop cannot see
         report = dataclasses.replace(report, gflops=own_gflops + report.uncounted_gflops)

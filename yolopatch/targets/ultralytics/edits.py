@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yolopatch import __version__
-from yolopatch.checkpoints import checkpoints_needing, listing
+from yolopatch.checkpoints import in_view, listing
 from yolopatch.errors import YolopatchError
 from yolopatch.files import FileChange, read_text
 from yolopatch.inject import (
@@ -37,10 +37,12 @@ from yolopatch.targets.ultralytics.package import (
     MODULE,
     MODULE_FILE,
     Package,
+    checkpoint_roots,
     location_warnings,
     read_package,
 )
 from yolopatch.targets.ultralytics.sites import Sites, find_sites, import_insertion, import_removal
+from yolopatch.targets.ultralytics.tables import IMPORTS
 from yolopatch.userop.copies import copy_changes, copy_removals
 
 if TYPE_CHECKING:
@@ -120,15 +122,14 @@ def plan_inject(
         package.module: splice(sites.module, module_edits),
     }
     folder = package.root / "nn" / "modules"
-    copies = copy_changes(
-        operators, folder, sites.copies, "ultralytics", _pointer, force, actions, "nn/modules/"
-    )
+    copies = copy_changes(operators, folder, sites.copies, IMPORTS, _pointer, force, actions, "nn/modules/")
     verify_compiles({**new, **{c.path: c.new for c in copies}})
     return _plan(sites, new, actions, _upgrade_warnings(sites), copies)
 
 
-def _pointer(imported: TargetImport) -> str | None:
-    return imported.module if imported.family == "ultralytics" else None
+def _pointer(imported: TargetImport) -> str:
+    """A user's import of ultralytics' code stays as it is: the copy sits inside the package."""
+    return imported.module
 
 
 def _missing(
@@ -391,12 +392,12 @@ def inject(
     texts = read_package(package)
     plan = plan_inject(package, texts, operators, force)
     lost = _lost(find_sites(package, texts, [op.name for op in operators]))
-    found = _checkpoints_needing(package, workdir, lost) if lost else []
+    found = list(_checkpoints_needing(package, workdir, lost)) if lost else []
     if not found:
         return plan
     warning = (
         f"{len(found)} checkpoint(s) hold {', '.join(lost)} layers ({listing(found)}) and will not load until "
-        "`yolopatch inject` runs again: they pickle the classes as ultralytics.nn.modules.yolopatch."
+        f"this inject is written: they pickle the classes as {MODULE}."
     )
     return replace(plan, warnings=(*plan.warnings, warning))
 
@@ -409,25 +410,24 @@ def revert(
     texts = read_package(package)
     plan = plan_revert(package, texts, names, force)
     removed = list(names) if names is not None else injected_names(package)
-    found = _checkpoints_needing(package, workdir, removed) if plan.changed else []
-    if not found:
+    held = _checkpoints_needing(package, workdir, removed) if plan.changed else {}
+    if not held:
         return plan
-    listed = ", ".join(removed)
+    needed = tuple(name for name in removed if any(name in classes for classes in held.values()))
+    listed = ", ".join(needed)
     warning = (
-        f"{len(found)} checkpoint(s) hold {listed} layers ({listing(found)}); ultralytics pickles them as "
-        f"{MODULE}.{removed[0]}, so they load only where {listed} is injected (ultralytics' own error instead "
-        "asks for a new training run). Run `yolopatch inject` again to load them."
+        f"{len(held)} checkpoint(s) hold {listed} layers ({listing(list(held))}); ultralytics pickles them as "
+        f"{MODULE}.{needed[0]}, so they load only where {listed} is injected (ultralytics' own error instead "
+        "asks for a new training run)."
     )
-    return replace(plan, warnings=(warning,))
+    return replace(plan, warnings=(warning,), checkpoints=tuple(held), needed=needed)
 
 
-def _checkpoints_needing(package: Package, workdir: Path | None, names: Sequence[str]) -> list[Path]:
-    """Checkpoints that pickle our `names`, where trained weights land: runs/ of the folder training runs
-    from (ultralytics writes there) and a checkout's own folder, searched through; the folder itself, only
-    its own files (it may be a home folder)."""
-    here = workdir or Path.cwd()
-    roots = [here / "runs"] + ([] if package.kind == "installed package" else [package.root.parent])
-    return checkpoints_needing(roots, MODULE, names, shallow=[here])
+def _checkpoints_needing(
+    package: Package, workdir: Path | None, names: Sequence[str]
+) -> dict[Path, list[str]]:
+    """Checkpoints in view that pickle our `names` (the working folder's and a checkout's own folder)."""
+    return in_view(checkpoint_roots(package), MODULE, names, workdir or Path.cwd())
 
 
 def with_location_warnings(plan: InjectPlan, package: Package, python: str) -> InjectPlan:

@@ -181,3 +181,8 @@ def location_warnings(package: Package, python: str) -> tuple[str, ...]:
         f"{package.root.parent} will not see the operators. Install the checkout with "
         f"`pip install -e {package.root.parent}`, or run `yolopatch inject --installed`.",
     )
+
+
+def checkpoint_roots(package: Package) -> list[Path]:
+    """Where a checkout's own trained weights may lie: its folder (an installed package has none)."""
+    return [] if package.kind == "installed package" else [package.root.parent]

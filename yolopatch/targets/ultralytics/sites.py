@@ -91,9 +91,9 @@ class Sites:
             else "a list"
         )
         return (
-            f"ultralytics {version or '(version unknown)'} ({where}); tasks.py imports "
-            f"nn.modules with {imports}; parse_model's (c1, c2) collection is {self.collection_kind}; "
-            f"__all__ is {all_kind}"
+            f"ultralytics {version or '(version unknown)'} ({where}): operators are registered in parse_model "
+            f"(nn/tasks.py:{self.collection.lineno}); tasks.py imports nn.modules with {imports}; parse_model's "
+            f"(c1, c2) collection is {self.collection_kind}; __all__ is {all_kind}"
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from yolopatch.csp import CspBlock
 from yolopatch.rules import Rules
+from yolopatch.userop.source import ImportKind
 
 # parse_model's (c1, c2) collection, the union over 8.1 to 8.4 (Classify is there too, but it is a head)
 CHANNEL_MODULES = frozenset(
@@ -173,3 +174,6 @@ DEFINED = frozenset(
     "TransformerEncoderLayer TransformerLayer WorldDetect YOLOEDetect YOLOESegment YOLOESegment26 v10Detect "
     "C3k".split()
 )
+
+# How a user's file imports ultralytics' code (its copy then sits inside the package, imports unchanged).
+IMPORTS = ImportKind("ultralytics", ("ultralytics",), "from ultralytics.nn.modules import Conv")

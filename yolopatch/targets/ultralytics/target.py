@@ -21,9 +21,14 @@ from yolopatch.errors import YolopatchError
 from yolopatch.inject import InjectPlan
 from yolopatch.operators.spec import Operator
 from yolopatch.targets.base import CheckRequest, Target
-from yolopatch.targets.ultralytics.edits import inject, injected_names, revert, with_location_warnings
-from yolopatch.targets.ultralytics.package import Package, find_package, installed_package
-from yolopatch.targets.ultralytics.tables import DEFINED, RULES
+from yolopatch.targets.ultralytics.package import (
+    MODULE,
+    Package,
+    checkpoint_roots,
+    find_package,
+    installed_package,
+)
+from yolopatch.targets.ultralytics.tables import DEFINED, IMPORTS, RULES
 from yolopatch.userop.record import find_config
 
 if TYPE_CHECKING:
@@ -40,6 +45,19 @@ class Ultralytics(Target):
     has_scales = True
     checkout_hint = "PATH/TO/ultralytics"
     times_with_own_code = True
+    imports = IMPORTS
+    pickle_module = MODULE
+    # in cfg/models/v8/yolov8.yaml: 9 SPPF, 8 the last backbone C2f, 7 a stride-2 Conv, 10 nn.Upsample; its
+    # scales come from the file name, so the written file names one
+    example_layers = {"keep": "9 --insert", "conv": "8", "stride2": "7", "upsample": "10"}
+    example_output = "{stem}n-{op}.yaml"
+
+    def stock_yaml(self, where: Any) -> Path | None:
+        found = where.root / "cfg" / "models" / "v8" / "yolov8.yaml"
+        return found if found.is_file() else None
+
+    def checkpoint_roots(self, where: Any) -> Sequence[Path]:
+        return checkpoint_roots(where)
 
     def claims(self, values: Mapping[str, Any], modules: Iterable[str]) -> int:
         """An anchor-free yaml (YOLOv8 and later); the more of its modules ultralytics knows, the surer."""
@@ -53,13 +71,20 @@ class Ultralytics(Target):
     def installed(self, python: str) -> Package:
         return installed_package(python)
 
+    # the planners are imported when asked for: `apply` and `check` never need them
     def inject(self, where: Any, operators: Sequence[Operator], force: bool, python: str) -> InjectPlan:
+        from yolopatch.targets.ultralytics.edits import inject, with_location_warnings
+
         return with_location_warnings(inject(where, operators, force), where, python)
 
     def revert(self, where: Any, names: Sequence[str] | None, force: bool) -> InjectPlan:
+        from yolopatch.targets.ultralytics.edits import revert
+
         return revert(where, names, force)
 
     def injected(self, where: Any) -> list[str]:
+        from yolopatch.targets.ultralytics.edits import injected_names
+
         return injected_names(where)
 
     def check(self, request: CheckRequest) -> ModelReport:
@@ -69,7 +94,13 @@ class Ultralytics(Target):
         r = request
         arguments = [_root(r.repo), str(r.path.resolve()), str(r.path), r.scale or "-", str(r.img)]
         arguments += [str(r.batch), r.export or "-", "1" if r.fused else "0"]
-        value = child.call(_CHILD, arguments, "building with ultralytics", config=find_config(Path.cwd()))
+        value = child.call(
+            _CHILD,
+            arguments,
+            "building with ultralytics",
+            config=find_config(Path.cwd()),
+            settings=self.child_settings,
+        )
         (result,) = child.reports(value)
         if isinstance(result, YolopatchError):
             raise result
@@ -93,7 +124,13 @@ class Ultralytics(Target):
             device,
         ]
         arguments += ["1" if half else "0", "1" if first.fused else "0", str(runs), *pairs]
-        (result,) = child.call(_CHILD, arguments, "timing with ultralytics", config=find_config(Path.cwd()))
+        (result,) = child.call(
+            _CHILD,
+            arguments,
+            "timing with ultralytics",
+            config=find_config(Path.cwd()),
+            settings=self.child_settings,
+        )
         if "error" in result:
             raise YolopatchError(result["error"])
         latencies = {name: Latency(**value) for name, value in result["latencies"].items()}

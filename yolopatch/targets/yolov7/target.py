@@ -118,7 +118,9 @@ class YOLOv7(CheckoutTarget):
     layout = Layout("YOLOv7", "yolov7", marks=frozenset({"IDetect", "IAuxDetect"}))
     signature = frozenset({"IDetect", "IAuxDetect", "IBin", "IKeypoint", "RepConv", "DownC", "Stem", "ReOrg"})
     checkout_hint = "PATH/TO/yolov7"
-    example = "yolov7.yaml --layers 50"  # a 1x1 Conv before SPPCSPC in cfg/training/yolov7.yaml
+    # in cfg/training/yolov7.yaml: 50 is the 1x1 Conv before SPPCSPC, 1 the first stride-2 Conv
+    stock = "cfg/training/yolov7.yaml"
+    example_layers = {"keep": "50 --insert", "conv": "50", "stride2": "1", "upsample": "nn.Upsample"}
 
     def builtin(self) -> Builtin:
         from yolopatch.targets.yolov7 import blocks

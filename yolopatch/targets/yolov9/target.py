@@ -112,7 +112,9 @@ class YOLOv9(CheckoutTarget):
     )
     anchor_style = "int"
     checkout_hint = "PATH/TO/yolov9"
-    example = "yolov9-c.yaml --layers 9 --insert"  # after the backbone's last RepNCSPELAN4 in models/detect/yolov9-c.yaml
+    # in models/detect/yolov9-c.yaml: 9 is the backbone's last RepNCSPELAN4, 1 the first stride-2 Conv
+    stock = "models/detect/yolov9-c.yaml"
+    example_layers = {"keep": "9 --insert", "conv": "9 --insert", "stride2": "1", "upsample": "nn.Upsample"}
 
     def builtin(self) -> Builtin:
         from yolopatch.targets.yolov9 import blocks

@@ -1,0 +1,146 @@
+"""The Target contract: what every family in the registry does, each on its own fixtures (providers.py).
+
+A family claims its own yamls and locates its own checkouts; inject twice equals once and lists what it
+injected; revert restores every byte (line endings included) and names the checkpoints that stop loading; a
+revert with nothing injected changes nothing; its own code builds an injected operator with the parameters
+yolopatch reports. What only one family does (its flavours, its formatting styles, its messages) is tested
+in that family's files.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import STUBS, run_cli, snapshot, user_csp, user_se, write_checkpoint
+from providers import Provider, provider_for
+
+from yolopatch.build.check import check_builtin
+from yolopatch.channels import modules_of
+from yolopatch.commands.apply import ApplyOptions, apply_operator
+from yolopatch.files import write_changes
+from yolopatch.modelyaml import parse_model_yaml
+from yolopatch.operators.registry import DEFAULT, OPERATORS, get_operator
+from yolopatch.targets import registry
+from yolopatch.targets.base import CheckRequest, Target
+from yolopatch.targets.registry import TARGETS
+
+# the operators injected: every built-in one, or two of your own (a module that keeps its channels, and a
+# CSP block that goes into parse_model's repeat collection too)
+OPERATOR_SETS = {
+    "built-in": lambda folder: list(OPERATORS.values()),
+    "yours": lambda folder: [user_se(folder), user_csp(folder)],
+}
+
+
+@pytest.fixture(params=TARGETS, ids=lambda target: target.name)
+def target(request) -> Target:
+    return request.param
+
+
+@pytest.fixture
+def provider(target) -> Provider:
+    return provider_for(target)
+
+
+@pytest.fixture
+def root(provider, tmp_path) -> Path:
+    """The family's stand-in checkout (or package folder)."""
+    return provider.make(tmp_path / "repo")
+
+
+def _inject(target: Target, root: Path, operators) -> None:
+    write_changes(target.inject(target.locate(root), operators, False, sys.executable).changes)
+
+
+def test_it_claims_its_own_yaml_and_no_other_family_claims_it_as_strongly(target, provider):
+    values = parse_model_yaml(provider.yaml, "m.yaml").values
+    assert registry.target_for(values) is target
+    modules = modules_of(values)
+    own = target.claims(values, modules)
+    assert [t.name for t in TARGETS if t is not target and t.claims(values, modules) >= own] == []
+
+
+def test_locate_finds_its_checkout_from_every_folder_a_user_may_name(target, provider, root):
+    for place in provider.places:
+        assert target.locate(root / place) is not None, place
+        assert registry.locate(root / place)[0] is target, place
+    others = [t.name for t in TARGETS if t is not target and not t.fallback and t.locate(root) is not None]
+    assert others == []
+
+
+@pytest.mark.parametrize("operators", list(OPERATOR_SETS))
+def test_inject_twice_equals_once_and_injected_lists_the_operators(target, root, tmp_path, operators):
+    ops = OPERATOR_SETS[operators](tmp_path)
+    where = target.locate(root)
+    assert target.injected(where) == []
+    plan = target.inject(where, ops, False, sys.executable)
+    assert plan.changed
+    write_changes(plan.changes)
+    assert sorted(target.injected(where)) == sorted(op.name for op in ops)
+    assert not target.inject(where, ops, False, sys.executable).changed  # and so `inject --check` passes
+
+
+@pytest.mark.parametrize("operators", list(OPERATOR_SETS))
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_revert_restores_every_byte_and_the_files_keep_their_line_endings(
+    target, root, tmp_path, operators, newline
+):
+    for path in root.rglob("*.py"):
+        path.write_bytes(path.read_bytes().replace(b"\n", newline.encode()))
+    pristine = snapshot(root)
+    _inject(target, root, OPERATOR_SETS[operators](tmp_path))
+    for name, data in snapshot(root).items():
+        if name in pristine:  # an edited file keeps its line endings, on the added lines too
+            assert data.count(b"\n") == data.count(newline.encode()), name
+    write_changes(target.revert(target.locate(root), None, False).changes)
+    assert snapshot(root) == pristine
+
+
+def test_a_revert_with_nothing_injected_changes_nothing(target, root):
+    pristine = snapshot(root)
+    assert not target.revert(target.locate(root), None, False).changed
+    result = run_cli("inject", str(root), "--revert")
+    assert result.returncode == 0 and "nothing to revert" in result.stderr
+    assert snapshot(root) == pristine
+
+
+def test_revert_names_the_checkpoints_that_hold_the_operators_classes(target, provider, root, monkeypatch):
+    cbam = get_operator("cbam")
+    _inject(target, root, [cbam])
+    best = root / "runs" / "train" / "exp" / "weights" / "best.pt"
+    write_checkpoint(best, provider.pickles_as, "CBAM")
+    write_checkpoint(root / "stock.pt", provider.pickles_as, "Conv")
+    (root / "broken.pt").write_bytes(b"not a zip")
+    monkeypatch.chdir(root)
+    plan = target.revert(target.locate(root), None, False)
+    (warning,) = plan.warnings
+    assert warning.startswith("1 checkpoint(s) ") and "hold CBAM layers" in warning
+    assert (plan.checkpoints, plan.needed) == ((best.resolve(),), ("CBAM",))
+
+
+@pytest.mark.real
+def test_its_own_code_builds_an_injected_operator_with_the_parameters_yolopatch_reports(
+    target, provider, tmp_path, request, monkeypatch
+):
+    """The family's yaml with an Involution in place of a layer and an SE inserted after it, both injected
+    into a copy of a real release: the release's own model class (`check --repo`) has the parameters of the
+    built-in builder, or, for a family without one, of its own model class built directly."""
+    if target.builtin() is None and provider.own_params is None:
+        pytest.skip(f"{target.name} has no built-in builder and its provider no own_params")
+    release = provider.release(request.getfixturevalue(provider.real), tmp_path)
+    se = get_operator("se")
+    _inject(target, release, [DEFAULT, se])
+    text = apply_operator(provider.yaml, provider.layer, ApplyOptions()).text
+    text = apply_operator(text, provider.layer, ApplyOptions(se, insert=True)).text
+    path = tmp_path / "m.yaml"
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", str(STUBS))  # torchvision's stand-in: the families import it
+    theirs = target.check(CheckRequest(path, text, release, None, 64, 1))
+    assert {DEFAULT.name, se.name} <= {layer.module for layer in theirs.layers}
+    if target.builtin() is not None:
+        ours = check_builtin(target, text, str(path), 64, 1)
+        assert (theirs.params, round(theirs.gflops, 1)) == (ours.params, round(ours.gflops, 1))
+    else:
+        assert theirs.params == provider.own_params(release, path)  # type: ignore[misc]
