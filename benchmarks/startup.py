@@ -1,5 +1,6 @@
 """Whole-process time of `yolopatch apply`, `yolopatch --help` and `yolopatch inject --check`, beside
-`python -c pass`, interleaved, medians of several runs. Also says whether torch was imported.
+`python -c pass`, interleaved, medians of several runs, and each as a ratio to `python -c pass`. Also says
+whether torch was imported.
 
     python benchmarks/startup.py [--runs 15]
 """
@@ -64,11 +65,12 @@ def main() -> None:
                 subprocess.run(command, capture_output=True)
                 times[name].append(time.perf_counter() - start)
         base = statistics.median(times["python -c pass"])
-        print(f"{'command':28} {'median s':>9} {'minus python':>13}  torch imported")
+        # the ratio to `python -c pass` measured beside it: comparable across machines and loads
+        print(f"{'command':28} {'median s':>9} {'minus python':>13} {'x python':>9}  torch imported")
         for name, command in cmds.items():
             median = statistics.median(times[name])
             imported = "-" if name.startswith("python") else str(torch_imported(command))
-            print(f"{name:28} {median:9.3f} {median - base:13.3f}  {imported}")
+            print(f"{name:28} {median:9.3f} {median - base:13.3f} {median / base:9.1f}  {imported}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from helpers import (
     ULTRALYTICS_VERSIONS,
     YOLOV5_VERSIONS,
     copy_checkout,
+    download_pytorchyolo,
     download_ultralytics,
     download_yolo9,
     download_yolov5,
@@ -40,6 +42,41 @@ def _downloaded(download: Callable[[str], Path], versions: Sequence[str], what: 
         if os.environ.get("CI"):
             raise
         pytest.skip(f"cannot download {what} wheels: {exc}")
+
+
+# fixture name -> the downloads it needs: (function, argument or None)
+_DOWNLOADS: dict[str, list[tuple[Callable[..., Path], str | None]]] = {
+    "yolov5_packages": [(download_yolov5, v) for v in YOLOV5_VERSIONS],
+    "ultralytics_packages": [(download_ultralytics, v) for v in ULTRALYTICS_VERSIONS],
+    "wky_packages": [
+        (download_yolo9, None),
+        (download_yolov7, None),
+        (download_yolov7_easy, None),
+        (download_yolov7_checkout, None),
+    ],
+    "pytorchyolo_packages": [(download_pytorchyolo, None)],
+}
+
+
+def _prefetch(fixtures: set[str]) -> None:
+    """From a fresh clone (an empty cache), download every wheel the collected tests need, side by side, in
+    the background, while the first tests (those that need none) run: the real tests then find them unpacked
+    (or wait on the package's lock for the last of them) instead of each fixture downloading in turn. Each
+    pytest-xdist worker starts its own; the lock per package makes one of them download it. Errors are left
+    to the fixtures, which raise or skip them where a test asks."""
+    wanted = [download for name in sorted(fixtures) for download in _DOWNLOADS[name]]
+    if not wanted:
+        return
+
+    def fetch(download: tuple[Callable[..., Path], str | None]) -> None:
+        function, argument = download
+        with contextlib.suppress(Exception):
+            function() if argument is None else function(argument)
+
+    pool = ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="yolopatch-prefetch")
+    for download in wanted:
+        pool.submit(fetch, download)
+    pool.shutdown(wait=False)
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +106,12 @@ def wky_packages() -> dict[str, Path]:
     return _downloaded(lambda name: downloads[name](), list(downloads), "WongKinYiu packages")
 
 
+@pytest.fixture(scope="session")
+def pytorchyolo_packages() -> dict[str, Path]:
+    """version -> a folder holding that release's `pytorchyolo` package (it builds darknet cfgs)."""
+    return _downloaded(download_pytorchyolo, ["1.8.0"], "pytorchyolo")
+
+
 @pytest.fixture
 def checkout(tmp_path: Path) -> Callable[[str], Path]:
     """checkout(NAME): a copy of our stand-in checkout tests/fixtures/checkouts/NAME, at tmp_path/NAME."""
@@ -94,12 +137,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Every test that needs the downloaded wheels carries the `real` marker (`-m "not real"` skips them);
     `exhaustive` tests run only when a `-m` expression names them (`-m exhaustive`)."""
     for item in items:
-        if {"yolov5_packages", "ultralytics_packages", "wky_packages"} & set(
-            getattr(item, "fixturenames", ())
-        ):
+        if set(_DOWNLOADS) & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.real)
     if "exhaustive" not in (config.option.markexpr or ""):
         left_out = [item for item in items if item.get_closest_marker("exhaustive")]
         if left_out:
             config.hook.pytest_deselected(items=left_out)
             items[:] = [item for item in items if not item.get_closest_marker("exhaustive")]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The tests are chosen (-m, -k and the exhaustive rule applied): fetch what they will need."""
+    if not session.config.option.collectonly:
+        used = (set(getattr(item, "fixturenames", ())) for item in session.items)
+        _prefetch({name for names in used for name in set(_DOWNLOADS) & names})

@@ -276,6 +276,16 @@ def download_yolov7_checkout() -> Path:
     return _unpacked_wheel("yolov7-wky-package", YOLOV7_YAMLS_VERSION, "models")
 
 
+def download_opencv(version: str = "4.14.0.94") -> Path:
+    """A folder holding OpenCV 4's `cv2` (5.x has no darknet reader): put it first on a child's PYTHONPATH."""
+    return _unpacked_wheel("opencv-python-headless", version, "cv2")
+
+
+def download_pytorchyolo(version: str = "1.8.0") -> Path:
+    """A folder holding the `pytorchyolo` package (a PyTorch codebase that reads darknet cfgs)."""
+    return _unpacked_wheel("pytorchyolo", version)
+
+
 def _unpacked_wheel(name: str, version: str, inside: str | None = None) -> Path:
     """Download and unpack once (a wheel, or an sdist's one top folder); parallel workers (pytest-xdist) and
     runs share the cache: a lock per package, and the unpacked folder appears whole (renamed into place) or

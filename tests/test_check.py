@@ -31,7 +31,6 @@ from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import parse_model_yaml
 from yolopatch.operators.involution import involution_macs, involution_params
 from yolopatch.render.model import summary_line
-from yolopatch.targets.base import CheckRequest
 from yolopatch.targets.checkout.target import reference_summary
 from yolopatch.targets.yolov5 import target as yolov5
 
@@ -182,6 +181,10 @@ def _group(path: Path) -> str:
     return "P6-P7" if re.search(r"(6|p7)$", path.stem) else "P3-P5"
 
 
+# the two yamls of the comparison table checked in the P3-P5 group, first: the table's reference is the first
+COMPARED = ("yolov5n.yaml", "yolov5s.yaml")
+
+
 @pytest.mark.parametrize("exhaustive", EXHAUSTIVE)
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_v7_yaml_matches_yolov5s_own_model_and_summary(
@@ -189,20 +192,30 @@ def test_every_v7_yaml_matches_yolov5s_own_model_and_summary(
 ):
     """Our builder against YOLOv5 v7.0's own Model and model_info, for every model yaml the wheel ships (the
     default run: every architecture, see LARGER_SCALES), a group per test, so parallel workers share them;
-    one child builds a group with the Model."""
+    one child builds a group with the Model: `check A.yaml B.yaml ... --repo` (one table, its JSON)."""
     monkeypatch.setenv("PYTHONPATH", str(STUBS))
     package = tmp_path / "yolov5"
     shutil.copytree(yolov5_packages["7.0.14"], package)
     files = sorted(p for p in (package / "models").rglob("*.yaml") if p.name != "anchors.yaml")
     paths = [p for p in files if _group(p) == group and (exhaustive or not LARGER_SCALES.fullmatch(p.name))]
+    first = {package / "models" / name: i for i, name in enumerate(COMPARED)}
+    paths.sort(key=lambda p: first.get(p, len(first)))  # stable: the compared yamls, then the rest in order
     img, batch = GROUPS[group]
-    for path, theirs in zip(paths, _with_repo(package, paths, img, batch), strict=True):
+    data = _with_repo(package, paths, img, batch, tmp_path)
+    reports = data["models"] if len(paths) > 1 else [data["model"]]
+    for path, theirs in zip(paths, reports, strict=True):
         ours = check_yaml(path.read_text(encoding="utf-8"), str(path), img, batch)
-        assert (ours.params, ours.modules) == (theirs.params, theirs.modules), path
+        assert (ours.params, ours.modules) == (theirs["params"], theirs["modules"]), path
         assert (
             f"{ours.modules} layers, {ours.params} parameters, {ours.gradients} gradients, {ours.gflops:.1f} GFLOPs"
-            in theirs.reference
+            in theirs["reference"]
         ), path
+    if group == "P3-P5":
+        # several yamls with the checkout's own Model in one table: YOLOv5 v7.0's own counts, against the first
+        rows = data["comparison"]
+        assert [Path(row["model"]).name for row in rows[:2]] == list(COMPARED)
+        assert [row["params"] for row in rows[:2]] == [1872157, 7235389]
+        assert rows[1]["params_change"] == 7235389 - 1872157
 
 
 @pytest.mark.parametrize("name", ["spaced.yaml", "master.yaml", "darknet.yaml", "p6.yaml"])
@@ -330,21 +343,10 @@ def test_fused_figures_equal_yolov5s_own_fused_model(yolov5_packages, tmp_path):
         assert [ours.fused_modules, ours.fused_params] == theirs[str(path)], path.name
 
 
-def test_check_several_yamls_with_the_checkouts_own_model_in_one_table(yolov5_packages, tmp_path):
-    package = tmp_path / "yolov5"
-    shutil.copytree(yolov5_packages["7.0.14"], package)
-    paths = [package / "models" / name for name in ("yolov5n.yaml", "yolov5s.yaml")]
-    env = {"PYTHONPATH": str(STUBS), "YOLOV5_CONFIG_DIR": str(tmp_path)}
-    result = run_cli("check", *map(str, paths), "--repo", str(package), "--img", "64", "--json", env=env)
+def _with_repo(repo: Path, paths: list[Path], img: int, batch: int, cwd: Path) -> dict:
+    """`check PATHS --repo REPO --json`: every yaml built by the checkout's own Model, in one child."""
+    size = ["--img", str(img), "--batch", str(batch)]
+    env = {"YOLOV5_CONFIG_DIR": str(cwd)}
+    result = run_cli("check", *map(str, paths), "--repo", str(repo), *size, "--json", cwd=cwd, env=env)
     assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)["comparison"]
-    assert [row["params"] for row in rows] == [1872157, 7235389]  # YOLOv5 v7.0's own counts
-    assert rows[1]["params_change"] == 7235389 - 1872157
-
-
-def _with_repo(repo: Path, paths: list[Path], img: int, batch: int = 1) -> list:
-    """Every yaml built by the checkout's own Model, in one child."""
-    requests = [
-        CheckRequest(path, path.read_text(encoding="utf-8"), repo, None, img, batch) for path in paths
-    ]
-    return yolov5.TARGET.check_many(requests)
+    return json.loads(result.stdout)

@@ -160,7 +160,9 @@ def test_write_prints_the_change_table_and_the_next_command(tmp_path):
 
 
 USAGE = [
-    pytest.param(["apply", "x.yaml"], "Missing option '--layers'", id="no-layers"),
+    pytest.param(
+        ["apply", "x.yaml"], "--layers: name the layers to change (or --backbone NAME)", id="no-layers"
+    ),
     pytest.param(
         ["apply", "x.yaml", "-l", "1", "--diff", "--check"], "--diff or --check", id="diff-and-check"
     ),

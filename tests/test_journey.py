@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import EXAMPLE, STUBS, font_home, run_cli, snapshot, write_checkpoint
+from helpers import EXAMPLE, ROOT, STUBS, font_home, run_cli, snapshot, write_checkpoint
 
 from yolopatch.userop.source import REQUIRED, Param
 
@@ -29,7 +29,9 @@ def hinted_commands(output: str) -> list[list[str]]:
             text = line.split(":", 1)[1]
             if text.rstrip().endswith("then:") and i + 1 < len(lines):
                 text += "   and   " + lines[i + 1]
-            for part in text.replace(", then:", "   and   ").split("   and   "):
+            for part in (
+                text.replace(", then:", "   and   ").replace("   then: ", "   and   ").split("   and   ")
+            ):
                 command = part.split("   (")[0].strip()
                 if command.startswith("yolopatch "):
                     commands.append(shlex.split(command)[1:])
@@ -132,38 +134,38 @@ def test_a_set_value_of_the_wrong_kind_is_refused_saying_why(param, text, why):
 # ---- the way back to a loadable checkpoint, following the hints as printed ----------------------------------
 
 
-@pytest.fixture
-def package(yolov5_packages, tmp_path) -> Path:
-    """The yolov5 7.0.14 pip package, as a user's site-packages holds it."""
-    return Path(shutil.copytree(yolov5_packages["7.0.14"], tmp_path / "site" / "yolov5"))
-
-
 @pytest.mark.real
-def test_every_hint_runs_as_printed_and_leads_back_to_a_loadable_checkpoint(package, tmp_path):
+def test_every_hint_runs_as_printed_and_leads_back_to_a_loadable_checkpoint(yolov5_packages, tmp_path):
     work = tmp_path / "my project"  # a space: hints quote paths
-    work.mkdir()
+    package = Path(shutil.copytree(yolov5_packages["7.0.14"], work / "yolov5"))  # a clone beside the yaml
     env = {"PYTHONPATH": str(STUBS), "HOME": str(font_home(tmp_path))}
     shutil.copy(package / "models" / "yolov5s.yaml", work / "yolov5s.yaml")
+    shutil.copy(ROOT / "examples" / "my_modules.py", work / "my_modules.py")
+    added = run_cli("ops", "add", "my_modules.py:ChannelGate", cwd=work, env=env)
+    assert added.returncode == 0, added.stderr
+    assert [c[0] for c in hinted_commands(added.stdout)] == ["apply", "inject"]
+    for command in hinted_commands(added.stdout):  # the yaml and the clone at hand, no placeholder
+        result = run_cli(*command, cwd=work, env=env)
+        assert result.returncode == 0, (command, result.stderr)
     applied = run_cli("apply", "yolov5s.yaml", "-l", "9", "--insert", "--op", "se", cwd=work, env=env)
     assert applied.returncode == 0, applied.stderr
     commands = hinted_commands(applied.stdout)
     assert [c[0] for c in commands] == ["inject", "check"]
-    commands[0][1] = str(package)  # the hint names PATH/TO/yolov5: where the user's checkout is
     commands[1] += ["--img", "128"]
     for command in commands:
         result = run_cli(*command, cwd=work, env=env)
         assert result.returncode == 0, (command, result.stderr)
 
     write_checkpoint(work / "runs" / "train" / "exp" / "weights" / "best.pt", "yolov5.models.common", "SE")
-    reverted = run_cli("inject", str(package), "--revert", cwd=work, env=env)
+    reverted = run_cli("inject", "yolov5", "--revert", "--op", "SE", cwd=work, env=env)
     assert reverted.returncode == 0 and "hold SE layers" in reverted.stderr
     (back,) = hinted_commands(reverted.stderr)
-    assert back == ["inject", str(package), "--op", "SE"]
+    assert back == ["inject", "yolov5", "--op", "SE"]
 
-    checked = run_cli("inject", str(package), "--check", cwd=work, env=env)
+    checked = run_cli("inject", "yolov5", "--check", cwd=work, env=env)
     assert checked.returncode == 1 and "SE needed by" in checked.stderr and "best.pt" in checked.stderr
     assert run_cli(*back, cwd=work, env=env).returncode == 0
-    assert run_cli("inject", str(package), "--check", cwd=work, env=env).returncode == 0
+    assert run_cli("inject", "yolov5", "--check", cwd=work, env=env).returncode == 0
 
 
 def test_inject_without_op_takes_what_the_checkpoints_in_view_need_and_says_so(checkout, tmp_path):

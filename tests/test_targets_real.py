@@ -79,16 +79,32 @@ def _channels(output: str) -> int | None:
     return int(shapes[0][1]) if len(shapes) == 1 and output.count("[") == 1 else None
 
 
+ALL = ",".join(op.name.lower() for op in OPERATORS.values())
+# the trees whose yaml with every operator the stock test's child builds too: (tree, stock yaml, layers)
+IN_THE_STOCK_CHILD = {
+    "YOLOv9": ("yolo9", "yolov9-c.yaml", "3,9,16,22"),
+    "YOLOv7": ("yolov7", "training/yolov7.yaml", "24,37,50,63"),
+}
+_COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.dist-info", "*.pt")
+
+
 @pytest.mark.parametrize("exhaustive", EXHAUSTIVE)
 @pytest.mark.parametrize("family", ["YOLOv7", "YOLOv9"])
 def test_stock_yamls_simulate_and_build_as_the_familys_own_model(wky_packages, tmp_path, family, exhaustive):
     """Per layer, the simulated channels are the own Model's; the built-in builder's parameters and layer
-    count are the own Model's, as its summary line prints them."""
-    repo = wky_packages["yolo9" if family == "YOLOv9" else "yolov7"]
+    count are the own Model's, as its summary line prints them. The family's package has every operator
+    injected meanwhile (then reverted byte for byte): the same child builds a yaml with every operator too
+    (see _check_every_operator; the other trees in the test below)."""
+    tree, yaml, layers = IN_THE_STOCK_CHILD[family]
+    repo = tmp_path / "site" / tree
+    shutil.copytree(wky_packages[tree], repo, ignore=_COPY_IGNORE)
+    pristine = snapshot(repo)
+    model, stock = _inject_every_operator(repo, wky_packages, family, yaml, layers, tmp_path)
     paths = [p for p in _yamls(wky_packages)[family] if exhaustive or _name(p) in FEATURED]
     # every yaml in one child, at 64: the P6 models' stride-64 output is then 1x1, so batch 2 for BatchNorm
     batch = 2 if any(_img(p) > 64 for p in paths) else 1
-    for path, theirs in zip(paths, _own_model(repo, paths, 64, tmp_path, batch), strict=True):
+    *reports, with_operators = _own_model(repo, [*paths, model], 64, tmp_path, batch)
+    for path, theirs in zip(paths, reports, strict=True):
         text = path.read_text(encoding="utf-8")
         parsed = parse_model_yaml(text, str(path))
         shapes = simulate(parsed.logical_rows(), geometry_of(parsed.values), str(path)).shapes
@@ -96,9 +112,13 @@ def test_stock_yamls_simulate_and_build_as_the_familys_own_model(wky_packages, t
             built = _channels(layer["output"])
             if built is not None and shape.c2 is not None:
                 assert shape.c2 == built, (path.name, layer["index"], layer["module"])
-        ours = check_yaml(text, str(path), 64, batch)
+        # the figures compared do not depend on the batch: ours at batch 2 only where BatchNorm needs it
+        ours = check_yaml(text, str(path), 64, 2 if _img(path) > 64 else 1)
         assert (ours.params, ours.modules) == (theirs["params"], theirs["modules"]), path.name
         assert f"{ours.modules} layers, {ours.params} parameters" in theirs["reference"], path.name
+    assert _img(stock) == 64  # the operators' yaml, built at the stock yamls' size
+    _check_every_operator(with_operators, model)
+    _revert(repo, pristine)
 
 
 @pytest.fixture
@@ -111,30 +131,15 @@ def trees(wky_packages, tmp_path) -> dict[str, Path]:
         "yolov7-checkout": tmp_path / "yolov7",
     }
     for name, copy in copies.items():
-        ignore = shutil.ignore_patterns("__pycache__", "*.dist-info", "*.pt")
-        shutil.copytree(wky_packages[name], copy, ignore=ignore)
+        shutil.copytree(wky_packages[name], copy, ignore=_COPY_IGNORE)
     return copies
 
 
-ALL = ",".join(op.name.lower() for op in OPERATORS.values())
-
-
-@pytest.mark.parametrize(
-    ("tree", "family", "yaml", "layers"),
-    [
-        pytest.param("yolo9", "YOLOv9", "yolov9-c.yaml", "3,9,16,22", id="yolo9-package"),
-        pytest.param("yolov7", "YOLOv7", "training/yolov7.yaml", "24,37,50,63", id="yolov7detect-package"),
-        pytest.param(
-            "yolov7-checkout", "YOLOv7", "training/yolov7-tiny.yaml", "7,14,21,28", id="yolov7-checkout"
-        ),
-        pytest.param("yolov7-easy", "YOLOv7", "deploy/yolov7.yaml", "24,37,50,63", id="yolov7-easy-crlf"),
-    ],
-)
-def test_inject_builds_every_operator_with_the_own_model_and_reverts_byte_for_byte(
-    wky_packages, trees, tmp_path, tree, family, yaml, layers
-):
-    repo = trees[tree]
-    pristine = snapshot(repo)
+def _inject_every_operator(
+    repo: Path, wky_packages: dict[str, Path], family: str, yaml: str, layers: str, tmp_path: Path
+) -> tuple[Path, Path]:
+    """Inject every operator into `repo` (twice equals once); a copy of the stock `yaml` with every operator
+    in `layers` (replacing where the layer allows it, else inserted after). The yaml and its stock file."""
     injected = run_cli("inject", str(repo), "--op", ALL)
     assert injected.returncode == 0, injected.stderr
     assert run_cli("inject", str(repo), "--op", ALL, "--check").returncode == 0  # twice equals once
@@ -149,15 +154,45 @@ def test_inject_builds_every_operator_with_the_own_model_and_reverts_byte_for_by
         except YolopatchError:
             text = apply_operator(text, layer, ApplyOptions(op, insert=True), str(stock)).text
     model.write_text(text, encoding="utf-8")
-    (theirs,) = _own_model(repo, [model], _img(stock), tmp_path)
+    return model, stock
+
+
+def _check_every_operator(theirs: dict, model: Path) -> None:
+    """The own Model's report of the yaml with every operator: it has them all, and the built-in builder's
+    parameters."""
     used = {layer["module"] for layer in theirs["layers"]}
     assert {op.name for op in OPERATORS.values()} <= used
-    ours = check_yaml(text, str(model), _img(stock), 1)
+    ours = check_yaml(model.read_text(encoding="utf-8"), str(model), 64, 1)
     # the module counts may differ: a YOLOv7 tree's Conv inside Involution has a SiLU of its own
     assert ours.params == theirs["params"] and f"{ours.params} parameters" in theirs["reference"]
+
+
+def _revert(repo: Path, pristine: dict[str, bytes]) -> None:
     reverted = run_cli("inject", str(repo), "--revert")
     assert reverted.returncode == 0, reverted.stderr
     assert snapshot(repo) == pristine
+
+
+@pytest.mark.parametrize(
+    ("tree", "family", "yaml", "layers"),
+    [
+        # the packages (yolo9, yolov7detect) in test_stock_yamls_simulate_and_build_as_the_familys_own_model
+        pytest.param(
+            "yolov7-checkout", "YOLOv7", "training/yolov7-tiny.yaml", "7,14,21,28", id="yolov7-checkout"
+        ),
+        pytest.param("yolov7-easy", "YOLOv7", "deploy/yolov7.yaml", "24,37,50,63", id="yolov7-easy-crlf"),
+    ],
+)
+def test_inject_builds_every_operator_with_the_own_model_and_reverts_byte_for_byte(
+    wky_packages, trees, tmp_path, tree, family, yaml, layers
+):
+    repo = trees[tree]
+    pristine = snapshot(repo)
+    model, stock = _inject_every_operator(repo, wky_packages, family, yaml, layers, tmp_path)
+    assert _img(stock) == 64
+    (theirs,) = _own_model(repo, [model], 64, tmp_path)
+    _check_every_operator(theirs, model)
+    _revert(repo, pristine)
 
 
 @functools.lru_cache(maxsize=8)

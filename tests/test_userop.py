@@ -30,7 +30,6 @@ REFUSED = [c for c in CASES if c.refusal is not None]
 
 # what each refusal's message must say (the user's next step is in it too)
 REFUSAL_WORDS = {
-    "multi-input": "several inputs",
     "head": "detection head",
     "several-tensors": "several tensors",
     "outside-vocabulary": "follow no rule",
@@ -155,8 +154,8 @@ FORWARDS = [
     ),
     pytest.param(
         "class M(nn.Module):\n    def __init__(self, c1):\n        super().__init__()\n        self.forward = self.fuse\n\n"
-        "    def fuse(self, xs):\n        return xs[0] + xs[1]\n",
-        "forward takes several inputs",
+        "    def fuse(self, a, b):\n        return a + b\n",
+        "YOLO passes one list",
         id="a-bound-forward-is-checked-like-its-own",
     ),
     pytest.param(

@@ -17,7 +17,7 @@ tests/user_module_cases.py:
   "stride" (the parameter that sets the spatial rule named in ``stride``, for "arg:" and "up:"), "-" (an
   ordinary option, including a parameter called n that is the block's own depth). Refused cases list their
   roles too where the signature can be read, for information.
-- ``refusal``: why the class must be refused, one of "multi-input", "head", "several-tensors",
+- ``refusal``: why the class must be refused, one of "head", "several-tensors",
   "outside-vocabulary", "not-a-multiple", "backward-fails", "input-gradient", "not-a-module", "syntax",
   "unknown-class", "not-4d", "memory", "time". None for a class that must be learned.
 - ``constraint``: "divisible:K" when the width must be a multiple of K (any other width raises in forward).

@@ -325,16 +325,6 @@ CASES: tuple[Case, ...] = (
         note="returns (B, C, H*W)",
     ),
     Case(
-        "add-fusion",
-        "refusals.py",
-        "AddFusion",
-        None,
-        None,
-        roles={"c1": "c1", "c2": "c2"},
-        refusal="multi-input",
-        note="forward(self, xs) sums xs[0] and xs[1]; fed one 4-D tensor it returns a 3-D tensor instead of raising",
-    ),
-    Case(
         "tiny-head",
         "refusals.py",
         "TinyHead",

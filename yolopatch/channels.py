@@ -22,6 +22,10 @@ def with_operators(rules: Rules, operators: Iterable[Operator]) -> Rules:
     """Operators register in parse_model's (c1, c2) collection like Conv does; their strides are the third
     argument (`strided`), fixed, or read by their own rule (users' modules)."""
     operators = list(operators)
+    fusion = {op.name: op.fusion for op in operators if op.fusion is not None}
+    backbones = {op.name: op.backbone.strides for op in operators if op.backbone not in (None, "index")}
+    # registered by the fusion or backbone branch instead
+    operators = [op for op in operators if op.fusion is None and op.backbone is None]
     strided = frozenset(op.name for op in operators if op.strided)
     stride_rules = {op.name: op.stride_rule for op in operators if op.stride_rule is not None}
     return replace(
@@ -29,7 +33,15 @@ def with_operators(rules: Rules, operators: Iterable[Operator]) -> Rules:
         channel_modules=rules.channel_modules | {op.name for op in operators},
         strided=rules.strided | strided,
         stride_rules={**rules.stride_rules, **stride_rules},
+        fusion={**rules.fusion, **fusion},
+        backbones={**rules.backbones, **backbones},
+        special={**rules.special, **({"Index": _first_argument} if backbones else {})},
     )
+
+
+def _first_argument(args: Sequence[Any], _c_in: Sequence[int | None], _previous: int | None) -> int | None:
+    """A backbone row's and Index's channels: their first argument, unscaled (the backbone's own widths)."""
+    return args[0] if args and _is_int(args[0]) else None
 
 
 @dataclass(frozen=True)
@@ -174,6 +186,11 @@ def geometry(
     )
 
 
+def fusion_channels(c2: int, geo: Geometry) -> int:
+    """The fusion branch's scaling of an output-channel argument: as Conv's, with no exemption."""
+    return make_divisible(min(c2, geo.max_channels) * geo.width, geo.divisor)
+
+
 def scaled_channels(c2: int, geo: Geometry) -> int:
     """parse_model's output channels for a (c1, c2) module whose first argument is c2."""
     return c2 if c2 == geo.exempt else make_divisible(min(c2, geo.max_channels) * geo.width, geo.divisor)
@@ -255,8 +272,10 @@ def simulate(
                 f"layer {index}: {module} is not a module yolopatch knows; its channels are assumed to be its "
                 f"input's ({rules.family}'s rule) and its stride 1. To be sure, {own.remedy() if own else ''}."
             )
-        step = layer_stride(module, args, rules)
+        step = _list_stride(module, args, rules, inputs, index, rows) or layer_stride(module, args, rules)
         sized_by = before[-1] if module in rules.stride_from_last else before[0]
+        if module in rules.fusion:
+            sized_by = before[min(rules.fusion[module].sized_by(len(before)), len(before) - 1)]
         unsized = sized_by.stride is None or step is None or module in rules.heads
         stride = None if unsized else sized_by.stride * step  # type: ignore[operator]
         shapes.append(
@@ -290,6 +309,10 @@ def _output_channels(
         return hints.layers[index], None
     if module in rules.channel_modules or rule == "arg":
         return (scaled_channels(args[0], geo) if args and _is_int(args[0]) else None), None
+    if module in rules.fusion:
+        return _fusion_output(rules.fusion[module], args, before, geo), inherited
+    if module in rules.backbones:
+        return _first_argument(args, [], None), None
     if module == "Concat":
         known = [s.c2 for s in before if s.c2 is not None]
         return (sum(known) if len(known) == len(before) else None), inherited
@@ -298,6 +321,33 @@ def _output_channels(
     if module in rules.special:
         return rules.special[module](args, [s.c2 for s in before], previous.c2), inherited
     return (first if single else None), inherited
+
+
+def _fusion_output(rule: Any, args: Sequence[Any], before: list[Shape], geo: Geometry) -> int | None:
+    """A fusion row's output channels by its rule (None: an input's, or the argument, is unknown or short)."""
+    widths = [s.c2 for s in before]
+    first = args[0] if args else None
+    if None in widths or (rule.out_param and not _is_int(first)):
+        return None
+    try:
+        return int(rule.output_channels(widths, first, lambda c: fusion_channels(c, geo)))
+    except IndexError:
+        return None
+
+
+def _list_stride(
+    module: str, args: Sequence[Any], rules: Rules, inputs: list[int], index: int, rows: Sequence[Any]
+) -> Fraction | None:
+    """A backbone row's stride (its deepest output's), and an Index row's (its map's): None for any other."""
+    if module in rules.backbones:
+        return Fraction(max(rules.backbones[module]))
+    source = index + inputs[0] if inputs[0] < 0 else inputs[0]
+    backbone = normalize_module(str(rows[source][2])) if module == "Index" and 0 <= source < index else ""
+    if backbone not in rules.backbones or not args or not _is_int(args[-1]):
+        return None
+    strides, deepest = rules.backbones[backbone], max(rules.backbones[backbone])
+    k = args[-1]
+    return Fraction(strides[k], deepest) if -len(strides) <= k < len(strides) else None
 
 
 def _check_source(index: int, f: int, name: str) -> None:

@@ -46,7 +46,7 @@ def after_inject(
         train = target.train_command(shell_word(model))
         return f"Next: yolopatch check {shell_word(model)}{repo}" + (f"   and   {train}" if train else "")
     op = operators[0]
-    source = shell_word(stock) if stock is not None else "MODEL.yaml"
+    source = shell_word(stock) if stock is not None else f"MODEL{target.model_suffix}"
     written = target.example_output.format(stem=stock.stem if stock else "MODEL", op=op.name.lower())
     return (
         f"Next: yolopatch apply {source} --layers {target.example_layers[kind_of(op)]} --op {op.name.lower()} "
@@ -68,10 +68,25 @@ def after_revert(place: str, needed: Sequence[str]) -> str:
     return f"To load them again: yolopatch inject {place} --op {','.join(needed)}"
 
 
-def after_add(op: Operator) -> str:
-    """After `ops add`: use the operator in a yaml, then inject exactly what that yaml uses."""
+def after_add(
+    op: Operator, model: Path | None = None, place: str | None = None, target: Target | None = None
+) -> str:
+    """After `ops add`: use the operator in a yaml (`model`: one at hand, of `target`, else a placeholder),
+    then inject exactly what that yaml uses (`place`: the checkout at hand or --installed, else a
+    placeholder)."""
     where = "--layers 9 --insert" if op.own_stride == 1 and not op.channel_multiple else "--layers N"
+    if target is not None and not op.channel_multiple:
+        where = f"--layers {target.example_layers[kind_of(op)]}"
+    if op.fusion is not None:
+        where = "--layers Concat"  # every Concat row the rules allow; the others are named and left
+    source = shell_word(model) if model is not None else "MODEL.yaml"
+    written = f"{model.stem if model is not None else 'MODEL'}-{op.name.lower()}.yaml"
+    if op.backbone is not None:  # its rows replace the stock backbone's: no --layers
+        return (
+            f"Next: yolopatch apply {source} --backbone {op.name} -o {written}   then: "
+            f"yolopatch inject {place or 'REPO'} --for {written}"
+        )
     return (
-        f"Next: yolopatch apply MODEL.yaml {where} --op {op.name} -o MODEL-{op.name.lower()}.yaml   then: "
-        f"yolopatch inject REPO --for MODEL-{op.name.lower()}.yaml"
+        f"Next: yolopatch apply {source} {where} --op {op.name} -o {written}   then: "
+        f"yolopatch inject {place or 'REPO'} --for {written}"
     )

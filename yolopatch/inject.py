@@ -406,3 +406,40 @@ def retarget_imports(text: str, path: Path, rewrite: Mapping[str, str]) -> str:
             at = text.index(module, offset(text, node.lineno, node.col_offset))
             edits.append(Edit(at, at + len(module), rewrite[module]))
     return splice(text, edits)
+
+
+def block_edits(
+    path: Path,
+    text: str,
+    name: str,
+    registry: str,
+    body: str,
+    block: Block | None,
+    foreign: Sequence[ast.ClassDef],
+    added: set[str],
+    force: bool,
+    actions: list[str],
+) -> list[Edit]:
+    """An operator's block appended to `text` (or updated to this version's), with the sites it registered
+    (`added`); a class of the same name the file defines itself (`foreign`, pasted from a blog post?) is
+    refused, or disabled with --force (--revert restores it)."""
+    if foreign and not force:
+        raise YolopatchError(
+            f"{path}:{foreign[0].lineno}: already defines its own `class {foreign[0].name}` (pasted from a blog "
+            "post?). Remove it, or run again with --force to disable it and use yolopatch's (--revert restores it)."
+        )
+    edits = disable_classes(text, foreign)
+    if foreign:
+        actions.append(
+            f"{path.name}: disabled the existing class {foreign[0].name} at line {foreign[0].lineno}"
+        )
+    added = added | (set(block.added) if block else set())
+    forced = bool(foreign) or (block is not None and block.forced)
+    wanted = compose_block(name, registry, body, sorted(added), forced, newline_of(text))
+    if block is None:
+        edits.append(Edit(len(text), len(text), wanted))
+        actions.append(f"{path.name}: appended class {name} (yolopatch {__version__})")
+    elif text[block.start : block.end] != wanted:
+        edits.append(Edit(block.start, block.end, wanted))
+        actions.append(f"{path.name}: updated class {name} from yolopatch {block.version} to {__version__}")
+    return edits

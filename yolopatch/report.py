@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,3 +113,14 @@ class Latency:
     def fps(self) -> float:
         """Forward passes per second, 1000 / median ms (at batch N, N times as many images)."""
         return 1000.0 / self.median_ms if self.median_ms else float("inf")
+
+
+def totals(model: Any, reports: Sequence[Any]) -> dict[str, Any]:
+    """A built model's parameter and gradient counts and its layers' GFLOPs, as ModelReport holds them."""
+    parameters = list(model.parameters())
+    return {
+        "params": sum(p.numel() for p in parameters),
+        "gradients": sum(p.numel() for p in parameters if p.requires_grad),
+        "gflops": sum(r.gflops for r in reports),
+        "uncounted_gflops": sum(r.uncounted_gflops for r in reports),
+    }

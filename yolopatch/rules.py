@@ -31,7 +31,19 @@ class Rules:
     exempt: str = "no"  # the c2 value parse_model leaves unscaled: outputs per anchor (anchor heads), or nc
     csp: Mapping[str, CspBlock] = field(default_factory=dict)  # CSP blocks an operator may go into
     non_ascii: str = ""  # what the family's yaml reading does to non-ASCII text in rows ("": nothing)
+    # users' fusion classes, registered by parse_model's fusion branch: name -> FusionRule
+    fusion: Mapping[str, Any] = field(default_factory=dict)
+    # users' backbones (their row returns a list of maps): name -> the strides of their outputs
+    backbones: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def known(self) -> frozenset[str]:
-        return self.channel_modules | self.heads | self.passthrough | frozenset(self.special) | {"Concat"}
+        return (
+            self.channel_modules
+            | self.heads
+            | self.passthrough
+            | frozenset(self.special)
+            | frozenset(self.fusion)
+            | frozenset(self.backbones)
+            | {"Concat"}
+        )

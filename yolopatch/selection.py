@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from yolopatch.errors import OptionError
 from yolopatch.modelyaml import SECTIONS, Layer
-
-_RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
+from yolopatch.ranges import index_range
 
 
 @dataclass(frozen=True)
@@ -44,13 +42,9 @@ def select_layers(spec: str, layers: Sequence[Layer], absent_ok: Collection[str]
 
 
 def _indices_for(term: str, layers: Sequence[Layer]) -> list[int]:
-    last = len(layers) - 1
-    bounds = _RANGE.fullmatch(term)
-    if term.isdigit() or bounds:
-        low, high = (int(term), int(term)) if not bounds else (int(bounds.group(1)), int(bounds.group(2)))
-        if low > high or high > last:
-            raise OptionError("--layers", f"--layers {term}: out of range; this model has layers 0-{last}.")
-        return list(range(low, high + 1))
+    numbered = index_range(term, len(layers) - 1)
+    if numbered is not None:
+        return numbered
     section, _, module = term.rpartition(":") if ":" in term else ("", "", term)
     if term in SECTIONS:
         section, module = term, ""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from helpers import (
     EXAMPLE,
+    FIXTURES,
     STUBS,
     ULTRALYTICS_VERSIONS,
     YOLOV5_VERSIONS,
@@ -108,6 +109,18 @@ PROVIDERS = {
         pickles_as="models.common",
         real="wky_packages",
         release=lambda packages, folder: _copy(packages["yolov7"], folder / "site" / "yolov7"),
+    ),
+    # builds darknet cfgs (its `yaml` is a cfg): our stand-in package in its shape; the real one from PyPI
+    "pytorchyolo": Provider(
+        yaml=fixture_text("darknet/tiny4.cfg"),
+        layer="7",
+        make=lambda folder: _copy(FIXTURES / "darknet" / "pytorchyolo", folder),
+        places=("", "pytorchyolo"),
+        pickles_as="pytorchyolo.models",
+        real="pytorchyolo_packages",
+        release=lambda packages, folder: _copy(
+            packages["1.8.0"] / "pytorchyolo", folder / "site" / "pytorchyolo"
+        ),
     ),
     "YOLOv9": Provider(
         yaml=fixture_text("wky/yolov9-shaped.yaml"),

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 from helpers import STUBS, run_cli, snapshot, user_csp, user_se, write_checkpoint
-from providers import Provider, provider_for
+from providers import PROVIDERS, Provider, provider_for
 
 from yolopatch.build.check import check_builtin
 from yolopatch.channels import modules_of
 from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.files import write_changes
+from yolopatch.formats.base import FormatRequest
+from yolopatch.formats.registry import format_for
 from yolopatch.modelyaml import parse_model_yaml
 from yolopatch.operators.registry import DEFAULT, OPERATORS, get_operator
 from yolopatch.targets import registry
@@ -55,6 +57,13 @@ def _inject(target: Target, root: Path, operators) -> None:
 
 
 def test_it_claims_its_own_yaml_and_no_other_family_claims_it_as_strongly(target, provider):
+    if target.model_suffix != ".yaml":  # it builds another format's files: it claims no yaml, they claim none
+        assert format_for(Path(f"m{target.model_suffix}")) is not None
+        yamls = [p.yaml for p in PROVIDERS.values() if provider_for(target) is not p]
+        assert [
+            target.claims(v, modules_of(v)) for v in (parse_model_yaml(y, "m.yaml").values for y in yamls)
+        ] == [0] * len(yamls)
+        return
     values = parse_model_yaml(provider.yaml, "m.yaml").values
     assert registry.target_for(values) is target
     modules = modules_of(values)
@@ -127,16 +136,31 @@ def test_its_own_code_builds_an_injected_operator_with_the_parameters_yolopatch_
     """The family's yaml with an Involution in place of a layer and an SE inserted after it, both injected
     into a copy of a real release: the release's own model class (`check --repo`) has the parameters of the
     built-in builder, or, for a family without one, of its own model class built directly."""
-    if target.builtin() is None and provider.own_params is None:
+    if target.builtin() is None and provider.own_params is None and target.model_suffix == ".yaml":
         pytest.skip(f"{target.name} has no built-in builder and its provider no own_params")
     release = provider.release(request.getfixturevalue(provider.real), tmp_path)
     se = get_operator("se")
     _inject(target, release, [DEFAULT, se])
+    monkeypatch.setenv("PYTHONPATH", str(STUBS))  # torchvision's stand-in: the families import it
+    if target.model_suffix != ".yaml":  # another format: its own apply, and its built-in builder's count
+        path = tmp_path / f"m{target.model_suffix}"
+        fmt = format_for(path)
+        assert fmt is not None
+        text = provider.yaml
+        for op, insert in ((se, True), (DEFAULT, False)):
+            values = {o.name: o.default for o in op.options}
+            text = fmt.apply(text, provider.layer, FormatRequest(op, values, insert), path.name).text
+        path.write_text(text, encoding="utf-8")
+        theirs = target.check(CheckRequest(path, text, release, None, 64, 1))
+        ours = fmt.check(text, str(path), 64, 1)
+        assert DEFAULT.name in {layer.operator for layer in theirs.layers}
+        assert [(r.module, r.params) for r in theirs.layers] == [(r.module, r.params) for r in ours.layers]
+        assert (theirs.params, round(theirs.gflops, 1)) == (ours.params, round(ours.gflops, 1))
+        return
     text = apply_operator(provider.yaml, provider.layer, ApplyOptions()).text
     text = apply_operator(text, provider.layer, ApplyOptions(se, insert=True)).text
     path = tmp_path / "m.yaml"
     path.write_text(text, encoding="utf-8")
-    monkeypatch.setenv("PYTHONPATH", str(STUBS))  # torchvision's stand-in: the families import it
     theirs = target.check(CheckRequest(path, text, release, None, 64, 1))
     assert {DEFAULT.name, se.name} <= {layer.module for layer in theirs.layers}
     if target.builtin() is not None:

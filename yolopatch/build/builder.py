@@ -28,6 +28,7 @@ from yolopatch.templates import common as modules
 # Every family's table has these besides its own blocks.
 COMMON: dict[str, type[nn.Module]] = {
     "Concat": modules.Concat,
+    "Index": importlib.import_module("yolopatch.templates.index").Index,
     **{
         op.name: getattr(importlib.import_module(f"yolopatch.templates.{op.template}"), op.name)
         for op in OPERATORS.values()
@@ -246,7 +247,16 @@ def _arguments(
     n = max(round(row.number * geo.depth), 1) if row.number > 1 else row.number
     shape = shapes[row.index]
     own = module_name not in builtin.modules and module_name not in COMMON  # users' and --into classes
-    if module_name in geo.rules.channel_modules or own:
+    fusion = getattr(table[module_name], "yolopatch_fusion", None)
+    if getattr(table[module_name], "yolopatch_backbone", None):  # as parse_model's backbone branch
+        args = args[1:]
+    elif fusion is not None:  # as parse_model's fusion branch that inject writes
+        sources = [row.source] if isinstance(row.source, int) else row.source
+        c1 = [shapes[row.index + x if x < 0 else x].c2 for x in sources]
+        _c2, args = fusion(
+            c1, args, lambda c: make_divisible(min(c, geo.max_channels) * geo.width, geo.divisor)
+        )
+    elif module_name in geo.rules.channel_modules or own:
         args = [shape.c1, shape.c2, *args[1:]]
         if module_name in builtin.repeat_inside or module_name in repeats:
             args.insert(2, n)

@@ -22,7 +22,7 @@ from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import ModelYaml
 from yolopatch.operators.registry import OPERATORS
 from yolopatch.operators.spec import Operator
-from yolopatch.report import LayerReport, ModelReport
+from yolopatch.report import LayerReport, ModelReport, totals
 
 _BY_CLASS = {op.name: op for op in OPERATORS.values()}
 
@@ -88,10 +88,7 @@ def measure(
         name=name,
         layers=reports,
         modules=len(list(model.modules())),
-        params=sum(p.numel() for p in model.parameters()),
-        gradients=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        gflops=sum(r.gflops for r in reports),
-        uncounted_gflops=sum(r.uncounted_gflops for r in reports),
+        **totals(model, reports),
         img=img,
         batch=batch,
         strides=[float(s) for s in getattr(model, "stride", torch.zeros(0)).tolist()]

@@ -37,6 +37,8 @@ def _load(request: dict[str, Any]) -> Any:
     for folder in reversed(request.get("sys_path", [])):
         sys.path.insert(0, folder)
     path = Path(request["file"])
+    if "factory" in request:  # timm:NAME, or a module path the request names
+        return _factory(request["factory"])
     spec = importlib.util.spec_from_file_location(f"yolopatch_user_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[spec.name] = module  # type: ignore[union-attr]
@@ -44,8 +46,28 @@ def _load(request: dict[str, Any]) -> Any:
     return getattr(module, request["class"])
 
 
+def _factory(factory: dict[str, Any]) -> Any:
+    """`timm:NAME`: a features_only model of NAME, pretrained off (nothing is downloaded)."""
+    import timm
+
+    def build(**kwargs: Any) -> Any:
+        return timm.create_model(factory["name"], features_only=True, pretrained=False, **kwargs)
+
+    return build
+
+
+def _inputs(trial: dict[str, Any], size: Any = None, batch: int = 1, grad: bool = False) -> Any:
+    """One map of `channels` at `size`, or (a fusion trial's `inputs`: [[channels, size], ...]) a list."""
+    import torch
+
+    if "inputs" in trial:
+        return [torch.randn(batch, c, s, s, requires_grad=grad) for c, s in trial["inputs"]]
+    return torch.randn(batch, trial["channels"], size, size, requires_grad=grad)
+
+
 def _trial(cls: Any, trial: dict[str, Any]) -> dict[str, Any]:
-    """Build with `kwargs`, run eval forwards at each size, then one train forward and backward."""
+    """Build with `kwargs`, run eval forwards at each size (once, for a fusion trial's list of inputs),
+    then one train forward and backward."""
     import torch
 
     torch.manual_seed(0)
@@ -63,15 +85,24 @@ def _trial(cls: Any, trial: dict[str, Any]) -> dict[str, Any]:
         }
     observed["params"] = sum(p.numel() for p in module.parameters())
     observed["blocks"] = _repeated_blocks(module)
+    if trial.get("declared"):
+        observed["declared"] = _declared_widths(module)
+        indices = getattr(getattr(module, "feature_info", None), "out_indices", None)
+        if isinstance(indices, (list, tuple)) and all(isinstance(i, int) for i in indices):
+            observed["out_indices"] = list(indices)  # timm: which of its feature maps the outputs are
     outputs = []
-    channels = trial["channels"]
     module.eval()
-    for size in trial["sizes"]:
+    for size in trial.get("sizes", [None]):
         try:
             with torch.no_grad():
-                out = module(torch.randn(1, channels, size, size))
+                out = module(_inputs(trial, size))
         except BaseException as exc:
-            return {**observed, "stage": f"forward at {size}x{size}", **_error(exc)}
+            at = (
+                f"at {size}x{size}"
+                if size
+                else "of " + " + ".join(f"{c}x{s}x{s}" for c, s in trial["inputs"])
+            )
+            return {**observed, "stage": f"forward {at}", **_error(exc)}
         outputs.append(_describe(out))
     observed["outputs"] = outputs
     if not trial.get("train"):
@@ -85,19 +116,48 @@ def _train(module: Any, trial: dict[str, Any], observed: dict[str, Any]) -> dict
     import torch
 
     module.train()
-    size = trial["sizes"][0]
-    x = torch.randn(2, trial["channels"], size, size, requires_grad=True)
+    x = _inputs(trial, trial.get("sizes", [None])[0], batch=2, grad=True)
+    leaves = x if isinstance(x, list) else [x]
     try:
-        out = module(x.clone())  # not a leaf, as inside a model: in-place operations on it are allowed
-        if not isinstance(out, torch.Tensor):
+        # not leaves, as inside a model: in-place operations on them are allowed
+        out = module([t.clone() for t in x] if isinstance(x, list) else x.clone())
+        maps = [out] if isinstance(out, torch.Tensor) else list(out) if isinstance(out, (list, tuple)) else []
+        if not maps or not all(isinstance(m, torch.Tensor) for m in maps):
             return observed
-        (out.float() ** 2).mean().backward()
+        torch.stack([(m.float() ** 2).mean() for m in maps]).sum().backward()
     except BaseException as exc:
         return {**observed, "stage": "train forward and backward", **_error(exc)}
     observed["no_grad"] = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
-    finite = x.grad is not None and bool(torch.isfinite(x.grad).all())
-    observed["input_grad"] = "none" if x.grad is None else "finite" if finite else "not finite"
+    grads = [_gradient(t) for t in leaves]
+    observed["input_grad"] = (
+        "none" if "none" in grads else "not finite" if "not finite" in grads else "finite"
+    )
+    observed["input_grads"] = grads
     return observed
+
+
+def _declared_widths(module: Any) -> dict[str, Any]:
+    """The widths a backbone states itself: `width_list`, `channel` (or `channels`), `feature_info.channels()`."""
+    found: dict[str, Any] = {}
+    for name in ("width_list", "channel", "channels"):
+        value = getattr(module, name, None)
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+            found[name] = list(value)
+    info = getattr(module, "feature_info", None)
+    try:
+        if info is not None and callable(getattr(info, "channels", None)):
+            found["feature_info.channels()"] = [int(c) for c in info.channels()]
+    except BaseException:  # a stand-in's feature_info may be anything
+        pass
+    return found
+
+
+def _gradient(x: Any) -> str:
+    import torch
+
+    if x.grad is None:
+        return "none"
+    return "finite" if bool(torch.isfinite(x.grad).all()) else "not finite"
 
 
 def _describe(out: Any) -> dict[str, Any]:

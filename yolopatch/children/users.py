@@ -51,10 +51,11 @@ def adapter_classes(ops: Sequence[UserOp]) -> dict[str, type]:
 
     classes = {}
     for op in ops:
-        base = getattr(user_module(op), op.cls, None)
+        timm = op.backbone is not None and op.backbone.factory == "timm"  # no file of the user's
+        base = object if timm else getattr(user_module(op), op.cls, None)
         if base is None:
             raise YolopatchError(f"{op.file}: defines no {op.cls} any more; run `yolopatch ops add` again.")
-        namespace: dict[str, Any] = {"_Base": base}
+        namespace: dict[str, Any] = {"_Base": base, "nn": importlib.import_module("torch.nn")}
         exec(compile(adapter_source(op, "_Base"), f"<yolopatch adapter {op.name}>", "exec"), namespace)
         classes[op.name] = namespace[op.name]
     return classes

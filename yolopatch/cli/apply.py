@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,14 +65,14 @@ def _with_operator_flags(command: Any) -> Any:
 def apply(
     model: ModelArg,
     layers: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--layers",
             "-l",
             metavar="SEL",
             help="Which layers: 8, 2-8, backbone, head, C3, backbone:C3; comma-separated.",
         ),
-    ],
+    ] = None,
     op: Annotated[
         str, typer.Option("--op", metavar="NAME", help="The operator (see `yolopatch ops`).")
     ] = "involution",
@@ -84,6 +85,14 @@ def apply(
             "--rewire",
             help="With --insert: 'all' (default) feeds every consumer of the layer from the new one; "
             "'next' feeds only the next layer and keeps skip connections on the original.",
+        ),
+    ] = None,
+    sources: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="A,B",
+            help="With --insert of a fusion operator: the other layers the new row reads, besides the selected one.",
         ),
     ] = None,
     output: Annotated[
@@ -111,6 +120,23 @@ def apply(
     ] = None,
     channels: ChannelsOption = None,
     scale: ScaleOption = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            "--backbone",
+            metavar="NAME",
+            help="Swap the backbone: the stock rows that make the levels become one row of NAME (a backbone "
+            "recorded by `ops add`) and one Index row per level.",
+        ),
+    ] = None,
+    levels: Annotated[
+        str | None,
+        typer.Option(
+            "--levels",
+            metavar="P3,P4,P5",
+            help="With --backbone: the levels the rest of the model reads from it (default P3,P4,P5).",
+        ),
+    ] = None,
     into: Annotated[
         str | None,
         typer.Option(
@@ -122,14 +148,23 @@ def apply(
     ] = None,
     **operator_options: str | None,
 ) -> None:
-    """Rewrite chosen layers of a model yaml to an operator, or insert one after them."""
+    """Rewrite chosen layers of a model yaml to an operator, or insert one after them.
+
+    Writes STEM-OP.yaml beside the input (or -o PATH, or --in-place) once its channels check out; --diff and --check write nothing. `yolopatch ops` lists the operators, `yolopatch layers` the layer indices.
+    """
     from yolopatch.commands.apply import apply_file
     from yolopatch.hints import after_apply
     from yolopatch.render.model import changes_table
 
     _apply_usage(in_place, output, diff, check, rewire, insert, each, into)
+    layers = _backbone_usage(layers, backbone, levels, insert, each, into)
     with errors():
-        options = _apply_options(op, insert, rewire, channels, scale, settings, operator_options)
+        options = _apply_options(backbone or op, insert, rewire, channels, scale, settings, operator_options)
+        options = replace(options, sources=_sources(sources), levels=_levels(backbone, levels))
+        if _apply_other_format(
+            model, layers, options, (each, into, channels, scale), output, in_place, force, diff, check
+        ):
+            return
         if each:
             _apply_each(model, layers, options, force, diff, check)
             return
@@ -142,6 +177,41 @@ def apply(
     out.print(changes_table(result.changes))
     out.print(f"Wrote {written.path}", markup=False)
     out.print(after_apply(result.target, written.path, written.checkout), markup=False)
+
+
+def _backbone_usage(
+    layers: str | None, backbone: str | None, levels: str | None, insert: bool, each: bool, into: Any
+) -> str:
+    """--layers, or --backbone (with --levels), and not both."""
+    if backbone is None:
+        if levels is not None:
+            raise typer.BadParameter("only means something with --backbone", param_hint="--levels")
+        if layers is None:
+            raise typer.BadParameter("name the layers to change (or --backbone NAME)", param_hint="--layers")
+        return layers
+    exclusive(("--backbone", True), ("--layers", layers is not None))
+    exclusive(("--backbone", True), ("--insert", insert))
+    exclusive(("--backbone", True), ("--each", each))
+    exclusive(("--backbone", True), ("--into", into is not None))
+    return "backbone"
+
+
+def _levels(backbone: str | None, text: str | None) -> tuple[int, ...]:
+    from yolopatch.edit.backbone import parse_levels
+
+    return parse_levels(text) if backbone is not None else ()
+
+
+def _sources(text: str | None) -> tuple[int, ...]:
+    """--from A,B: layer numbers of the input file."""
+    if text is None:
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text}: write layer numbers, e.g. --from 4,6", param_hint="--from"
+        ) from None
 
 
 def _apply_usage(
@@ -206,3 +276,37 @@ def _apply_each(model: Path, layers: str, options: Any, force: bool, diff: bool,
     stem, suffix, name = model.stem, model.suffix or ".yaml", options.op.name.lower()
     out.print(f"Wrote {len(changes)} variant(s), one per layer: {stem}-{name}-L<layer>{suffix}.")
     out.print(after_each(model, model.with_name(f"{stem}-{name}-L*{suffix}")), markup=False)
+
+
+def _apply_other_format(
+    model: Path,
+    layers: str,
+    options: Any,
+    unsupported: tuple[Any, ...],
+    output: Path | None,
+    in_place: bool,
+    force: bool,
+    diff: bool,
+    check: bool,
+) -> bool:
+    """apply on a model file of another format than the yaml (a darknet .cfg, ...): False for a yaml."""
+    from yolopatch.commands.apply import apply_format_file, model_format
+    from yolopatch.render.model import changes_table
+
+    fmt = model_format(model)
+    if fmt is None:
+        return False
+    flags = ("--each", "--into", "--channels", "--scale")
+    given = [flag for flag, value in zip(flags, unsupported, strict=True) if value]
+    result, written = apply_format_file(
+        model, fmt, layers, options, given, output, in_place, force, diff or check
+    )
+    notes(result.notes)
+    if written.change is None:
+        err.print(f"{written.skipped}; nothing written.", markup=False)
+        return True
+    finish([written.change], diff, check, f"{model}: would change {len(result.changes)} layer(s)")
+    out.print(changes_table(result.changes))
+    out.print(f"Wrote {written.path}", markup=False)
+    out.print(fmt.next_steps(result, written.path), markup=False)
+    return True

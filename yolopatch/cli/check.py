@@ -92,8 +92,10 @@ def check(
     half: Annotated[bool, typer.Option("--half", help="--bench in fp16 (CUDA).")] = False,
     runs: Annotated[int, typer.Option("--runs", help="--bench: timed runs per model.", min=5)] = 50,
 ) -> None:
-    """Build model yamls, run them forward and backward, and print per-layer parameters and GFLOPs (several
-    models: one comparison table)."""
+    """Build model yamls, run them forward and backward, and print per-layer parameters and GFLOPs.
+
+    Several models give one comparison table (--format markdown, csv or latex to paste); --fused, --bench and --export add figures.
+    """
     from yolopatch.commands.check import CheckOptions
 
     if (len(models) > 1 or table_format or bench) and export:

@@ -83,8 +83,10 @@ def inject(
         ),
     ] = None,
 ) -> None:
-    """Put operators into a checkout or an installed package: the operator's class and its registration in
-    parse_model, where that family's code needs them (the plan's first line names the layout found)."""
+    """Put operators into a checkout or an installed package: each class and its registration in parse_model.
+
+    The first line printed names the layout found. A second run writes nothing; --revert removes exactly what yolopatch added, byte for byte.
+    """
     from yolopatch.commands.inject import InjectRequest
     from yolopatch.commands.inject import inject as plan_inject
     from yolopatch.hints import after_inject, after_revert

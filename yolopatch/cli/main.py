@@ -47,6 +47,7 @@ app = typer.Typer(
     name="yolopatch",
     help="Add operators (Involution, attention blocks, your own modules) to YOLO models: rewrite yamls, inject "
     "the modules, measure.",
+    epilog="Example: yolopatch layers model.yaml",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -72,8 +73,8 @@ def main() -> None:
     app(prog_name="yolopatch")
 
 
-app.command()(apply.apply)
-app.command()(inject.inject)
-app.command()(check.check)
-app.command("layers")(layers.layers_command)
+app.command(epilog="Example: yolopatch apply model.yaml --layers 9 --insert --op cbam")(apply.apply)
+app.command(epilog="Example: yolopatch inject path/to/checkout --for model-cbam.yaml")(inject.inject)
+app.command(epilog="Example: yolopatch check model.yaml --img 320")(check.check)
+app.command("layers", epilog="Example: yolopatch layers model.yaml")(layers.layers_command)
 app.add_typer(ops.ops_app, name="ops")

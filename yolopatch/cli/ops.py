@@ -32,6 +32,7 @@ ops_app = typer.Typer(
     invoke_without_command=True,
     help="List the operators (built-in and your own); `ops NAME` shows one; `ops add FILE.py:CLASS` learns "
     "your own module; `ops remove NAME` forgets it.",
+    epilog="Example: yolopatch ops cbam",
 )
 
 
@@ -48,7 +49,7 @@ def ops_command(ctx: typer.Context) -> None:
         out.print(operators_table(out.width, list(users.values())))
 
 
-@ops_app.command("show", hidden=True)
+@ops_app.command("show", hidden=True, epilog="Example: yolopatch ops cbam")
 def ops_show(name: Annotated[str, typer.Argument(metavar="NAME", help="One operator.")]) -> None:
     """One operator with its options and an example row (yours: with what `ops add` learned)."""
     from yolopatch.commands.operators import operator
@@ -58,7 +59,7 @@ def ops_show(name: Annotated[str, typer.Argument(metavar="NAME", help="One opera
         out.print(operator_detail(operator(name, check_file=False)))
 
 
-@ops_app.command("add")
+@ops_app.command("add", epilog="Example: yolopatch ops add examples/my_modules.py:ChannelGate")
 def ops_add(
     spec: Annotated[str, typer.Argument(metavar="FILE.py:CLASS", help="Your module's file and class.")],
     name: Annotated[
@@ -69,7 +70,8 @@ def ops_add(
         typer.Option(
             "--rule",
             metavar="RULE",
-            help="Declare the rule: keep|conv|csp[:1|2|1/2|arg:PARAM|up:PARAM] (the probe confirms it).",
+            help="Declare the rule, CHANNELS[:STRIDE]: keep, conv, csp or N*c1, then 1, 2, 1/2, arg:PARAM or "
+            "up:PARAM (conv:2, conv:arg:stride); the probe confirms it.",
         ),
     ] = None,
     maps: Annotated[
@@ -93,7 +95,13 @@ def ops_add(
         ),
     ] = False,
     python: Annotated[
-        str, typer.Option("--python", metavar="PATH", help="With --installed: the Python to probe in.")
+        str,
+        typer.Option(
+            "--python",
+            metavar="PATH",
+            help="With --installed: the Python to probe in.",
+            show_default="the Python running yolopatch",
+        ),
     ] = sys.executable,
     force: Annotated[bool, typer.Option("--force", help="Replace a record of the same name.")] = False,
     timeout: Annotated[
@@ -116,10 +124,12 @@ def ops_add(
         out.print(line, markup=False)
 
 
-@ops_app.command("remove")
+@ops_app.command("remove", epilog="Example: yolopatch ops remove ChannelGate")
 def ops_remove(name: Annotated[str, typer.Argument(metavar="NAME", help="The operator to forget.")]) -> None:
-    """Remove an operator's record from yolopatch.toml (its file stays; injected copies stay until
-    `inject --revert --op NAME`)."""
+    """Remove an operator's record from yolopatch.toml.
+
+    Your file stays, and so do injected copies until `yolopatch inject REPO --revert --op NAME`.
+    """
     from yolopatch.commands.ops import remove_operator
     from yolopatch.files import write_changes
 

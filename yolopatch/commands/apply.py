@@ -18,17 +18,21 @@ from yolopatch.channels import (
     with_variants,
 )
 from yolopatch.csp import slot_of, variant_name
+from yolopatch.edit.backbone import DEFAULT_LEVELS, check_strides, plan_backbone
 from yolopatch.edit.decide import Context, decide, into_decision, place_of, verb
+from yolopatch.edit.fusion import check_sources, decide_fusion
 from yolopatch.edit.options import ApplyOptions, Change
 from yolopatch.edit.rows import non_ascii_warning, plan_insert, plan_replace, verify
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.files import FileChange, read_text
+from yolopatch.formats.base import FormatRequest, FormatResult, ModelFormat
+from yolopatch.formats.registry import format_for
 from yolopatch.modelyaml import parse_model_yaml
 from yolopatch.operators.registry import OPERATORS
 from yolopatch.selection import select_layers
 from yolopatch.splice import Edit, splice
 from yolopatch.targets.base import Target
-from yolopatch.targets.registry import enclosing, target_for
+from yolopatch.targets.registry import beside, enclosing, target_for
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,16 @@ def apply_each(
 
 def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<yaml>") -> ApplyResult:
     """Rewrite the selected layers of a model yaml's text; raise YolopatchError when it cannot be done."""
+    if (options.op.backbone is not None) != (layers == "backbone" and bool(options.levels)):
+        raise OptionError(
+            "--backbone",
+            f"{options.op.name} is a backbone: swap it in with --backbone {options.op.name}"
+            if options.op.backbone is not None
+            else f"--backbone {options.op.name}: not a backbone (`yolopatch ops add FILE.py:CLASS` learns one "
+            "whose forward returns a list of maps).",
+        )
+    if options.op.backbone is not None:
+        return apply_backbone(text, options, name)
     values = options.resolved
     if options.rewire not in ("all", "next"):
         raise YolopatchError(f"--rewire {options.rewire}: use 'all' or 'next'.")
@@ -83,9 +97,16 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
     skipped: list[str] = []
     targets: dict[int, int | None] = {}  # index -> the inserted operator's first argument
     context = Context(model, first, options, values)
+    fusion = options.op.fusion is not None
+    check_sources(options.sources, len(model.layers), fusion, options.insert)
     for index in selection.indices:
         layer = model.layers[index]
-        reason, argument = decide(context, geos, layer, {scale: sims[scale].shapes[index] for scale in sims})
+        if fusion:
+            reason, argument = decide_fusion(context, geos, layer, sims)
+        else:
+            reason, argument = decide(
+                context, geos, layer, {scale: sims[scale].shapes[index] for scale in sims}
+            )
         if reason is None:
             targets[index] = argument
         elif reason.startswith("already"):
@@ -104,6 +125,36 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
     new_text = splice(text, edits)
     notes += non_ascii_warning(verify(new_text, rows, geos, name), first.rules)
     return _result(text, new_text, changes, notes, target, options.op.name, sorted(targets))
+
+
+def apply_backbone(text: str, options: ApplyOptions, name: str = "<yaml>") -> ApplyResult:
+    """`--backbone NAME`: the stock rows that make the levels become one backbone row and one Index row per
+    level, checked at every scale: each later row keeps its stride, and the rows reading the backbone get
+    its real widths."""
+    op = options.op
+    if options.values:
+        raise OptionError(
+            "--set",
+            f"{op.name}'s widths were learned with its recorded options; to build it with others, learn it "
+            f"again with them (`yolopatch ops add ... --set PARAM=VALUE --name {op.name}2`).",
+        )
+    model = parse_model_yaml(text, name)
+    target = target_for(model.values)
+    if any(normalize_module(layer.module) == op.name for layer in model.layers):
+        return _result(text, text, (), (f"{name}: already has the backbone {op.name}.",), target, op.name, ())
+    geos = geometries(model.values, target.rules, options.scale, options.registered)
+    first = next(iter(geos.values()))
+    refuse_bad_rows(model, first.rules, options.hints)
+    logical = model.logical_rows()
+    sims = {scale: simulate(logical, geo, name, options.hints) for scale, geo in geos.items()}
+    levels = options.levels or DEFAULT_LEVELS
+    plan = plan_backbone(model, op, levels, options.resolved, sims[first.scale])
+    new_text = splice(text, plan.edits)
+    verify(new_text, plan.rows, geos, name)
+    for scale, geo in geos.items():
+        check_strides(simulate(plan.rows, geo, name, options.hints), plan, scale, name)
+    notes = [*sims[first.scale].warnings]
+    return _result(text, new_text, plan.changes, notes, target, op.name, tuple(range(plan.replaced)))
 
 
 # --- --into: the operator inside a CSP block's bottlenecks ----------------------------------------------------
@@ -219,16 +270,32 @@ def apply_file(
         result = apply_operator(text, layers, options, name=str(model))
     suffix = model.suffix or ".yaml"
     path = model if in_place else output or model.with_name(f"{model.stem}-{result.written.lower()}{suffix}")
+    written = _written(model, path, result.original, result.text, force, dry)
+    # the checkout the file sits in, or one beside it: next-step text names it instead of a placeholder
+    checkout = enclosing(path) or _beside(path, result.target)
+    return result, replace(written, checkout=checkout) if written.change else written
+
+
+def _beside(path: Path, target: Target) -> Path | None:
+    """A checkout of the family next to the written file or in the working folder (none for a family
+    that `inject --installed` patches: that is where its next step points)."""
+    if target.installable:
+        return None
+    return beside(path.parent, target) or beside(Path.cwd(), target)
+
+
+def _written(model: Path, path: Path, original: str, text: str, force: bool, dry: bool) -> Written:
+    """Where an edit of `model` goes: `path`, unless it exists with other contents (--force overwrites it),
+    or nothing changes. Diffs compare with the input."""
     if path != model and path.exists() and not force and not dry:
-        if read_text(path) == result.text:
-            return result, Written(path, None, f"{path}: already up to date")
+        if read_text(path) == text:
+            return Written(path, None, f"{path}: already up to date")
         raise YolopatchError(
             f"{path}: already exists. Pass --force to overwrite it, or -o to write elsewhere."
         )
-    if not result.changed:
-        return result, Written(path, None, f"{model}: already patched; nothing to change")
-    change = FileChange(path, result.original, result.text, model)  # diffs compare with the input
-    return result, Written(path, change, checkout=enclosing(path))
+    if text == original:
+        return Written(path, None, f"{model}: already patched; nothing to change")
+    return Written(path, FileChange(path, original, text, model))
 
 
 def apply_files(
@@ -249,3 +316,36 @@ def apply_files(
             f"{', '.join(clashes)}: already exist(s) with other contents. Pass --force to overwrite them."
         )
     return combined, variants, paths, changes
+
+
+# --- model formats other than the yaml ---------------------------------------------------------------------------
+
+
+def model_format(model: Path) -> ModelFormat | None:
+    """The format plug-in a model file is in (None: a model yaml)."""
+    return format_for(model)
+
+
+def apply_format_file(
+    model: Path,
+    fmt: ModelFormat,
+    layers: str,
+    options: ApplyOptions,
+    given: Sequence[str],
+    output: Path | None,
+    in_place: bool,
+    force: bool,
+    dry: bool,
+) -> tuple[FormatResult, Written]:
+    """`apply` on a file of another format: its own edit, written like a yaml's (STEM-OP.SUFFIX beside it)."""
+    for option in given:
+        if option in fmt.unsupported:
+            raise OptionError(option, f"{option} does not apply to a {fmt.name} file ({model}).")
+    request = FormatRequest(options.op, options.resolved, options.insert, options.rewire)
+    result = fmt.apply(read_text(model), layers, request, str(model))
+    path = (
+        model
+        if in_place
+        else output or model.with_name(f"{model.stem}-{result.written.lower()}{model.suffix}")
+    )
+    return result, _written(model, path, result.original, result.text, force, dry)

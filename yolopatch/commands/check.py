@@ -9,13 +9,15 @@ from pathlib import Path
 
 from yolopatch.build.check import users_in
 from yolopatch.commands.operators import refuse_changed, user_operators
-from yolopatch.errors import YolopatchError
+from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.files import read_text
+from yolopatch.formats.base import ModelFormat
+from yolopatch.formats.registry import format_for
 from yolopatch.modelyaml import parse_model_yaml
 from yolopatch.operators.spec import Operator
 from yolopatch.report import Conditions, Latency, ModelReport
 from yolopatch.targets.base import CheckRequest, Target
-from yolopatch.targets.registry import csp_blocks, target_for
+from yolopatch.targets.registry import csp_blocks, locate, target_for
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ def one_target(paths: Sequence[Path], repo: Path | None, option: str) -> Target:
 
 
 def check_one(path: Path, options: CheckOptions, export: str | None = None) -> ModelReport:
+    fmt = format_for(path)
+    if fmt is not None:
+        return _check_format(fmt, path, options, export)
     if options.fused:
         one_target([path], options.repo, "--fused")
     return target_of(path).check(_request(path, options, export))
@@ -64,6 +69,9 @@ def check_one(path: Path, options: CheckOptions, export: str | None = None) -> M
 
 def compare(paths: Sequence[Path], options: CheckOptions) -> Comparison:
     """Each model's report; the models of one family are built together (one child for a checkout)."""
+    formats = [p for p in paths if format_for(p) is not None]
+    if formats:
+        return Comparison([check_one(path, options) for path in paths])
     if options.fused or options.bench:
         one_target(paths, options.repo, "--fused" if options.fused else "--bench")
     requests = [_request(path, options) for path in paths]
@@ -97,6 +105,29 @@ def _bench(
     device, half, runs = options.bench
     texts = [(r.text, str(r.path)) for r in requests]
     return bench_builtin(family, texts, options.img, options.batch, device, half, options.fused, runs)
+
+
+def _check_format(fmt: ModelFormat, path: Path, options: CheckOptions, export: str | None) -> ModelReport:
+    """check of a model file of another format than the yaml: the format's own built-in builder, or with
+    --repo the codebase's own model class (a target that builds that format)."""
+    given = [
+        ("--scale", options.scale is not None),
+        ("--fused", options.fused),
+    ]
+    given += [("--bench", options.bench is not None), ("--export", export is not None)]
+    for option, on in given:
+        if on:
+            raise OptionError(option, f"{option} is not supported for a {fmt.name} file ({path}) yet.")
+    if options.repo is not None:
+        target, _ = locate(options.repo)
+        if target.model_suffix != path.suffix.lower():
+            raise OptionError(
+                "--repo",
+                f"--repo {options.repo}: {target.name} builds {target.model_suffix} models, not {path}.",
+            )
+        o = options
+        return target.check(CheckRequest(path, read_text(path), o.repo, None, o.img, o.batch))
+    return fmt.check(read_text(path), str(path), options.img, options.batch)
 
 
 def _request(path: Path, options: CheckOptions, export: str | None = None) -> CheckRequest:

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from yolopatch.channels import Shape, geometries, parse_channel_hints, refuse_bad_rows, simulate
 from yolopatch.commands.operators import user_operators
+from yolopatch.errors import OptionError
 from yolopatch.files import read_text
+from yolopatch.formats.base import Listing
+from yolopatch.formats.registry import format_for
 from yolopatch.modelyaml import Layer, parse_model_yaml
 from yolopatch.targets.registry import target_for
 
@@ -20,7 +23,14 @@ class LayersResult:
     warnings: Sequence[str]
 
 
-def list_layers(model: Path, channels: Sequence[str], scale: str | None) -> LayersResult:
+def list_layers(model: Path, channels: Sequence[str], scale: str | None) -> LayersResult | Listing:
+    """A model yaml's layers, or, for a file of another format, that format's listing."""
+    fmt = format_for(model)
+    if fmt is not None:
+        for option, given in (("--channels", bool(channels)), ("--scale", scale is not None)):
+            if given:
+                raise OptionError(option, f"{option} does not apply to a {fmt.name} file ({model}).")
+        return fmt.layers(read_text(model), str(model))
     hints = parse_channel_hints(channels)
     parsed = parse_model_yaml(read_text(model), str(model))
     rules = target_for(parsed.values).rules

@@ -10,6 +10,7 @@ from yolopatch.child import CONFIG_VARIABLE
 from yolopatch.csp import operators_used, split_variant, variant_operator
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.modelyaml import parse_model_yaml
+from yolopatch.operators.index import INDEX
 from yolopatch.operators.registry import OPERATORS, get_operator
 from yolopatch.operators.spec import Operator
 from yolopatch.targets.registry import csp_blocks
@@ -46,6 +47,8 @@ def known_operator(name: str) -> Operator:
     """An operator a target has a block for: a built-in, the user's own, or an `--into` class."""
     users = user_operators()
     known = {op.name: op for op in [*OPERATORS.values(), *users.values()]}
+    if name == INDEX.name:
+        return INDEX
     parts = split_variant(name, csp_blocks(), known)
     if parts is not None:
         return variant_operator(parts[0], known[parts[1]])
@@ -64,6 +67,8 @@ def operators_in(model: Path, text: str) -> list[Operator]:
             "nothing to inject."
         )
     refuse_changed(found)
+    if any(op.backbone is not None for op in found) and INDEX not in found:
+        found.append(INDEX)  # its Index rows: the target's own where it has one (the target's plan decides)
     return found
 
 

@@ -14,13 +14,30 @@ from typing import Any
 
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.files import FileChange, read_text
+from yolopatch.modelyaml import parse_model_yaml
 from yolopatch.operators.registry import OPERATORS
 from yolopatch.operators.spec import Operator
-from yolopatch.targets.registry import TARGETS, child_settings, enclosing, import_kinds, installable, locate
+from yolopatch.shell import shell_word
+from yolopatch.targets.base import Target
+from yolopatch.targets.registry import (
+    TARGETS,
+    beside,
+    child_settings,
+    enclosing,
+    import_kinds,
+    installable,
+    locate,
+    target_for,
+)
+from yolopatch.userop.backbone import backbone_trials, fit_backbone, is_backbone_output
+from yolopatch.userop.fusion import first_shape, fit_fusion, fusion_trials, sweep_trials
 from yolopatch.userop.learn import PROBE_SECONDS, Learned, fit, parse_rule, probe, trials
 from yolopatch.userop.record import CONFIG, UserOp, find_config, load, record_text, removal_text, storable
 from yolopatch.userop.roles import RoleMap, parse_map, role_map
 from yolopatch.userop.source import ClassSource, read_class
+from yolopatch.userop.timm import learn_timm, timm_name, timm_record, timm_source
+from yolopatch.userop.timm import request as timm_request
+from yolopatch.userop.timm import yaml_name as timm_yaml_name
 
 
 @dataclass(frozen=True)
@@ -33,6 +50,16 @@ class ProbeTarget:
 
 
 @dataclass(frozen=True)
+class NextStep:
+    """What `ops add`'s next-step text can name instead of placeholders: a model yaml of the working
+    folder (else the target's stock yaml in the checkout at hand), and where to inject."""
+
+    model: Path | None = None
+    place: str | None = None  # a checkout, or --installed
+    target: Target | None = None
+
+
+@dataclass(frozen=True)
 class AddResult:
     op: UserOp
     operator: Operator
@@ -41,6 +68,7 @@ class AddResult:
     roles: RoleMap
     source: ClassSource
     learned: Learned
+    next: NextStep = NextStep()
 
 
 def split_spec(spec: str) -> tuple[Path, str]:
@@ -93,6 +121,9 @@ def add_operator(
     timeout: float = PROBE_SECONDS,
 ) -> AddResult:
     """Learn FILE.py:CLASS and plan its record in the nearest yolopatch.toml (a new one in `cwd`)."""
+    model = timm_name(spec)
+    if model is not None:
+        return _add_timm(model, cwd, name, settings, force, target or ProbeTarget(""), timeout)
     path, cls = split_spec(spec)
     path = path if path.is_absolute() else cwd / path
     source = read_class(path, cls, import_kinds())
@@ -104,11 +135,21 @@ def add_operator(
     existing = read_text(config) if config.exists() else None
     recorded = load(config if existing is not None else None)
     _refuse_clash(yaml_name, source, recorded, force)
-    declared = parse_rule(rule, source) if rule else None
     chosen = target or default_target(source, cwd)
     defaults = {p.name: p.default for p in source.params if not p.required}
-    observed = _probe(source, roles, values, defaults, chosen, timeout)
-    learned = fit(source, roles, values, observed, declared)
+    learned: Learned | None = None
+    if source.outputs == "list":  # it looks like a backbone: probed as one, unless it is a block after all
+        backbone = _probe(source, backbone_trials(values), chosen, timeout)
+        learned = fit_backbone(source, roles, values, backbone, chosen.python, rule)
+    if learned is None and source.inputs == "list":
+        learned = _learn_fusion(source, roles, values, chosen, timeout, rule)
+    if learned is None:
+        declared = parse_rule(rule, source) if rule else None
+        observed = _probe(source, trials(roles, values, defaults), chosen, timeout)
+        if is_backbone_output(observed):
+            backbone = _probe(source, backbone_trials(values), chosen, timeout)
+            learned = fit_backbone(source, roles, values, backbone, chosen.python, rule)
+        learned = learned or fit(source, roles, values, observed, declared)
     _require_options(source, learned, values)
     defaults = {**_adapter_defaults(source, learned.roles), **defaults}
     op = UserOp(
@@ -124,15 +165,52 @@ def add_operator(
         min_channels=learned.min_channels,
         unused=learned.unused,
         evidence=learned.evidence,
-        learned="declared rule, confirmed by the probe" if declared else "probe",
+        learned="declared rule, confirmed by the probe" if rule else "probe",
         target=chosen.description,
         sha256=source.digest,
         config=config,
+        fusion=learned.fusion,
+        backbone=learned.backbone,
     )
     from yolopatch.userop.adapter import as_operator
 
     change = FileChange(config, existing, record_text(existing, op))
-    return AddResult(op, as_operator(op), change, yaml_name in recorded, roles, source, learned)
+    step = next_step(source, cwd)
+    return AddResult(op, as_operator(op), change, yaml_name in recorded, roles, source, learned, step)
+
+
+def next_step(source: ClassSource, cwd: Path) -> NextStep:
+    """The model and the target at hand: a checkout around or beside the working folder of a family the
+    file imports (any, when it imports none), else the installed package it imports; a model yaml of the
+    working folder that is that family's, else the checkout's stock yaml."""
+    families = source.families
+    wanted = [t for t in TARGETS if not families or t.imports.name in families]
+    for target in wanted:
+        around = enclosing(cwd / "probe")
+        found = around if around is not None and locate(around)[0] is target else beside(cwd, target)
+        if found is not None:
+            model = _model_in(cwd, target) or target.stock_yaml(locate(found)[1])
+            return NextStep(model, shell_word(found), target)
+    package = next((t for t in wanted if t.installable and t.imports.name in families), None)
+    if package is not None:
+        return NextStep(_model_in(cwd, package), "--installed", package)
+    for target in wanted:  # a model of the working folder, injected where its family usually is
+        model = _model_in(cwd, target)
+        if model is not None:
+            return NextStep(model, target.inject_argument(), target)
+    return NextStep()
+
+
+def _model_in(folder: Path, target: Target) -> Path | None:
+    """The first yaml of `folder` (name order) that is a model of `target`."""
+    for path in sorted(folder.glob("*.yaml"))[:20]:
+        try:
+            parsed = parse_model_yaml(read_text(path), str(path))
+        except YolopatchError:
+            continue
+        if target_for(parsed.values) is target:
+            return path.relative_to(folder) if folder == Path.cwd() else path
+    return None
 
 
 def _literal(source: ClassSource, name: str) -> bool:
@@ -234,15 +312,54 @@ def installed_target(python: str) -> ProbeTarget:
 
 
 def _probe(
+    source: ClassSource, request: Mapping[str, dict], target: ProbeTarget, timeout: float
+) -> dict[str, Any]:
+    return probe(source, request, target.sys_path, target.python, timeout, child_settings())
+
+
+def _learn_fusion(
     source: ClassSource,
     roles: RoleMap,
     values: Mapping[str, Any],
-    defaults: Mapping[str, Any],
     target: ProbeTarget,
     timeout: float,
-) -> dict[str, Any]:
-    settings = child_settings()
-    return probe(source, trials(roles, values, defaults), target.sys_path, target.python, timeout, settings)
+    declared: str | None,
+) -> Learned:
+    """A fusion class: the shapes probe, then the width sweep at the first shape it took."""
+    observed = _probe(source, fusion_trials(roles, values), target, timeout)
+    shape = first_shape(observed, roles)
+    swept = _probe(source, sweep_trials(roles, values, shape), target, timeout) if shape else {}
+    return fit_fusion(source, roles, values, observed, swept, declared)
+
+
+def _add_timm(
+    model: str,
+    cwd: Path,
+    name: str | None,
+    settings: Mapping[str, str],
+    force: bool,
+    target: ProbeTarget,
+    timeout: float,
+) -> AddResult:
+    """`timm:NAME`: every feature map it gives, then the out_indices of strides 8, 16 and 32, confirmed."""
+    source = timm_source(model)
+    values = parse_settings(source, dict(settings))
+    config = find_config(cwd) or cwd / CONFIG
+    existing = read_text(config) if config.exists() else None
+    recorded = load(config if existing is not None else None)
+    yaml_name = name or timm_yaml_name(model)
+    _refuse_clash(yaml_name, source, recorded, force)
+
+    def run(request: Mapping[str, dict]) -> dict[str, Any]:
+        return probe(source, request, (), target.python, timeout, child_settings(), timm_request(model))
+
+    learned, source = learn_timm(model, values, run, target.python)
+    op = timm_record(yaml_name, source, learned, values, target.description, config)
+    from yolopatch.userop.adapter import as_operator
+
+    change = FileChange(config, existing, record_text(existing, op))
+    roles = RoleMap(op.roles, frozenset())
+    return AddResult(op, as_operator(op), change, yaml_name in recorded, roles, source, learned)
 
 
 def user_ops(cwd: Path) -> dict[str, UserOp]:

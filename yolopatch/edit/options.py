@@ -25,6 +25,8 @@ class ApplyOptions:
     hints: ChannelHints = field(default_factory=ChannelHints)  # --channels: what the user states
     scale: str | None = None  # --scale: write for this scale of a `scales:` file only
     users: tuple[Operator, ...] = ()  # the user's own operators (yolopatch.toml), known like the built-ins
+    sources: tuple[int, ...] = ()  # --from: the other inputs of an inserted fusion row (input numbering)
+    levels: tuple[int, ...] = ()  # --backbone's --levels, as strides (empty: 8, 16, 32)
 
     @property
     def resolved(self) -> dict[str, Any]:

@@ -68,8 +68,12 @@ def plan_insert(
         edits += comment_edits(model.text, layer, new_index[layer.index])
         if layer.index in chosen:
             args = options.op.yaml_args(targets[layer.index], 1, values)  # type: ignore[arg-type]
-            rows.append((-1, 1, options.op.name, tuple(args)))
-            row_edits, row_text = insert_row(model, layer, options.op.name, args, new_index[layer.index] + 1)
+            # a fusion row reads the layer before it and --from's, renumbered like every `from`
+            read = [-1, *(new_index[s] for s in options.sources)] if options.sources else -1
+            rows.append((tuple(read) if isinstance(read, list) else read, 1, options.op.name, tuple(args)))
+            row_edits, row_text = insert_row(
+                model, layer, options.op.name, args, new_index[layer.index] + 1, read
+            )
             edits += row_edits
             changes.append(
                 Change(
@@ -128,10 +132,10 @@ def comment_edits(text: str, layer: Layer, new_index: int) -> list[Edit]:
 
 
 def insert_row(
-    model: ModelYaml, layer: Layer, name: str, args: list[Any], index: int
+    model: ModelYaml, layer: Layer, name: str, args: list[Any], index: int, read: int | list[int] = -1
 ) -> tuple[list[Edit], str]:
     text = model.text
-    row_text = flow([-1, 1, name, args], text[layer.row.start : layer.row.end])
+    row_text = flow([read, 1, name, args], text[layer.row.start : layer.row.end])
     section = next(s for s in model.sections if s.name == layer.section)
     if not layer.ends_line or closes_on_line(text, layer):
         if section.block_style:

@@ -55,6 +55,11 @@ class Operator:
       below 1 it upsamples. `stride_rule` reads a row's stride from its args where that is not the third.
     - `repeats`: parse_model gives it the row's repeat count (its class is in the repeat collection).
     - `user`: the record of a user's own module (`yolopatch ops add`); None for the built-ins.
+    - `fusion`: the rules of a user's fusion class (yolopatch.userop.rule.FusionRule): its rows read several
+      layers, its output channels and size follow them (None: it reads one map).
+    - `backbone`: a user's backbone (yolopatch.userop.rule.BackboneSpec: its row returns a list of maps,
+      registered by parse_model's backbone branch or a target's own TorchVision/Index one), or "index" for
+      Index, which picks one of them.
     - `generated`: what inject pastes when it is not a template (`apply --into`'s CSP classes, the
       adapter class of a user's own module).
     """
@@ -78,6 +83,8 @@ class Operator:
     upsamples: bool = False  # its stride is an upsampling factor (own_stride below 1, or set per row)
     repeats: bool = False
     user: Any = None
+    fusion: Any = None  # a user's fusion class: its FusionRule (its rows read a list of inputs)
+    backbone: Any = None  # a backbone's BackboneSpec (its row returns a list of maps), or "index" (Index)
     generated: Any = None  # a Paste yolopatch wrote for it (an --into CSP class, a user's adapter)
     uncounted_macs: Callable[[Any, tuple[Any, ...], Any], int] | None = None
     uncounted_note: str = ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -20,7 +20,8 @@ from yolopatch.render.layout import Column, fitted
 from yolopatch.report import ModelReport
 
 
-def changes_table(changes: Sequence[Change]) -> Table:
+def changes_table(changes: Sequence[Change] | Sequence[Any]) -> Table:
+    """What `apply` changed (a yaml's rows or another format's sections: index, old, row)."""
     table = Table(title="Changed layers", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("was")
@@ -68,6 +69,27 @@ def layers_table(layers: Sequence[Layer], shapes: Mapping[str, Sequence[Shape]],
     return fitted(
         columns, rows, width, title=title, title_justify="left", caption=caption, caption_justify="left"
     )
+
+
+def inputs_lines(layers: Sequence[Layer], shapes: Mapping[str, Sequence[Shape]]) -> list[str]:
+    """What each row that reads several layers (a Concat, a fusion row) gets: every input's channels (at
+    each scale) and stride, for choosing a fusion operator's rows and --from."""
+    first = next(iter(shapes.values()))
+    scales = "/".join(shapes) if len(shapes) > 1 else ""
+    lines = []
+    for layer in layers:
+        if isinstance(layer.source, int) or first[layer.index].c2 is None:
+            continue  # one input, or a head
+        inputs = [layer.index + f if f < 0 else f for f in layer.source]
+        parts = [
+            f"{i}: {'/'.join(_channels(per_scale[i]) for per_scale in shapes.values())} ch, stride "
+            f"{_stride(first[i].stride)}"
+            for i in inputs
+        ]
+        lines.append(f"  {layer.index} {layer.module} reads {'; '.join(parts)}")
+    if not lines:
+        return []
+    return [f"Rows that read several layers{f' (channels at {scales})' if scales else ''}:", *lines]
 
 
 def _channels(shape: Shape) -> str:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
+from yolopatch.formats.registry import FORMATS
 from yolopatch.operators.registry import OPERATORS
 
 if TYPE_CHECKING:
@@ -29,10 +30,19 @@ def operators_table(width: int = 100, users: Sequence[Operator] = ()) -> Table:
         Column("channels", drop=2, wrap=True),
         Column("replaces", drop=3, wrap=True),
         Column("parameters at C", drop=1, wrap=True),
+        *(Column(fmt.label, drop=5) for fmt in FORMATS),
     ]
     rows = [
         (
-            [_marked(op), _origin(op), _yaml_args(op), _channel_rule(op), _replaces(op), op.params_formula],
+            [
+                _marked(op),
+                _origin(op),
+                _yaml_args(op),
+                _channel_rule(op),
+                _replaces(op),
+                op.params_formula,
+                *(fmt.operator_form(op, short=True) for fmt in FORMATS),
+            ],
             None,
         )
         for op in [*OPERATORS.values(), *users]
@@ -69,17 +79,25 @@ def operator_detail(op: Operator) -> Table:
         ("parameters at C", op.params_formula),
         ("FLOPs", f"thop's count plus {op.uncounted_note}" if op.uncounted_note else "thop's count"),
         ("example row", str(example).replace("'", "")),
+        *((fmt.name, fmt.operator_form(op)) for fmt in FORMATS),
     ]
+    if op.backbone is not None and op.user is not None:  # no channel rule, slot or row it replaces
+        keep = ("class", "yaml args", "options", "rule", "evidence", "learned against", "recorded in")
+        rows = [
+            *(row for row in rows if row[0] in keep),
+            ("outputs", str(op.backbone)),
+            ("replaces", f"the backbone rows that make the levels (apply MODEL.yaml --backbone {op.name})"),
+        ]
     for key, value in rows:
         table.add_row(key, Text(value))
     return table
 
 
-def example_stride(op: Operator) -> Fraction:
-    """The stride of the row an example shows: the operator's own, 1/2 for an upsampler, else 1."""
-    if op.own_stride is not None:
-        return op.own_stride
-    return Fraction(1, 2) if op.upsamples else Fraction(1)
+def example_stride(op: Operator) -> int | Fraction:
+    """The stride of the row an example shows, as a yaml writes it (a whole number, or the fraction of an
+    upsampler): the operator's own, 1/2 for an upsampler, else 1."""
+    stride = op.own_stride if op.own_stride is not None else Fraction(1, 2) if op.upsamples else Fraction(1)
+    return int(stride) if stride.denominator == 1 else stride
 
 
 def _user_class(op: Operator) -> str:
@@ -92,9 +110,14 @@ def _user_rows(op: Operator) -> list[tuple[str, str]]:
     user = op.user
     if user is None:
         return []
-    mapping = ", ".join(f"{p}={r}" for p, r in user.roles.items()) or "none"
+    # an ordinary option shows its value (the --set one, else its default), as `ops add` printed it
+    values = {**user.defaults, **user.values}
+    mapping = (
+        ", ".join(f"{p}={r if r != '-' else values.get(p, '<default>')}" for p, r in user.roles.items())
+        or "none"
+    )
     rows = [
-        ("rule", f"{user.rule} ({user.learned})"),
+        ("rule", f"{user.fusion or user.rule} ({user.learned})"),
         ("constructor", f"{user.cls}({mapping})" + (f"; --set {user.values}" if user.values else "")),
         ("evidence", "; ".join(user.evidence) or "none recorded"),
     ]
@@ -126,20 +149,28 @@ def learned_lines(result: Any) -> list[str]:
     """What `ops add` says: the rule with its evidence, the constructor, constraints, the yaml row."""
     op, user = result.operator, result.op
     verb = "replaced" if result.replaced else "recorded"
+    reads = "[-1, 6]" if user.fusion is not None else "-1"
     lines = [
-        f"{user.cls} ({result.source.path.name}:{result.source.line}): {user.rule} ({user.learned})",
+        f"{user.cls} ({result.source.path.name}:{result.source.line}): {user.fusion or user.rule} "
+        f"({'fusion, ' if user.fusion else ''}{user.learned})",
         *(f"  {line}" for line in user.evidence),
         f"  constructor {user.cls}{result.roles.describe(result.source, user.values)}",
-        f"  yaml row: [-1, 1, {op.name}, {op.yaml_args(256, example_stride(op), op.defaults)}]".replace(
+        f"  yaml row: [{reads}, 1, {op.name}, {op.yaml_args(256, example_stride(op), op.defaults)}]".replace(
             "'", ""
         ),
     ]
+    if user.backbone is not None:  # the row `apply --backbone` writes, and one of its Index rows
+        spec = user.backbone
+        lines[-1] = (
+            f"  yaml rows: [-1, 1, {op.name}, [{spec.widths[-1]}]], then [0, 1, Index, [C, K]] per level"
+        )
     if user.target:
         lines.append(f"  learned against {user.target}")
     if user.unused:
         lines.append(f"warning: {_unused_warning(op.name, user.unused)}")
     lines.append(f"{result.change.path}: {verb} [ops.{op.name}]")
-    lines.append(after_add(op))
+    step = result.next
+    lines.append(after_add(op, step.model, step.place, step.target))
     return lines
 
 
@@ -148,6 +179,8 @@ def _yaml_args(op: Operator) -> str:
 
 
 def _channel_rule(op: Operator) -> str:
+    if op.fusion is not None:
+        return f"fusion: {op.fusion} ({op.fusion.constraints()})"
     if op.user is not None:
         words = {
             "keep": "keeps channels",

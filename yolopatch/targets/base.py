@@ -54,6 +54,21 @@ class Location(Protocol):
 
 
 @dataclass(frozen=True)
+class PackageFolder:
+    """A Location that is one package folder: its parent goes first on a child's sys.path."""
+
+    root: Path
+
+    @property
+    def label(self) -> str:
+        return str(self.root)
+
+    @property
+    def import_paths(self) -> tuple[Path, ...]:
+        return (self.root.parent,)
+
+
+@dataclass(frozen=True)
 class CheckRequest:
     """One `check` of one yaml: what the user asked for, and the user's own operators the yaml uses."""
 
@@ -86,6 +101,7 @@ class Target:
     defined: frozenset[str] = frozenset()  # classes the family defines: a user's module must not take one
     installable: str = ""  # the package `inject --installed` patches ("": none)
     has_scales: bool = False  # its yamls carry `scales:` (and `check --scale` picks one)
+    model_suffix: str = ".yaml"  # the model files it builds (".cfg": darknet's, read by yolopatch.formats)
     checkout_hint: str = "PATH/TO/checkout"  # how next-step text names a checkout of this family
     # next-step text: the `--layers` of an apply that fits the family's stock yaml, by the operator's kind
     # (keep: keeps channels and size; conv: changes channels; stride2; upsample), and the file it writes

@@ -16,6 +16,7 @@ from yolopatch.child import Settings
 from yolopatch.csp import CspBlock
 from yolopatch.errors import YolopatchError
 from yolopatch.targets.base import Location, Target
+from yolopatch.targets.pytorchyolo import target as pytorchyolo
 from yolopatch.targets.ultralytics import target as ultralytics
 from yolopatch.targets.yolov5 import target as yolov5
 from yolopatch.targets.yolov7 import target as yolov7
@@ -23,7 +24,13 @@ from yolopatch.targets.yolov9 import target as yolov9
 from yolopatch.userop.source import ImportKind
 
 # In order of preference where two claim the same yaml equally (the most used family first).
-TARGETS: tuple[Target, ...] = (yolov5.TARGET, ultralytics.TARGET, yolov7.TARGET, yolov9.TARGET)
+TARGETS: tuple[Target, ...] = (
+    yolov5.TARGET,
+    ultralytics.TARGET,
+    yolov7.TARGET,
+    yolov9.TARGET,
+    pytorchyolo.TARGET,
+)
 
 
 def target_for(values: Mapping[str, Any]) -> Target:
@@ -47,7 +54,8 @@ def locate(repo: Path) -> tuple[Target, Location]:
         raise YolopatchError(f"{repo}: no such folder.")
     raise YolopatchError(
         f"{repo}: not a checkout yolopatch knows ({', '.join(t.name for t in TARGETS)}): found no "
-        "models/yolo.py with models/common.py, and no ultralytics/nn/tasks.py. Pass the checkout's root folder."
+        "models/yolo.py with models/common.py, no ultralytics/nn/tasks.py, no pytorchyolo/models.py. Pass the "
+        "checkout's root folder."
     )
 
 
@@ -59,6 +67,22 @@ def enclosing(path: Path) -> Path | None:
                 return folder.relative_to(Path.cwd())
             except ValueError:
                 return folder
+    return None
+
+
+def beside(folder: Path, target: Target) -> Path | None:
+    """A checkout of `target` among `folder`'s subfolders (a clone beside the yaml, `yolov5/` next to
+    `yolov5s.yaml`), relative to the working folder when it is below it; the first in name order."""
+    try:
+        children = sorted(p for p in folder.resolve().iterdir() if p.is_dir() and (p / "models").is_dir())
+    except OSError:
+        return None
+    for child in children[:50]:
+        if target.locate(child) is not None:
+            try:
+                return child.relative_to(Path.cwd())
+            except ValueError:
+                return child
     return None
 
 

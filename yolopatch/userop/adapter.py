@@ -46,6 +46,8 @@ def as_operator(op: UserOp) -> Operator:
         upsamples=op.rule.upsamples,
         repeats=op.rule.channels == "csp",
         user=op,
+        fusion=op.fusion,
+        backbone=op.backbone,
         generated=user_paste(op),
     )
 
@@ -68,6 +70,10 @@ def _yaml_args(op: UserOp, options: tuple[Option, ...]):  # noqa: ANN202
     stride_param = _stride_param(op)
 
     def args(channels: int, stride: int | Fraction, values: Values) -> list[Any]:
+        if op.backbone is not None:  # its last output's channels (unscaled), then its options
+            return [channels, *trailing_non_defaults(options, values)]
+        if op.fusion is not None:  # its channels come from its inputs, unless an argument sets them
+            return [*([channels] if op.fusion.out_param else []), *trailing_non_defaults(options, values)]
         values = dict(values)
         if stride_param and stride_param in values:
             factor = Fraction(stride)
@@ -115,6 +121,12 @@ def _measured_only(op: UserOp):  # noqa: ANN202
 
 def adapter_source(op: UserOp, base: str) -> str:
     """The adapter class: `class NAME(base)` whose constructor takes parse_model's arguments."""
+    if op.backbone is not None:
+        from yolopatch.userop.backbone_adapter import backbone_adapter_source
+
+        return backbone_adapter_source(op, base)
+    if op.fusion is not None:
+        return fusion_adapter_source(op, base)
     options = op.options
     head = ["c1", "c2", *(["n=1"] if op.rule.channels == "csp" else [])]
     head += [f"{name}={value!r}" for name, value in options]
@@ -152,6 +164,65 @@ def _tie_check(op: UserOp) -> list[str]:
     ]
 
 
+def fusion_adapter_source(op: UserOp, base: str) -> str:
+    """A fusion class's adapter: `(c1, c2, *options)` with c1 the list of its inputs' channels, and the
+    static method parse_model's fusion branch calls for the row's (c2, args), the same in every family."""
+    rule = op.fusion
+    assert rule is not None
+    options = op.options
+    head = ["c1", "c2", *[f"{name}={value!r}" for name, value in options]]
+    passed = _passed(op, {name for name, _ in options})
+    if rule.channels_as == "int":
+        passed = [p.replace("=c1", "=c1[0]") if p.endswith("=c1") else p for p in passed]
+    c2 = "scale(args[0])" if rule.out_param else _fusion_out(rule.out)
+    rest = "args[1:]" if rule.out_param else "args"
+    return "\n".join(
+        [
+            f"class {op.name}({base}):",
+            f'    """{op.cls} as parse_model builds a fusion row: (c1 = its inputs\' channels, c2, '
+            f"{', '.join(name for name, _ in options) or 'no options'}) onto {op.cls}({', '.join(op.params)}); "
+            f'{rule}. Written by yolopatch from yolopatch.toml."""',
+            "",
+            f"    def __init__(self, {', '.join(head)}):",
+            *_fusion_checks(op),
+            f"        super().__init__({', '.join(passed)})",
+            "",
+            "    @staticmethod",
+            "    def yolopatch_fusion(c1, args, scale):",
+            '        """parse_model\'s fusion branch: the output channels and the constructor\'s arguments."""',
+            f"        c2 = {c2}",
+            f"        return c2, [c1, c2, *{rest}]",
+            "",
+        ]
+    )
+
+
+def _fusion_out(out: str) -> str:
+    """The output channels of rule `out` from `c1`, the inputs' channels, as Python."""
+    if out in ("sum", "first", "last", "equal"):
+        return {"sum": "sum(c1)", "first": "c1[0]", "last": "c1[-1]", "equal": "c1[0]"}[out]
+    multiple, _, index = out.rpartition("input:")
+    return f"{multiple.rstrip('*')} * c1[{index}]" if multiple else f"c1[{index}]"
+
+
+def _fusion_checks(op: UserOp) -> list[str]:
+    """What the class needs of its inputs, checked when the model is built (the message names the row's)."""
+    rule = op.fusion
+    assert rule is not None
+    lines = []
+    if rule.counts:
+        lines += [
+            f"        if len(c1) not in {rule.counts!r}:",
+            f'            raise ValueError(f"{op.name} takes {" or ".join(map(str, rule.counts))} inputs, not {{len(c1)}}")',
+        ]
+    if rule.widths == "equal":
+        lines += [
+            "        if len(set(c1)) > 1:",
+            f'            raise ValueError(f"{op.name} needs equal input widths, not {{c1}}")',
+        ]
+    return lines
+
+
 def _passed(op: UserOp, options: set[str]) -> list[str]:
     """`param=value` for the user's constructor: channel counts only where the map says channels."""
     by_role = {"c1": "c1", "c2": "c2", "n": "n"}
@@ -177,7 +248,12 @@ def user_paste(op: UserOp) -> Paste:
     """The adapter as inject pastes it: it imports the user's class from the copied module."""
     alias = f"_{op.cls}Base"
     line = f"from .{module_stem(op)} import {op.cls} as {alias}"
-    return Paste(adapter_source(op, alias), ((frozenset({alias}), line),), frozenset(), (op.name,))
+    imports: tuple[tuple[frozenset[str], str], ...] = ((frozenset({alias}), line),)
+    if op.backbone is not None and op.backbone.factory:  # a wrapper module around what the factory returns
+        imports += ((frozenset({"nn"}), "from torch import nn"),)
+        if op.backbone.factory == "timm":
+            imports = ((frozenset({"nn"}), "from torch import nn"),)
+    return Paste(adapter_source(op, alias), imports, frozenset(), (op.name,))
 
 
 def recorded_operators() -> list[Operator]:

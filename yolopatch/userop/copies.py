@@ -27,7 +27,7 @@ def copy_changes(
     the file in the action lines."""
     changes: dict[Path, FileChange] = {}
     for op in operators:
-        if op.user is None:
+        if op.user is None or op.user.file.as_posix().startswith("timm:"):  # timm:NAME: no file to copy
             continue
         path = folder / f"{module_stem(op.user)}.py"
         change = own_module_change(path, copies.get(path), copied_module(op.user, kind, point), force)

@@ -16,7 +16,7 @@ from typing import Any
 
 from yolopatch.errors import YolopatchError
 from yolopatch.userop.roles import RoleMap
-from yolopatch.userop.rule import CHANNEL_RULES, Rule, multiple_rule, parse_rule
+from yolopatch.userop.rule import CHANNEL_RULES, BackboneSpec, FusionRule, Rule, multiple_rule, parse_rule
 from yolopatch.userop.sizes import size_rule
 from yolopatch.userop.source import ClassSource
 from yolopatch.userop.trials import BASE, DIVISORS, DOUBLE, PROBE_SECONDS, SIZES, WIDTHS, probe, trials
@@ -34,6 +34,8 @@ class Learned:
     unused: tuple[str, ...]  # parameters that got no gradient
     evidence: tuple[str, ...]
     parameters: int  # at the first base probe
+    fusion: FusionRule | None = None  # a fusion class's rules (then `rule` is Rule("fusion"))
+    backbone: BackboneSpec | None = None  # a backbone's outputs (then `rule` is Rule("backbone"))
 
 
 def fit(
@@ -44,10 +46,7 @@ def fit(
     declared: Rule | None = None,
 ) -> Learned:
     """The rule the observations prove, or a YolopatchError saying what did not fit and what to declare."""
-    where = f"{source.path}:{source.line}: {source.name}"
-    if "load" in observed:
-        line = observed["load"].get("line") or source.line
-        raise YolopatchError(f"{source.path}:{line}: importing the file failed: {observed['load']['error']}")
+    where = refuse_unloaded(source, observed)
     runs = observed["trials"]
     base, pairs, tied = _base_runs(roles, runs)
     for run in base:
@@ -70,8 +69,8 @@ def fit(
             "Fix the declaration or the --map/--set that the probe built it with."
         )
     train = base[0]
-    evidence.append(_refuse_untrainable(where, train, runs))
-    divisor, smallest, constraint = _constraints(runs)
+    evidence.append(refuse_untrainable(where, train, runs))
+    divisor, smallest, constraint = constraints(runs)
     evidence.append(constraint)
     return Learned(
         rule=rule,
@@ -83,6 +82,14 @@ def fit(
         evidence=tuple(e for e in evidence if e),
         parameters=train["params"],
     )
+
+
+def refuse_unloaded(source: ClassSource, observed: Mapping[str, Any]) -> str:
+    """Refuse a file the probe could not import, naming the line; else where messages about the class start."""
+    if "load" in observed:
+        line = observed["load"].get("line") or source.line
+        raise YolopatchError(f"{source.path}:{line}: importing the file failed: {observed['load']['error']}")
+    return f"{source.path}:{source.line}: {source.name}"
 
 
 def _base_runs(
@@ -203,7 +210,7 @@ def _repeats(runs: Mapping[str, Any]) -> tuple[bool, str]:
     return False, f"n=1, 2, 3 give {counts[0]}, {counts[1]}, {counts[2]} parameters, not n copies of a block"
 
 
-def _constraints(runs: Mapping[str, Any]) -> tuple[int, int, str]:
+def constraints(runs: Mapping[str, Any]) -> tuple[int, int, str]:
     """The divisor the widths that worked share and those that failed lack, and the smallest that worked."""
     ok = [w for w in WIDTHS if "error" not in runs[f"width{w}"]]
     failed = [w for w in WIDTHS if w not in ok]
@@ -343,7 +350,7 @@ def _repeat_role(
     return channels, f"{repeat} is an ordinary option ({why})"
 
 
-def _refuse_untrainable(where: str, train: Mapping[str, Any], runs: Mapping[str, Any]) -> str:
+def refuse_untrainable(where: str, train: Mapping[str, Any], runs: Mapping[str, Any]) -> str:
     """Refuse a block that cannot be trained; a block without weights is judged by its input's gradient
     (it must reach the input, finite). Returns that evidence ("" for a block with weights)."""
     if "error" in train:

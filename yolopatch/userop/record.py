@@ -21,7 +21,15 @@ from yolopatch import __version__
 from yolopatch.child import CONFIG_VARIABLE
 from yolopatch.errors import YolopatchError
 from yolopatch.files import read_text
-from yolopatch.userop.rule import CHANNEL_RULES, Rule, is_channel_rule
+from yolopatch.userop.rule import (
+    CHANNEL_RULES,
+    SIZE_PATTERNS,
+    BackboneSpec,
+    FusionRule,
+    Rule,
+    is_channel_rule,
+    parse_fusion_rule,
+)
 from yolopatch.userop.source import file_digest
 
 CONFIG = "yolopatch.toml"
@@ -52,6 +60,8 @@ class UserOp:
     target: str = ""
     sha256: str = ""
     config: Path = Path(CONFIG)
+    fusion: FusionRule | None = None  # a fusion class (its forward takes a list): its rules and constraints
+    backbone: BackboneSpec | None = None  # a backbone (its forward returns a list of maps): its outputs
 
     @property
     def options(self) -> tuple[tuple[str, Any], ...]:
@@ -65,6 +75,8 @@ class UserOp:
 
     def changed(self) -> str | None:
         """Why the record may no longer describe the file (None: it does)."""
+        if self.backbone is not None and self.backbone.factory == "timm":
+            return None  # timm:NAME: no file of the user's
         try:
             digest = file_digest(self.file.read_bytes())
         except OSError:
@@ -114,20 +126,15 @@ def load(config: Path | None) -> dict[str, UserOp]:
 def _from_table(config: Path, name: str, table: Mapping[str, Any]) -> UserOp:
     where = f"{config}: [ops.{name}]"
     try:
-        rule_text = str(table["rule"])
-        channels, _, stride = rule_text.partition(":")
-        if not is_channel_rule(channels):
-            raise YolopatchError(
-                f"{where}: rule {rule_text!r}: channels must be one of {', '.join(CHANNEL_RULES)} (N a whole "
-                "number, 2 or more)."
-            )
         params = tuple(str(p) for p in table["params"])
+        rule, fusion = _rules(table, params, where)
+        backbone = _backbone(table, where)
         roles = {str(k): str(v) for k, v in table["map"].items()}
         return UserOp(
             name=name,
-            file=(config.parent / str(table["file"])).resolve(),
+            file=_file(config, str(table["file"])),
             cls=str(table["class"]),
-            rule=Rule(channels, stride or "1"),
+            rule=rule,
             params=params,
             roles={p: roles.get(p, "-") for p in params},
             defaults=_plain(table.get("defaults", {})),
@@ -140,9 +147,61 @@ def _from_table(config: Path, name: str, table: Mapping[str, Any]) -> UserOp:
             target=str(table.get("target", "")),
             sha256=str(table.get("sha256", "")),
             config=config,
+            fusion=fusion,
+            backbone=backbone,
         )
     except KeyError as exc:
         raise YolopatchError(f"{where} has no {exc.args[0]!r}; run `yolopatch ops add` again.") from None
+
+
+def _rules(table: Mapping[str, Any], params: tuple[str, ...], where: str) -> tuple[Rule, FusionRule | None]:
+    """The recorded rule; for a fusion class (`kind = "fusion"`) its rules and constraints too."""
+    rule_text = str(table["rule"])
+    if table.get("kind") == "backbone":
+        return Rule("backbone"), None
+    if table.get("kind") == "fusion":
+        try:
+            out, size = parse_fusion_rule(rule_text, params)
+        except YolopatchError as exc:
+            raise YolopatchError(f"{where}: {exc}") from None
+        fusion = FusionRule(
+            out,
+            size,
+            tuple(int(c) for c in table.get("inputs", ())),
+            str(table.get("widths", "any")),
+            tuple(str(s) for s in table.get("sizes", SIZE_PATTERNS)),
+            str(table.get("channels_as", "list")),
+        )
+        return Rule("fusion"), fusion
+    channels, _, stride = rule_text.partition(":")
+    if not is_channel_rule(channels):
+        raise YolopatchError(
+            f"{where}: rule {rule_text!r}: channels must be one of {', '.join(CHANNEL_RULES)} (N a whole "
+            'number, 2 or more), or write kind = "fusion" for a fusion class.'
+        )
+    return Rule(channels, stride or "1"), None
+
+
+def _file(config: Path, file: str) -> Path:
+    """The recorded file, relative to the record's folder; `timm:NAME` (no file of the user's) as it is."""
+    return Path(file) if file.startswith("timm:") else (config.parent / file).resolve()
+
+
+def _backbone(table: Mapping[str, Any], where: str) -> BackboneSpec | None:
+    """A backbone's recorded outputs (`kind = "backbone"`: `widths`, `strides`, `factory`)."""
+    if table.get("kind") != "backbone":
+        return None
+    try:
+        widths = tuple(int(w) for w in table["widths"])
+        strides = tuple(int(s) for s in table["strides"])
+    except (TypeError, ValueError):
+        widths, strides = (), ()
+    if not widths or len(widths) != len(strides):
+        raise YolopatchError(
+            f"{where}: a backbone needs `widths` and `strides`, one per output, as whole numbers; run "
+            "`yolopatch ops add` again."
+        )
+    return BackboneSpec(widths, strides, str(table.get("factory", "")))
 
 
 def _plain(table: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,9 +235,25 @@ def _table(op: UserOp) -> tomlkit.items.Table:
         file = op.file.resolve().relative_to(op.config.parent.resolve()).as_posix()
     except ValueError:
         file = op.file.resolve().as_posix()
+    if op.backbone is not None and op.backbone.factory == "timm":
+        file = op.file.as_posix()
     table["file"] = file
     table["class"] = op.cls
-    table["rule"] = str(op.rule)
+    if op.backbone is not None:
+        table["kind"] = "backbone"
+        table["rule"] = "backbone"
+        table["widths"] = list(op.backbone.widths)
+        table["strides"] = list(op.backbone.strides)
+        table["factory"] = op.backbone.factory
+    elif op.fusion is not None:
+        table["kind"] = "fusion"
+        table["rule"] = str(op.fusion)
+        table["inputs"] = list(op.fusion.counts)  # [] : any number, 2 or more
+        table["widths"] = op.fusion.widths
+        table["sizes"] = list(op.fusion.sizes)
+        table["channels_as"] = op.fusion.channels_as
+    else:
+        table["rule"] = str(op.rule)
     table["params"] = list(op.params)
     table["map"] = _inline(op.roles)
     table["defaults"] = _inline(op.defaults)

@@ -19,7 +19,8 @@ from yolopatch.userop.source import ClassSource, Param
 INPUT_CHANNELS = frozenset(
     "c1 c c_in ch ch_in cin channels channel dim dim_in in_dim inp inc in_c in_ch in_chs in_size in_channel "
     "in_channels input_channels in_planes inplanes in_features nin op_channel features num_channels n_channels "
-    "n_feats".split()
+    "n_feats inc_list in_channel_list in_channels_list channel_list channels_list ch_list in_dims dims c1s "
+    "chs".split()
 )
 OUTPUT_CHANNELS = frozenset(
     "c2 c_out ch_out cout ouc outc oup out_c out_ch out_chs out_channel out_channels output_channels out_planes outplanes "
@@ -99,7 +100,10 @@ def role_map(source: ClassSource, declared: Mapping[str, str]) -> RoleMap:
 def _by_name(param: Param, taken: Mapping[str, str]) -> str:
     """A channel or repeat role only for a parameter that may hold a whole number, and only once."""
     name = param.name.lower()
-    countable = param.required or (isinstance(param.default, int) and not isinstance(param.default, bool))
+    default = param.default
+    whole = isinstance(default, int) and not isinstance(default, bool)
+    widths = isinstance(default, (list, tuple)) and all(isinstance(v, int) for v in default)  # a fusion's
+    countable = param.required or whole or widths
     held = set(taken.values())
     for role, spellings in (("c1", INPUT_CHANNELS), ("c2", OUTPUT_CHANNELS), ("n", REPEATS)):
         if name in spellings and countable and role not in held:

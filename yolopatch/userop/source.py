@@ -2,8 +2,9 @@
 
 The class, its constructor's parameters and literal defaults, its `forward` signature, the file's imports
 (those from a target are named: the probe and `inject` must satisfy them), and the module-level helpers the
-class needs. Shapes that this version cannot take (heads, multi-input modules) are refused here, from the
-source, so the probe never has to guess them from a crash.
+class needs. A forward that takes one list of tensors makes a fusion class (yolopatch.userop.fusion); shapes
+this version cannot take (heads, a forward with several tensor parameters) are refused here, from the source,
+so the probe never has to guess them from a crash.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from yolopatch.errors import YolopatchError
+from yolopatch.userop.shapes import backbone_like, head_refusal
 
 _TORCH_BASES = frozenset({"nn.Module", "torch.nn.Module", "Module"})
 _LIST_ANNOTATIONS = frozenset({"list", "List", "tuple", "Tuple", "Sequence"})
@@ -118,6 +120,9 @@ class ClassSource:
     target_imports: tuple[TargetImport, ...]
     helpers: tuple[str, ...]  # module-level classes and functions of the file that the class uses
     digest: str  # sha256 of the file's bytes
+    inputs: str = "one"  # "list": its forward takes one list of feature maps (a fusion class)
+    outputs: str = "one"  # "list": it visibly returns a list of maps, or states its widths (a backbone)
+    factory: bool = False  # a function of the file that returns the module (a backbone's factory)
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -160,6 +165,9 @@ def read_class(path: Path, name: str, kinds: Sequence[ImportKind]) -> ClassSourc
         )
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     node = classes.get(name)
+    function = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+    if node is None and function is not None:
+        return _factory_source(path, function, tree, text, data, kinds)
     if node is None:
         known = ", ".join(classes) or "none"
         raise YolopatchError(f"{path}: defines no top-level class {name}; its classes: {known}.")
@@ -167,7 +175,8 @@ def read_class(path: Path, name: str, kinds: Sequence[ImportKind]) -> ClassSourc
     imported = _imported_names(tree)
     if not _is_module(node, classes, imported):
         raise YolopatchError(f"{where} is not a torch module (it does not derive from nn.Module).")
-    params = _constructor_and_forward(where, node, classes, imported, text)
+    outputs = "list" if backbone_like(_lineage(node, classes), _method(node, classes, "forward")) else "one"
+    params, inputs = _constructor_and_forward(where, node, classes, imported, text, outputs)
     return ClassSource(
         path=path,
         name=name,
@@ -176,14 +185,56 @@ def read_class(path: Path, name: str, kinds: Sequence[ImportKind]) -> ClassSourc
         target_imports=_target_imports(tree, kinds),
         helpers=_helpers(tree, node),
         digest=file_digest(data),
+        inputs=inputs,
+        outputs=outputs,
+    )
+
+
+def _factory_source(
+    path: Path,
+    function: ast.FunctionDef,
+    tree: ast.Module,
+    text: str,
+    data: bytes,
+    kinds: Sequence[ImportKind],
+) -> ClassSource:
+    """A factory function of the file (`def mobilenet_small(**kwargs): return MobileNet(...)`): its
+    parameters are the options; the probe calls it and judges what it returns."""
+    args = function.args
+    shifted = ast.arguments(
+        posonlyargs=[],
+        args=[ast.arg("self"), *args.posonlyargs, *args.args],
+        vararg=None,
+        kwonlyargs=args.kwonlyargs,
+        kw_defaults=args.kw_defaults,
+        kwarg=None,
+        defaults=args.defaults,
+    )
+    init = ast.FunctionDef(name=function.name, args=shifted, body=[], decorator_list=[])  # type: ignore[call-arg]
+    return ClassSource(
+        path=path,
+        name=function.name,
+        line=function.lineno,
+        params=_params(init, text),
+        target_imports=_target_imports(tree, kinds),
+        helpers=_helpers(tree, function),  # type: ignore[arg-type]
+        digest=file_digest(data),
+        outputs="list",
+        factory=True,
     )
 
 
 def _constructor_and_forward(
-    where: str, node: ast.ClassDef, classes: dict[str, ast.ClassDef], imported: set[str], text: str
-) -> tuple[Param, ...]:
-    """The constructor's parameters, once the class is known to have a forward (its own, a base's in the
-    file, one bound in __init__, or an imported base's, which the probe runs) and a shape this version takes."""
+    where: str,
+    node: ast.ClassDef,
+    classes: dict[str, ast.ClassDef],
+    imported: set[str],
+    text: str,
+    outputs: str = "one",
+) -> tuple[tuple[Param, ...], str]:
+    """The constructor's parameters and what the forward takes ("one" map or a "list"), once the class is
+    known to have a forward (its own, a base's in the file, one bound in __init__, or an imported base's,
+    which the probe runs) and a shape this version takes."""
     init = _method(node, classes, "__init__")
     inherited = _imported_base(node, classes, imported)
     if init is None and inherited:
@@ -198,10 +249,9 @@ def _constructor_and_forward(
             "`self.forward = self.METHOD`)."
         )
     params = _params(init, text) if init is not None else ()
-    _refuse_shapes(where, params, None)
-    for forward in forwards or []:
-        _refuse_shapes(where, params, forward)
-    return params
+    _refuse_shapes(where, params, None, outputs, inherited)
+    kinds = {_refuse_shapes(where, params, forward, outputs, inherited) for forward in forwards or []}
+    return params, "list" if "list" in kinds else "one"
 
 
 def _imported_names(tree: ast.Module) -> set[str]:
@@ -324,48 +374,56 @@ def _param(
     return Param(name, value, source, keyword_only, annotation)
 
 
-def _refuse_shapes(where: str, params: tuple[Param, ...], forward: ast.FunctionDef | None) -> None:
-    """Heads, and forwards that take a list (None: a forward the file does not show: the probe runs it)."""
-    heads = sorted(_HEAD_PARAMETERS & {p.name for p in params})
+def _refuse_shapes(
+    where: str,
+    params: tuple[Param, ...],
+    forward: ast.FunctionDef | None,
+    outputs: str = "one",
+    inherited: str = "",
+) -> str:
+    """Heads, and forwards with several tensor parameters (None: a forward the file does not show: the
+    probe runs it); what a forward takes: "one" map or a "list" of them. A backbone's `num_classes` (its
+    classifier's, unused) is no head's."""
+    head_names = _HEAD_PARAMETERS - ({"num_classes"} if outputs == "list" else set())
+    heads = sorted(head_names & {p.name for p in params})
     if heads:
-        raise YolopatchError(
-            f"{where} takes {', '.join(heads)}: it looks like a detection head; heads are not supported by "
-            "`ops add` in this version (it adds blocks that map one feature map to one feature map)."
-        )
+        raise YolopatchError(head_refusal(where, heads, inherited))
     if forward is None:
-        return
+        return "one"
     inputs = [a for a in [*forward.args.posonlyargs, *forward.args.args][1:]]
     required = len(inputs) - len(forward.args.defaults)
-    first = inputs[0] if inputs else None
-    if required > 1 or (first is not None and _takes_a_list(first, forward)):
+    if required > 1:
+        names = ", ".join(a.arg for a in inputs)
         raise YolopatchError(
-            f"{where}: forward takes several inputs ({', '.join(a.arg for a in inputs)}; a yaml row with a "
-            "`from` list feeds it a list). Multi-input modules (BiFPN-style fusion) are not supported by "
-            "`ops add` in this version: it adds blocks that map one feature map to one."
+            f"{where}: forward takes several tensors ({names}); YOLO passes one list: a row with a `from` list "
+            f"calls forward(x) with x = [{names}]. Write `def forward(self, x):` and unpack `{names} = x` in it, "
+            "then run `ops add` again."
         )
+    first = inputs[0] if inputs else None
+    return "list" if first is not None and _takes_a_list(first, forward) else "one"
 
 
 def _takes_a_list(arg: ast.arg, forward: ast.FunctionDef) -> bool:
-    """The input is a list: annotated so, indexed by a constant, iterated over or measured with len()."""
+    """The input is a list: annotated so, indexed by a constant, unpacked, iterated over, or handed to
+    len/zip/enumerate/sum or torch.cat/stack."""
     if arg.annotation is not None and ast.unparse(arg.annotation).split("[")[0] in _LIST_ANNOTATIONS:
         return True
-    for node in ast.walk(forward):
-        if (
-            isinstance(node, ast.Subscript)
-            and isinstance(node.value, ast.Name)
-            and node.value.id == arg.arg
-            and isinstance(node.slice, ast.Constant)
-            and isinstance(node.slice.value, int)
-        ):
-            return True
-        if isinstance(node, (ast.For, ast.comprehension)) and _is_name(node.iter, arg.arg):
-            return True
-        if (
-            isinstance(node, ast.Call)
-            and _is_name(node.func, "len")
-            and any(_is_name(a, arg.arg) for a in node.args)
-        ):
-            return True
+    return any(_uses_as_list(node, arg.arg) for node in ast.walk(forward))
+
+
+_LIST_CALLS = frozenset({"len", "zip", "enumerate", "sum", "reversed", "cat", "concat", "stack"})
+
+
+def _uses_as_list(node: ast.AST, name: str) -> bool:
+    if isinstance(node, ast.Subscript) and _is_name(node.value, name):
+        return isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, int)
+    if isinstance(node, ast.Assign) and _is_name(node.value, name):
+        return any(isinstance(t, (ast.Tuple, ast.List)) for t in node.targets)  # `a, b, c = x`
+    if isinstance(node, (ast.For, ast.comprehension)):
+        return _is_name(node.iter, name)
+    if isinstance(node, ast.Call):
+        func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        return func in _LIST_CALLS and any(_is_name(a, name) for a in node.args)
     return False
 
 

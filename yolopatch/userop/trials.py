@@ -86,6 +86,7 @@ def probe(
     python: str | None = None,
     timeout: float = PROBE_SECONDS,
     settings: child.Settings = child.Settings(),
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the probe child on the user's file and return its observations (`settings`: what the targets'
     code it may import reads from the environment)."""
@@ -94,6 +95,7 @@ def probe(
         "class": source.name,
         "sys_path": list(sys_path),
         "trials": dict(request_trials),
+        **(extra or {}),  # a factory the child calls instead of the file's class (timm:NAME)
     }
 
     def too_long() -> YolopatchError:

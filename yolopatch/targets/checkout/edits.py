@@ -10,21 +10,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from yolopatch import __version__
 from yolopatch.checkpoints import in_view, listing
 from yolopatch.errors import YolopatchError
 from yolopatch.files import FileChange
 from yolopatch.inject import (
     InjectPlan,
     block_body,
+    block_edits,
     bound_names,
-    compose_block,
-    disable_classes,
     find_blocks,
     inside,
     names_insertion,
     names_of,
     names_removal,
+    parse_python,
     refuse_edited,
     refuse_revert_edited,
     restore_classes,
@@ -33,9 +32,11 @@ from yolopatch.inject import (
 from yolopatch.operators.registry import OPERATORS
 from yolopatch.operators.spec import Operator
 from yolopatch.paste import operator_paste, template_paste
-from yolopatch.splice import Edit, newline_of, splice
+from yolopatch.splice import Edit, splice
+from yolopatch.targets.backbones import backbone_branch_edits, backbone_branch_removal
 from yolopatch.targets.checkout.layout import Checkout, read_checkout
 from yolopatch.targets.checkout.sites import Sites, find_sites, manual_edit
+from yolopatch.targets.collections import fusion_branch_edits, fusion_branch_removal
 from yolopatch.userop.copies import copy_changes, copy_removals
 
 if TYPE_CHECKING:
@@ -56,7 +57,11 @@ def plan_inject(
         "import": []
         if sites.explicit is None
         else [n for n in _wanted(operators) if n not in names_of(sites.explicit.names)],  # type: ignore[arg-type]
-        "collection": [n for n in _wanted(operators) if n not in names_of(sites.collection.elts)],
+        "collection": [
+            op.name
+            for op in operators
+            if op.fusion is None and op.backbone is None and op.name not in names_of(sites.collection.elts)
+        ],
         "repeat": _missing_repeats(sites, operators),
     }
     if missing_in["import"]:
@@ -75,6 +80,11 @@ def plan_inject(
             f"{checkout.yolo.name}: added {', '.join(missing_in['repeat'])} to parse_model's repeat collection "
             "(parse_model passes them the row's n)"
         )
+    fusion = [op.name for op in operators if op.fusion is not None]
+    tree = parse_python(sites.yolo, checkout.yolo)
+    yolo_edits += fusion_branch_edits(sites.yolo, tree, checkout.yolo, checkout.yolo.name, fusion, actions)
+    listed = [op.name for op in operators if op.backbone is not None]
+    yolo_edits += backbone_branch_edits(sites.yolo, tree, checkout.yolo, checkout.yolo.name, listed, actions)
     outside = [n for n in sites.common_tree.body if not inside(sites.common, sites.blocks.values(), n)]
     bound = bound_names(outside)
     for op in operators:
@@ -143,30 +153,8 @@ def _plan_block(
     if not force:
         refuse_edited(block, body, checkout.common)
     foreign = [n for n in outside if isinstance(n, ast.ClassDef) and n.name in paste.classes]
-    if foreign and not force:
-        raise YolopatchError(
-            f"{checkout.common}:{foreign[0].lineno}: already defines its own `class {foreign[0].name}` (pasted "
-            f"from a blog post?). Remove it, or run again with --force to disable it and use yolopatch's "
-            "(--revert restores it)."
-        )
-    edits = disable_classes(text, foreign)
-    if foreign:
-        actions.append(
-            f"{checkout.common.name}: disabled the existing class {foreign[0].name} at line {foreign[0].lineno}"
-        )
-    added = set(block.added) if block else set()
-    added.update(site for site, names in missing_in.items() if op.name in names)
-    forced = bool(foreign) or (block is not None and block.forced)
-    wanted = compose_block(op.name, _REGISTRY, body, sorted(added), forced, newline_of(text))
-    if block is None:
-        edits.append(Edit(len(text), len(text), wanted))
-        actions.append(f"{checkout.common.name}: appended class {op.name} (yolopatch {__version__})")
-    elif text[block.start : block.end] != wanted:
-        edits.append(Edit(block.start, block.end, wanted))
-        actions.append(
-            f"{checkout.common.name}: updated class {op.name} from yolopatch {block.version} to {__version__}"
-        )
-    return edits
+    added = {site for site, names in missing_in.items() if op.name in names}
+    return block_edits(checkout.common, text, op.name, _REGISTRY, body, block, foreign, added, force, actions)
 
 
 def plan_revert(
@@ -199,6 +187,9 @@ def plan_revert(
         if "repeat" in block.added and sites.repeat is not None and block.name in names_of(sites.repeat.elts):
             yolo_edits += names_removal(sites.yolo, sites.repeat.elts, [block.name])
             actions.append(f"{checkout.yolo.name}: removed {block.name} from parse_model's repeat collection")
+    left = [b for b in sites.blocks.values() if b not in blocks]
+    yolo_edits += fusion_branch_removal(sites.yolo, checkout.yolo.name, left, actions)
+    yolo_edits += backbone_branch_removal(sites.yolo, checkout.yolo.name, left, actions)
     new = {checkout.common: splice(sites.common, common_edits), checkout.yolo: splice(sites.yolo, yolo_edits)}
     copies = copy_removals(sites.checkout.models, sites.copies, sites.blocks.values(), blocks, force, actions)
     verify_compiles(new)

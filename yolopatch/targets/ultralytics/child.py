@@ -58,13 +58,14 @@ def register_in_memory(tasks: types.ModuleType, names: set[str], yaml: str, plac
     """Register the operators the yaml uses, as inject would, without writing a file; notes on what was done
     (the operators this ultralytics lacks, and the inject that adds them for training: `place` names it)."""
     from yolopatch.csp import operators_used
+    from yolopatch.operators.index import INDEX  # a backbone's Index rows, where this release has none
     from yolopatch.operators.registry import OPERATORS
     from yolopatch.targets.ultralytics.edits import injected_names, plan_inject
     from yolopatch.targets.ultralytics.package import MODULE, Package, read_package
     from yolopatch.targets.ultralytics.tables import CSP
     from yolopatch.userop.adapter import recorded_operators
 
-    operators = operators_used(names, [*OPERATORS.values(), *recorded_operators()], CSP)
+    operators = operators_used(names, [*OPERATORS.values(), *recorded_operators(), INDEX], CSP)
     package = Package(Path(str(tasks.__file__)).parent.parent)
     if not operators:
         return []
@@ -87,7 +88,8 @@ def register_in_memory(tasks: types.ModuleType, names: set[str], yaml: str, plac
     exec(
         compile(ast.Module(body=[parse_model], type_ignores=[]), str(tasks.__file__), "exec"), tasks.__dict__
     )
-    for op in operators:
+    operators = [op for op in operators if op.backbone != "index" or not hasattr(tasks, "Index")]
+    for op in operators:  # (the release's own Index stays)
         setattr(tasks, op.name, getattr(module, op.name))
     lacking = [op.name for op in operators if op.name not in injected_names(package)]
     return [

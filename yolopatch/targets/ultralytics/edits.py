@@ -33,6 +33,8 @@ from yolopatch.inject import (
 from yolopatch.operators.spec import Operator
 from yolopatch.paste import operator_paste
 from yolopatch.splice import Edit, newline_of, splice
+from yolopatch.targets.backbones import backbone_branch_removal, backbone_registration, native_removal
+from yolopatch.targets.collections import fusion_branch_edits, fusion_branch_removal
 from yolopatch.targets.ultralytics.package import (
     MODULE,
     MODULE_FILE,
@@ -94,8 +96,9 @@ def plan_inject(
     package: Package, texts: Mapping[Path, str | None], operators: Sequence[Operator], force: bool = False
 ) -> InjectPlan:
     """Write each operator's block into our module file and register its name where it is missing."""
+    sites = find_sites(package, texts, [op.name for op in operators])
+    operators = [op for op in operators if not (op.backbone == "index" and "Index" in sites.defined)]
     names = [op.name for op in operators]
-    sites = find_sites(package, texts, names)
     _refuse_conflicts(sites, names, force)
     repeating = [op.name for op in operators if op.repeats]
     if repeating and sites.repeat is None:
@@ -103,8 +106,17 @@ def plan_inject(
             f"{package.tasks}: parse_model has no repeat collection (the one with C2f that gets the row's n) "
             f"to register {', '.join(repeating)} in; nothing was changed."
         )
-    missing = _missing(sites, names, repeating, _c3k2_variants(operators))
+    fusion = [op.name for op in operators if op.fusion is not None]
+    listed = [op.name for op in operators if op.backbone is not None]
+    missing = _missing(sites, names, repeating, _c3k2_variants(operators), [*fusion, *listed])
     init_edits, tasks_edits, actions = _registration_edits(sites, missing)
+    tasks_edits += fusion_branch_edits(
+        sites.tasks, sites.tasks_tree, package.tasks, "nn/tasks.py", fusion, actions
+    )
+    missing["torchvision"], edits = backbone_registration(
+        sites.tasks, sites.tasks_tree, package.tasks, "nn/tasks.py", listed, actions
+    )
+    tasks_edits += edits
     module_edits: list[Edit] = []
     written: list[str] = []
     for op in operators:
@@ -133,7 +145,11 @@ def _pointer(imported: TargetImport) -> str:
 
 
 def _missing(
-    sites: Sites, names: Sequence[str], repeating: Sequence[str] = (), c3k2: Sequence[str] = ()
+    sites: Sites,
+    names: Sequence[str],
+    repeating: Sequence[str] = (),
+    c3k2: Sequence[str] = (),
+    fusion: Sequence[str] = (),
 ) -> dict[str, list[str]]:
     """Per registration site, the names it lacks (`repeating`: those parse_model must pass the row's n). A
     class ultralytics defines itself (its own CBAM) is imported into tasks.py from our module by its full
@@ -148,7 +164,7 @@ def _missing(
         else [n for n in plain if n not in names_of(sites.all_names.elts)],
         "tasks": [] if sites.star else [n for n in plain if n not in listed],
         "explicit": [n for n in own if n not in sites.ours_in_tasks()],
-        "collection": [n for n in names if n not in names_of(sites.collection.elts)],
+        "collection": [n for n in names if n not in fusion and n not in names_of(sites.collection.elts)],
         "repeat": [n for n in repeating if sites.repeat is None or n not in names_of(sites.repeat.elts)],
         "identity": [n for n in c3k2 if sites.identity is not None and n not in _identity_names(sites)],
     }
@@ -298,6 +314,9 @@ def plan_revert(
         for name in {*sites.ours_in_init(), *sites.ours_in_tasks()} - set(leaving):
             leaving[name] = {"init", "explicit"}
     init_edits, tasks_edits = _unregistration_edits(sites, leaving, actions)
+    left = [b for b in sites.blocks.values() if b not in blocks]
+    tasks_edits += fusion_branch_removal(sites.tasks, "nn/tasks.py", left, actions)
+    tasks_edits += backbone_branch_removal(sites.tasks, "nn/tasks.py", left, actions)
     new: dict[Path, str | None] = {
         package.init: splice(sites.init, init_edits),
         package.tasks: splice(sites.tasks, tasks_edits),
@@ -337,6 +356,7 @@ def _unregistration_edits(
     if not sites.star:
         tasks_edits += names_removal(sites.tasks, sites.modules_import.names, recorded("tasks"))
     tasks_edits += names_removal(sites.tasks, sites.collection.elts, recorded("collection"))
+    tasks_edits += native_removal(sites.tasks, sites.tasks_tree, recorded("torchvision"))
     if sites.repeat is not None:
         tasks_edits += names_removal(sites.tasks, sites.repeat.elts, recorded("repeat"))
     tasks_edits += _identity_removal(sites, recorded("identity"))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from yolopatch.errors import YolopatchError
 from yolopatch.files import read_text
+from yolopatch.targets.base import PackageFolder
 
 # our module file in nn/modules/, the module ultralytics imports it as (checkpoints pickle our classes under
 # it), and what a new one starts with
@@ -27,19 +28,10 @@ HEADER = (
 
 
 @dataclass(frozen=True)
-class Package:
+class Package(PackageFolder):
     """An `ultralytics` package folder: a git checkout's, or an installed one (site-packages)."""
 
-    root: Path
     installed: bool = False
-
-    @property
-    def label(self) -> str:
-        return str(self.root)
-
-    @property
-    def import_paths(self) -> tuple[Path, ...]:
-        return (self.root.parent,)
 
     @property
     def kind(self) -> str:
