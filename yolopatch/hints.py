@@ -81,6 +81,8 @@ def after_add(
         where = "--layers Concat"  # every Concat row the rules allow; the others are named and left
     source = shell_word(model) if model is not None else "MODEL.yaml"
     written = f"{model.stem if model is not None else 'MODEL'}-{op.name.lower()}.yaml"
+    if op.head:
+        where = f"--layers {op.head}"  # the head row, its from and args kept
     if op.backbone is not None:  # its rows replace the stock backbone's: no --layers
         return (
             f"Next: yolopatch apply {source} --backbone {op.name} -o {written}   then: "

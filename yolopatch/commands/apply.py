@@ -81,6 +81,8 @@ def apply_operator(text: str, layers: str, options: ApplyOptions, name: str = "<
         )
     if options.op.backbone is not None:
         return apply_backbone(text, options, name)
+    if options.op.head:
+        return apply_head(text, layers, options, name)
     values = options.resolved
     if options.rewire not in ("all", "next"):
         raise YolopatchError(f"--rewire {options.rewire}: use 'all' or 'next'.")
@@ -155,6 +157,53 @@ def apply_backbone(text: str, options: ApplyOptions, name: str = "<yaml>") -> Ap
         check_strides(simulate(plan.rows, geo, name, options.hints), plan, scale, name)
     notes = [*sims[first.scale].warnings]
     return _result(text, new_text, plan.changes, notes, target, op.name, tuple(range(plan.replaced)))
+
+
+def apply_head(text: str, layers: str, options: ApplyOptions, name: str = "<yaml>") -> ApplyResult:
+    """A head in place of the target's own (the Detect row): only the module changes; `from` and the args
+    ([nc], which parse_model completes with the inputs' channels) stay as they are."""
+    op = options.op
+    if options.insert or options.values or options.sources:
+        raise OptionError(
+            "--insert" if options.insert else "--set" if options.values else "--from",
+            f"{op.name} is a detection head: it replaces the {op.head} row as it is (no --insert, --set or "
+            "--from); `apply MODEL.yaml --layers " + op.head + f" --op {op.name}`.",
+        )
+    model = parse_model_yaml(text, name)
+    target = target_for(model.values)
+    if target.imports.head[0] != op.head:
+        raise YolopatchError(
+            f"{name}: a {target.name} model; {op.name} subclasses another family's {op.head}, and only a model of "
+            "that family can have its head swapped for it."
+        )
+    selection = select_layers(layers, model.layers, absent_ok={op.head})
+    edits: list[Edit] = []
+    changes: list[Change] = []
+    notes = [f"--layers {term} matches no layer any more: already patched." for term in selection.unmatched]
+    for index in selection.indices:
+        layer = model.layers[index]
+        module = normalize_module(layer.module)
+        if module == op.name:
+            notes.append(f"layer {index} ({layer.module}) left as it is: already {op.name}.")
+        elif module != op.head:
+            if index in selection.explicit:
+                raise YolopatchError(
+                    f"{place_of(model, layer)}: cannot replace {layer.module} with {op.name}: {op.name} is a "
+                    f"detection head built on {op.head}; it replaces {op.head} rows only."
+                )
+        else:
+            edits.append(Edit(layer.module_span.start, layer.module_span.end, op.name))
+            old = text[layer.row.start : layer.row.end]
+            row = (
+                old[: layer.module_span.start - layer.row.start]
+                + op.name
+                + old[layer.module_span.end - layer.row.start :]
+            )
+            changes.append(Change(index, "replaced", old, row))
+    if not edits and not notes:
+        raise YolopatchError(f"{name}: --layers {layers} selects no {op.head} row; the head is the last row.")
+    selected = [c.index for c in changes]
+    return _result(text, splice(text, edits), changes, notes, target, op.name, selected)
 
 
 # --- --into: the operator inside a CSP block's bottlenecks ----------------------------------------------------

@@ -34,6 +34,7 @@ from yolopatch.userop.fusion import first_shape, fit_fusion, fusion_trials, swee
 from yolopatch.userop.learn import PROBE_SECONDS, Learned, fit, parse_rule, probe, trials
 from yolopatch.userop.record import CONFIG, UserOp, find_config, load, record_text, removal_text, storable
 from yolopatch.userop.roles import RoleMap, parse_map, role_map
+from yolopatch.userop.rule import Rule
 from yolopatch.userop.source import ClassSource, read_class
 from yolopatch.userop.timm import learn_timm, timm_name, timm_record, timm_source
 from yolopatch.userop.timm import request as timm_request
@@ -137,8 +138,10 @@ def add_operator(
     _refuse_clash(yaml_name, source, recorded, force)
     chosen = target or default_target(source, cwd)
     defaults = {p.name: p.default for p in source.params if not p.required}
-    learned: Learned | None = None
-    if source.outputs == "list":  # it looks like a backbone: probed as one, unless it is a block after all
+    learned: Learned | None = _head(source, rule) if source.head else None
+    if (
+        learned is None and source.outputs == "list"
+    ):  # it looks like a backbone: probed as one, unless it is a block after all
         backbone = _probe(source, backbone_trials(values), chosen, timeout)
         learned = fit_backbone(source, roles, values, backbone, chosen.python, rule)
     if learned is None and source.inputs == "list":
@@ -165,12 +168,17 @@ def add_operator(
         min_channels=learned.min_channels,
         unused=learned.unused,
         evidence=learned.evidence,
-        learned="declared rule, confirmed by the probe" if rule else "probe",
+        learned=f"its {source.head} base, read from the source"
+        if source.head
+        else "declared rule, confirmed by the probe"
+        if rule
+        else "probe",
         target=chosen.description,
         sha256=source.digest,
         config=config,
         fusion=learned.fusion,
         backbone=learned.backbone,
+        head=source.head,
     )
     from yolopatch.userop.adapter import as_operator
 
@@ -216,6 +224,33 @@ def _model_in(folder: Path, target: Target) -> Path | None:
 def _literal(source: ClassSource, name: str) -> bool:
     param = source.param(name)
     return param is not None and param.default_text != param.default  # not a non-literal kept as text
+
+
+def _head(source: ClassSource, declared: str | None) -> Learned:
+    """A subclass of the target's Detect: recorded with the base it extends. Its constructor is the base's
+    (the row's args and the input channels, as parse_model's Detect collection passes them); `inject` and
+    `check` build the target's model with it (strides, a loss step) before anything depends on it."""
+    if declared is not None and declared != "head":
+        raise OptionError(
+            "--rule", f"--rule {declared}: {source.name} is a detection head; its rule is `head`."
+        )
+    return Learned(
+        rule=Rule("head"),
+        roles={p.name: "-" for p in source.params},
+        values={},
+        divisor=1,
+        min_channels=1,
+        unused=(),
+        evidence=(
+            f"head: subclasses {_possessive(' or '.join(source.families))} own {source.head}; built by parse_model's "
+            f"{source.head} collection with the row's args and its inputs' channels",
+        ),
+        parameters=0,
+    )
+
+
+def _possessive(name: str) -> str:
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
 
 
 def _require_settings(source: ClassSource, roles: RoleMap, values: Mapping[str, Any]) -> None:

@@ -85,6 +85,7 @@ class Operator:
     user: Any = None
     fusion: Any = None  # a user's fusion class: its FusionRule (its rows read a list of inputs)
     backbone: Any = None  # a backbone's BackboneSpec (its row returns a list of maps), or "index" (Index)
+    head: str = ""  # a detection head: the target's class it subclasses and is registered with ("Detect")
     generated: Any = None  # a Paste yolopatch wrote for it (an --into CSP class, a user's adapter)
     uncounted_macs: Callable[[Any, tuple[Any, ...], Any], int] | None = None
     uncounted_note: str = ""

@@ -164,6 +164,10 @@ def learned_lines(result: Any) -> list[str]:
         lines[-1] = (
             f"  yaml rows: [-1, 1, {op.name}, [{spec.widths[-1]}]], then [0, 1, Index, [C, K]] per level"
         )
+    if user.head:  # the Detect row keeps its `from` and args; only the module changes
+        lines[-1] = (
+            f"  yaml row: [[P3, P4, P5], 1, {op.name}, [nc]] (the {user.head} row's own from and args)"
+        )
     if user.target:
         lines.append(f"  learned against {user.target}")
     if user.unused:

@@ -13,7 +13,12 @@ from pathlib import Path
 
 from yolopatch.inject import Block, names_insertion, names_of, names_removal
 from yolopatch.splice import Edit, newline_of
-from yolopatch.targets.collections import Collection, _after_channel_branch, _locals, _tested, parse_model_of
+from yolopatch.targets.collections import (
+    Collection,
+    _after_channel_branch,
+    branch_collections,
+    parse_model_of,
+)
 
 BACKBONE_MARK = "# yolopatch: backbone rows and Index; `yolopatch inject --revert` removes this branch"
 
@@ -21,16 +26,9 @@ BACKBONE_MARK = "# yolopatch: backbone rows and Index; `yolopatch inject --rever
 def list_collection(tree: ast.Module) -> Collection | None:
     """Ultralytics' own `m in frozenset({TorchVision, Index})` collection where its branch passes the row's
     args after the first (8.3.66 on); None where there is none, or it prepends c1, c2 (8.3.59 to 8.3.65)."""
-    function = parse_model_of(tree)
-    if function is None:
-        return None
-    local = _locals(function)
-    for node in ast.walk(function):
-        found = _tested(node.test, local) if isinstance(node, ast.If) else None
-        if found is None or "TorchVision" not in names_of(found[0].elts):
-            continue
-        body = "\n".join(ast.unparse(statement) for statement in node.body)  # type: ignore[attr-defined]
-        return None if "c1, c2" in body else found[0]
+    for collection, body in branch_collections(parse_model_of(tree)):
+        if "TorchVision" in names_of(collection.elts):
+            return None if "c1, c2" in body else collection
     return None
 
 

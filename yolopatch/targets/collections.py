@@ -69,6 +69,33 @@ def repeat_collection(function: ast.FunctionDef | None) -> Collection | None:
     return None
 
 
+def branch_collections(function: ast.FunctionDef | None) -> list[tuple[Collection, str]]:
+    """Every `if m in <collection>:` branch of parse_model: its collection and its body's source."""
+    if function is None:
+        return []
+    local = _locals(function)
+    found = []
+    for node in ast.walk(function):
+        tested = _tested(node.test, local) if isinstance(node, ast.If) else None
+        if tested is not None:
+            body = "\n".join(ast.unparse(statement) for statement in node.body)  # type: ignore[attr-defined]
+            found.append((tested[0], body))
+    return found
+
+
+def detect_collection(function: ast.FunctionDef | None) -> Collection | None:
+    """The target's own Detect collection: the `m in {Detect, ...}` whose branch hands the row its inputs'
+    channels (`[ch[x] for x in f]`); None where parse_model has none."""
+    return next(
+        (
+            c
+            for c, body in branch_collections(function)
+            if "Detect" in names_of(c.elts) and "ch[x] for x in f" in body
+        ),
+        None,
+    )
+
+
 def _locals(function: ast.FunctionDef) -> dict[str, ast.expr]:
     """What parse_model binds to each plain local name (the last binding in the source, if it binds one twice)."""
     return {

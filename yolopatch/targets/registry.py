@@ -104,7 +104,8 @@ def import_kinds() -> list[ImportKind]:
         kind = target.imports
         known = kinds.get(kind.name)
         prefixes = tuple(dict.fromkeys([*(known.prefixes if known else ()), *kind.prefixes]))
-        kinds[kind.name] = ImportKind(kind.name, prefixes, kind.example)
+        head = kind.head or (known.head if known else ("", ()))
+        kinds[kind.name] = ImportKind(kind.name, prefixes, kind.example, head)
     return list(kinds.values())
 
 

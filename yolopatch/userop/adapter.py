@@ -48,6 +48,7 @@ def as_operator(op: UserOp) -> Operator:
         user=op,
         fusion=op.fusion,
         backbone=op.backbone,
+        head=op.head,
         generated=user_paste(op),
     )
 
@@ -127,6 +128,8 @@ def adapter_source(op: UserOp, base: str) -> str:
         return backbone_adapter_source(op, base)
     if op.fusion is not None:
         return fusion_adapter_source(op, base)
+    if op.head:
+        return head_adapter_source(op, base)
     options = op.options
     head = ["c1", "c2", *(["n=1"] if op.rule.channels == "csp" else [])]
     head += [f"{name}={value!r}" for name, value in options]
@@ -192,6 +195,21 @@ def fusion_adapter_source(op: UserOp, base: str) -> str:
             '        """parse_model\'s fusion branch: the output channels and the constructor\'s arguments."""',
             f"        c2 = {c2}",
             f"        return c2, [c1, c2, *{rest}]",
+            "",
+        ]
+    )
+
+
+def head_adapter_source(op: UserOp, base: str) -> str:
+    """A head's class: the user's Detect subclass as it is (its constructor is Detect's: parse_model's Detect
+    collection builds it with the row's args and the input channels), under the yaml's name."""
+    return "\n".join(
+        [
+            f"class {op.name}({base}):",
+            f'    """{op.cls} as a yaml head row: [[P3, P4, P5], 1, {op.name}, [nc]], registered with the '
+            f'target\'s own {op.head}. Written by yolopatch."""',
+            "",
+            f"    yolopatch_head = {op.head!r}",
             "",
         ]
     )

@@ -62,6 +62,7 @@ class UserOp:
     config: Path = Path(CONFIG)
     fusion: FusionRule | None = None  # a fusion class (its forward takes a list): its rules and constraints
     backbone: BackboneSpec | None = None  # a backbone (its forward returns a list of maps): its outputs
+    head: str = ""  # a detection head: the target's class it extends ("Detect"), registered with it
 
     @property
     def options(self) -> tuple[tuple[str, Any], ...]:
@@ -149,6 +150,7 @@ def _from_table(config: Path, name: str, table: Mapping[str, Any]) -> UserOp:
             config=config,
             fusion=fusion,
             backbone=backbone,
+            head=str(table["base"]) if table.get("kind") == "head" else "",
         )
     except KeyError as exc:
         raise YolopatchError(f"{where} has no {exc.args[0]!r}; run `yolopatch ops add` again.") from None
@@ -157,8 +159,8 @@ def _from_table(config: Path, name: str, table: Mapping[str, Any]) -> UserOp:
 def _rules(table: Mapping[str, Any], params: tuple[str, ...], where: str) -> tuple[Rule, FusionRule | None]:
     """The recorded rule; for a fusion class (`kind = "fusion"`) its rules and constraints too."""
     rule_text = str(table["rule"])
-    if table.get("kind") == "backbone":
-        return Rule("backbone"), None
+    if table.get("kind") in ("backbone", "head"):
+        return Rule(str(table["kind"])), None
     if table.get("kind") == "fusion":
         try:
             out, size = parse_fusion_rule(rule_text, params)
@@ -245,6 +247,10 @@ def _table(op: UserOp) -> tomlkit.items.Table:
         table["widths"] = list(op.backbone.widths)
         table["strides"] = list(op.backbone.strides)
         table["factory"] = op.backbone.factory
+    elif op.head:
+        table["kind"] = "head"
+        table["rule"] = "head"
+        table["base"] = op.head
     elif op.fusion is not None:
         table["kind"] = "fusion"
         table["rule"] = str(op.fusion)

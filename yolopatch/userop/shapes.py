@@ -45,13 +45,14 @@ def head_refusal(where: str, heads: Sequence[str], inherited: str) -> str:
     takes = f"{where} takes {', '.join(heads)}: a detection head"
     if inherited.split(".")[-1].endswith("Detect"):
         return (
-            f"{takes} built on the target's {inherited}. `ops add` does not swap heads in this version; "
-            "register it by hand in the target's own Detect collection (so every isinstance(m, Detect) in its "
-            "trainer, stride computation and loss applies) and build it with `yolopatch check --repo`."
+            f"{takes} built on {inherited}. `ops add` takes heads that subclass a target's own Detect where it "
+            "knows how to register them; register this one by hand in the "
+            "target's own Detect collection (so every isinstance(m, Detect) in its trainer, stride computation "
+            "and loss applies) and build it with `yolopatch check --repo`."
         )
     return (
-        f"{takes} written as a plain copy (not a subclass of the target's Detect). `ops add` does not take "
-        "heads in this version, and a copy registered by hand goes wrong silently: the model computes no "
-        "strides for it (they stay 0) and the loss expects Detect's own outputs. Subclass the target's Detect "
-        "and keep its cv2/cv3 outputs, or override forward_head."
+        f"{takes} written as a plain copy (not a subclass of the target's Detect): registered, it would go "
+        "wrong silently: the model computes no strides for it (they stay 0) and the loss expects Detect's own "
+        "outputs. Fix: subclass Detect (the target's own, imported from its package) and keep its cv2/cv3 "
+        "outputs, or override forward_head; then run `ops add` again."
     )

@@ -96,6 +96,10 @@ class ImportKind:
     name: str
     prefixes: tuple[str, ...]
     example: str
+    head: tuple[str, tuple[str, ...]] = (
+        "",
+        (),
+    )  # the detection head a user's head subclasses, and its modules
 
     def holds(self, module: str) -> bool:
         return any(module == p.rstrip(".") or module.startswith(p.rstrip(".") + ".") for p in self.prefixes)
@@ -123,6 +127,7 @@ class ClassSource:
     inputs: str = "one"  # "list": its forward takes one list of feature maps (a fusion class)
     outputs: str = "one"  # "list": it visibly returns a list of maps, or states its widths (a backbone)
     factory: bool = False  # a function of the file that returns the module (a backbone's factory)
+    head: str = ""  # a detection head: the target's class it subclasses ("Detect")
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -176,7 +181,12 @@ def read_class(path: Path, name: str, kinds: Sequence[ImportKind]) -> ClassSourc
     if not _is_module(node, classes, imported):
         raise YolopatchError(f"{where} is not a torch module (it does not derive from nn.Module).")
     outputs = "list" if backbone_like(_lineage(node, classes), _method(node, classes, "forward")) else "one"
-    params, inputs = _constructor_and_forward(where, node, classes, imported, text, outputs)
+    head = _head_base(tree, node, classes, kinds)
+    if head:
+        init = _method(node, classes, "__init__")
+        params, inputs = (_params(init, text) if init is not None else ()), "one"
+    else:
+        params, inputs = _constructor_and_forward(where, node, classes, imported, text, outputs)
     return ClassSource(
         path=path,
         name=name,
@@ -187,7 +197,26 @@ def read_class(path: Path, name: str, kinds: Sequence[ImportKind]) -> ClassSourc
         digest=file_digest(data),
         inputs=inputs,
         outputs=outputs,
+        head=head,
     )
+
+
+def _head_base(
+    tree: ast.Module, node: ast.ClassDef, classes: dict[str, ast.ClassDef], kinds: Sequence[ImportKind]
+) -> str:
+    """The target's detection head the class subclasses, directly or through a class of the file (a kind's
+    `head`, imported from one of its modules): its name ("Detect"); "" otherwise."""
+    bound: dict[str, str] = {}
+    for kind in kinds:
+        base, modules = kind.head
+        for n in tree.body:
+            if isinstance(n, ast.ImportFrom) and n.module in modules and not n.level:
+                bound.update({a.asname or a.name: base for a in n.names if base and a.name == base})
+    for cls in _lineage(node, classes):
+        for written in (ast.unparse(b) for b in cls.bases):
+            if written in bound:
+                return bound[written]
+    return ""
 
 
 def _factory_source(

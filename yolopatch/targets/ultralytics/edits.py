@@ -34,7 +34,12 @@ from yolopatch.operators.spec import Operator
 from yolopatch.paste import operator_paste
 from yolopatch.splice import Edit, newline_of, splice
 from yolopatch.targets.backbones import backbone_branch_removal, backbone_registration, native_removal
-from yolopatch.targets.collections import fusion_branch_edits, fusion_branch_removal
+from yolopatch.targets.collections import (
+    detect_collection,
+    fusion_branch_edits,
+    fusion_branch_removal,
+    parse_model_of,
+)
 from yolopatch.targets.ultralytics.package import (
     MODULE,
     MODULE_FILE,
@@ -108,7 +113,8 @@ def plan_inject(
         )
     fusion = [op.name for op in operators if op.fusion is not None]
     listed = [op.name for op in operators if op.backbone is not None]
-    missing = _missing(sites, names, repeating, _c3k2_variants(operators), [*fusion, *listed])
+    heads = [op.name for op in operators if op.head]
+    missing = _missing(sites, names, repeating, _c3k2_variants(operators), [*fusion, *listed, *heads])
     init_edits, tasks_edits, actions = _registration_edits(sites, missing)
     tasks_edits += fusion_branch_edits(
         sites.tasks, sites.tasks_tree, package.tasks, "nn/tasks.py", fusion, actions
@@ -116,6 +122,8 @@ def plan_inject(
     missing["torchvision"], edits = backbone_registration(
         sites.tasks, sites.tasks_tree, package.tasks, "nn/tasks.py", listed, actions
     )
+    tasks_edits += edits
+    missing["detect"], edits = _head_registration(sites, package.tasks, heads, actions)
     tasks_edits += edits
     module_edits: list[Edit] = []
     written: list[str] = []
@@ -137,6 +145,24 @@ def plan_inject(
     copies = copy_changes(operators, folder, sites.copies, IMPORTS, _pointer, force, actions, "nn/modules/")
     verify_compiles({**new, **{c.path: c.new for c in copies}})
     return _plan(sites, new, actions, _upgrade_warnings(sites), copies)
+
+
+def _head_registration(
+    sites: Sites, tasks: Path, heads: Sequence[str], actions: list[str]
+) -> tuple[list[str], list[Edit]]:
+    """Heads in parse_model's own Detect collection (never a branch of ours): the names added, the edit."""
+    if not heads:
+        return [], []
+    collection = detect_collection(parse_model_of(sites.tasks_tree))
+    if collection is None:
+        raise YolopatchError(
+            f"{tasks}: parse_model has no `m in {{Detect, ...}}` collection that passes the inputs' channels "
+            f"(an unknown release?); {', '.join(heads)} cannot be registered with Detect. Nothing was changed."
+        )
+    missing = [n for n in heads if n not in names_of(collection.elts)]
+    if missing:
+        actions.append(f"nn/tasks.py: added {', '.join(missing)} to parse_model's own Detect collection")
+    return missing, [names_insertion(sites.tasks, collection.elts, missing)] if missing else []
 
 
 def _pointer(imported: TargetImport) -> str:
@@ -357,6 +383,9 @@ def _unregistration_edits(
         tasks_edits += names_removal(sites.tasks, sites.modules_import.names, recorded("tasks"))
     tasks_edits += names_removal(sites.tasks, sites.collection.elts, recorded("collection"))
     tasks_edits += native_removal(sites.tasks, sites.tasks_tree, recorded("torchvision"))
+    detect = detect_collection(parse_model_of(sites.tasks_tree))
+    if detect is not None:
+        tasks_edits += names_removal(sites.tasks, detect.elts, recorded("detect"))
     if sites.repeat is not None:
         tasks_edits += names_removal(sites.tasks, sites.repeat.elts, recorded("repeat"))
     tasks_edits += _identity_removal(sites, recorded("identity"))

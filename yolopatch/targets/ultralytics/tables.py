@@ -176,4 +176,9 @@ DEFINED = frozenset(
 )
 
 # How a user's file imports ultralytics' code (its copy then sits inside the package, imports unchanged).
-IMPORTS = ImportKind("ultralytics", ("ultralytics",), "from ultralytics.nn.modules import Conv")
+IMPORTS = ImportKind(
+    "ultralytics",
+    ("ultralytics",),
+    "from ultralytics.nn.modules import Conv",
+    ("Detect", ("ultralytics.nn.modules", "ultralytics.nn.modules.head")),  # a user's head subclasses it
+)

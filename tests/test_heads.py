@@ -1,0 +1,146 @@
+"""Detection heads (#30, second part), for ultralytics: `ops add` of a subclass of its own Detect (recorded
+with `kind = "head"` and the base it extends; a plain copy refused with the consequence and the fix),
+`apply --layers Detect --op NAME` (only the module changes), inject into parse_model's own Detect
+collection, and ultralytics' own DetectionModel building it with its strides and training it with its loss.
+
+Our own head (tests/fixtures/user_modules/heads.py: a Detect subclass that overrides nothing but __init__).
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+
+import pytest
+from helpers import run_cli, snapshot
+from test_ultralytics_real import Environment, checked
+from user_module_case import USER_MODULES
+
+from yolopatch.commands.apply import apply_operator
+from yolopatch.commands.ops import add_operator
+from yolopatch.edit.options import ApplyOptions
+from yolopatch.errors import YolopatchError
+from yolopatch.targets.backbones import BACKBONE_MARK
+from yolopatch.targets.collections import FUSION_MARK, detect_collection, parse_model_of
+from yolopatch.userop.adapter import adapter_source, as_operator
+from yolopatch.userop.record import load
+from yolopatch.userop.rule import Rule
+
+HEADS = USER_MODULES / "heads.py"
+DETECT_ROW = "  - [[16, 19, 22], 1, Detect, [nc]] # Detect(P3, P4, P5)"
+
+
+@pytest.fixture
+def work(tmp_path):
+    shutil.copy(HEADS, tmp_path / "heads.py")
+    return tmp_path
+
+
+def test_a_detect_subclass_is_recorded_as_a_head_with_the_base_it_extends(work):
+    result = add_operator("heads.py:ScaledDetect", work)
+    assert result.op.head == "Detect" and result.op.rule == Rule("head")
+    assert result.operator.head == "Detect"
+    (work / "yolopatch.toml").write_text(result.change.new)
+    text = (work / "yolopatch.toml").read_text()
+    assert 'kind = "head"' in text and 'base = "Detect"' in text
+    reread = load(work / "yolopatch.toml")["ScaledDetect"]
+    assert reread.head == "Detect" and reread.rule == Rule("head")
+    source = adapter_source(reread, "_ScaledDetectBase")
+    assert "class ScaledDetect(_ScaledDetectBase):" in source and "__init__" not in source  # Detect's own
+
+
+def test_a_plain_copy_of_a_head_is_refused_with_the_consequence_and_the_fix(work):
+    with pytest.raises(YolopatchError) as caught:
+        add_operator("heads.py:CopiedDetect", work)
+    message = str(caught.value)
+    assert "strides for it (they stay 0)" in message
+    assert "subclass Detect" in message and "keep its cv2/cv3 outputs, or override forward_head" in message
+
+
+def test_the_cli_says_what_it_learned_and_names_the_detect_row(work):
+    result = run_cli("ops", "add", "heads.py:ScaledDetect", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "subclasses ultralytics' own Detect" in result.stdout
+    assert "--layers Detect --op ScaledDetect" in result.stdout
+
+
+def _yolo11(ultralytics_packages) -> str:
+    return (ultralytics_packages["8.4.190"] / "ultralytics/cfg/models/11/yolo11.yaml").read_text()
+
+
+def test_apply_replaces_only_the_module_of_the_detect_row(work, ultralytics_packages):
+    op = as_operator(add_operator("heads.py:ScaledDetect", work).op)
+    text = _yolo11(ultralytics_packages)
+    assert DETECT_ROW in text
+    result = apply_operator(text, "Detect", ApplyOptions(op=op))
+    assert result.text == text.replace(DETECT_ROW, DETECT_ROW.replace("Detect,", "ScaledDetect,"))
+    assert result.selected == (23,)
+    again = apply_operator(result.text, "Detect", ApplyOptions(op=op))
+    assert again.text == result.text  # already patched: nothing changes
+    with pytest.raises(YolopatchError, match="it replaces Detect rows only"):
+        apply_operator(text, "22", ApplyOptions(op=op))
+
+
+@pytest.mark.parametrize("version", ["8.4.190", "8.3.253"])
+def test_the_detect_collection_is_the_one_that_passes_the_inputs_channels(ultralytics_packages, version):
+    tasks = (ultralytics_packages[version] / "ultralytics/nn/tasks.py").read_text()
+    collection = detect_collection(parse_model_of(ast.parse(tasks)))
+    assert collection is not None
+    names = [ast.unparse(e) for e in collection.elts]
+    assert "Detect" in names and "Segment" in names and "RTDETRDecoder" not in names
+
+
+BUILD = """
+import torch
+from ultralytics.cfg import get_cfg
+from ultralytics.nn.modules import Detect
+from ultralytics.nn.tasks import DetectionModel
+
+model = DetectionModel("y.yaml", ch=3, verbose=False)
+head = model.model[-1]
+assert type(head).__name__ == "ScaledDetect" and isinstance(head, Detect)
+assert model.stride.tolist() == [8.0, 16.0, 32.0], model.stride
+model.args = get_cfg()
+model.train()
+batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
+         "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.3], [0.4, 0.6, 0.3, 0.2]])}
+loss, _ = model.loss(batch)
+loss.sum().backward()
+assert torch.isfinite(loss).all()
+assert all(branch[0].scale.grad is not None for branch in head.cv2)
+print("ok")
+"""
+
+
+def test_ultralytics_own_model_builds_and_trains_the_head_and_revert_restores_every_byte(
+    ultralytics_packages, tmp_path
+):
+    environment = Environment(tmp_path, ultralytics_packages["8.4.190"], "checkout")
+    before = snapshot(environment.package)
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(HEADS, work / "heads.py")
+    result = run_cli("ops", "add", "heads.py:ScaledDetect", "--repo", str(environment.checkout), cwd=work)
+    assert result.returncode == 0, result.stderr
+    shutil.copy(environment.package / "cfg/models/11/yolo11.yaml", work / "y.yaml")
+    result = run_cli("apply", "y.yaml", "--layers", "Detect", "--op", "ScaledDetect", "--in-place", cwd=work)
+    assert result.returncode == 0, result.stderr
+    result = environment.yolopatch("inject", "--for", "y.yaml", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "to parse_model's own Detect collection" in result.stdout
+    tasks = (environment.package / "nn/tasks.py").read_text()
+    names = [ast.unparse(e) for e in detect_collection(parse_model_of(ast.parse(tasks))).elts]  # type: ignore[union-attr]
+    assert "ScaledDetect" in names
+    assert BACKBONE_MARK not in tasks and FUSION_MARK not in tasks  # no branch of our own
+    injected = snapshot(environment.package)
+    again = environment.yolopatch("inject", "--for", "y.yaml", cwd=work)
+    assert again.returncode == 0 and "nothing written" in again.stdout + again.stderr
+    assert snapshot(environment.package) == injected
+    (work / "build.py").write_text(BUILD)
+    built = environment.run("build.py", cwd=work)
+    assert built.returncode == 0 and "ok" in built.stdout, built.stderr[-2000:]
+    own = checked(environment.yolopatch("check", "y.yaml", "--img", "128", "--json", cwd=work))
+    assert f"{own['params']:,} parameters" in own["reference"]
+    result = environment.yolopatch("inject", "--revert", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert snapshot(environment.package) == before
