@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import EXAMPLE, ROOT, STUBS, font_home, run_cli, snapshot, write_checkpoint
 
-from yolopatch.userop.source import REQUIRED, Param
+from yolopatch.userop.params import REQUIRED, Param
 
 
 def _write(folder: Path, text: str, name: str = "model.yaml") -> Path:

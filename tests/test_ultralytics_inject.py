@@ -31,8 +31,9 @@ from yolopatch import __version__
 from yolopatch.errors import YolopatchError
 from yolopatch.files import write_changes
 from yolopatch.operators.registry import OPERATORS, get_operator
-from yolopatch.targets.ultralytics.edits import plan_inject, plan_revert
+from yolopatch.targets.ultralytics.edits import plan_inject
 from yolopatch.targets.ultralytics.package import HEADER, Package, read_package
+from yolopatch.targets.ultralytics.revert import plan_revert
 
 SE, CBAM, INV = get_operator("se"), get_operator("cbam"), get_operator("involution")
 

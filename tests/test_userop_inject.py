@@ -27,6 +27,7 @@ from yolopatch.errors import YolopatchError
 from yolopatch.files import write_changes
 from yolopatch.targets.ultralytics import edits as ultralytics
 from yolopatch.targets.ultralytics.package import read_package
+from yolopatch.targets.ultralytics.revert import revert as ultralytics_revert
 from yolopatch.userop.learn import Rule
 
 
@@ -132,5 +133,5 @@ def test_ultralytics_gets_the_copy_beside_our_module_file_and_the_repeat_registr
     base, repeat = _registered(package.tasks)
     assert {"SEAttention", "C2fLite"} <= base and "C2fLite" in repeat and "SEAttention" not in repeat
     assert not ultralytics.inject(package, [user_se(tmp_path), user_csp(tmp_path)]).changed
-    write_changes(ultralytics.revert(package).changes)
+    write_changes(ultralytics_revert(package).changes)
     assert snapshot(package.root) == before

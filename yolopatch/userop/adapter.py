@@ -17,8 +17,9 @@ from yolopatch.files import read_text
 from yolopatch.inject import own_module_text, retarget_imports
 from yolopatch.operators.spec import Operator, Option, Values, trailing_non_defaults
 from yolopatch.paste import Paste
+from yolopatch.userop.params import typed_value
 from yolopatch.userop.record import UserOp
-from yolopatch.userop.source import ImportKind, TargetImport, read_class, typed_value
+from yolopatch.userop.source import ImportKind, TargetImport, read_class
 
 
 def as_operator(op: UserOp) -> Operator:

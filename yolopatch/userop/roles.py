@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from yolopatch.errors import OptionError, YolopatchError
-from yolopatch.userop.source import ClassSource, Param
+from yolopatch.userop.params import Param
+from yolopatch.userop.source import ClassSource
 
 # The spellings of real modules' constructors (case-insensitive).
 INPUT_CHANNELS = frozenset(

@@ -17,8 +17,9 @@ from typing import Any
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.userop.backbone import LEVELS, backbone_trials, fit_outputs
 from yolopatch.userop.learn import Learned
+from yolopatch.userop.params import Param
 from yolopatch.userop.record import UserOp
-from yolopatch.userop.source import ClassSource, Param
+from yolopatch.userop.source import ClassSource
 
 PREFIX = "timm:"
 

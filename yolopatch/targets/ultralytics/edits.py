@@ -1,8 +1,8 @@
-"""inject and --revert on an ultralytics package, planned: each operator's block in our module file
+"""inject on an ultralytics package, planned: each operator's block in our module file
 (nn/modules/yolopatch.py), its registration where ultralytics looks (nn/modules/__init__.py's import and
-`__all__`, tasks.py's import and parse_model's collections), the users' modules copied beside it; the
-exact inverse; and the warnings that go with them (an upgrade that dropped the registration, checkpoints
-that stop loading, a patched copy that is not the one Python imports).
+`__all__`, tasks.py's import and parse_model's collections), the users' modules copied beside it, and the
+warnings that go with them (an upgrade that dropped the registration, checkpoints that stop loading, a
+patched copy that is not the one Python imports). The exact inverse is revert.py's.
 """
 
 from __future__ import annotations
@@ -27,17 +27,15 @@ from yolopatch.inject import (
     names_removal,
     offset,
     refuse_edited,
-    refuse_revert_edited,
     verify_compiles,
 )
 from yolopatch.operators.spec import Operator
 from yolopatch.paste import operator_paste
 from yolopatch.splice import Edit, newline_of, splice
-from yolopatch.targets.backbones import backbone_branch_removal, backbone_registration, native_removal
+from yolopatch.targets.backbones import backbone_registration
 from yolopatch.targets.collections import (
     detect_collection,
     fusion_branch_edits,
-    fusion_branch_removal,
     parse_model_of,
 )
 from yolopatch.targets.ultralytics.package import (
@@ -48,9 +46,9 @@ from yolopatch.targets.ultralytics.package import (
     location_warnings,
     read_package,
 )
-from yolopatch.targets.ultralytics.sites import Sites, find_sites, import_insertion, import_removal
+from yolopatch.targets.ultralytics.sites import Sites, find_sites, import_insertion
 from yolopatch.targets.ultralytics.tables import IMPORTS
-from yolopatch.userop.copies import copy_changes, copy_removals
+from yolopatch.userop.copies import copy_changes
 
 if TYPE_CHECKING:
     from yolopatch.userop.source import TargetImport
@@ -73,7 +71,7 @@ def _identity_edits(sites: Sites, names: Sequence[str]) -> list[Edit]:
     return [Edit(start, end, f"m in {{C3k2, {', '.join(names)}}}")]
 
 
-def _identity_removal(sites: Sites, names: Sequence[str]) -> list[Edit]:
+def identity_removal(sites: Sites, names: Sequence[str]) -> list[Edit]:
     """The inverse: back to `m is C3k2` once only C3k2 is left."""
     node = sites.identity
     if node is None or not names or not isinstance(node.ops[0], ast.In):
@@ -144,7 +142,7 @@ def plan_inject(
     folder = package.root / "nn" / "modules"
     copies = copy_changes(operators, folder, sites.copies, IMPORTS, _pointer, force, actions, "nn/modules/")
     verify_compiles({**new, **{c.path: c.new for c in copies}})
-    return _plan(sites, new, actions, _upgrade_warnings(sites), copies)
+    return plan_of(sites, new, actions, _upgrade_warnings(sites), copies)
 
 
 def _head_registration(
@@ -314,100 +312,7 @@ def _upgrade_warnings(sites: Sites) -> tuple[str, ...]:
     )
 
 
-def plan_revert(
-    package: Package,
-    texts: Mapping[Path, str | None],
-    names: Sequence[str] | None = None,
-    force: bool = False,
-) -> InjectPlan:
-    """Remove the blocks of the named operators (all when None), exactly the registration yolopatch added,
-    and our module file once no block is left in it."""
-    sites = find_sites(
-        package, texts, names or list(find_blocks(texts.get(package.module) or "", package.module))
-    )
-    blocks = [b for b in sites.blocks.values() if names is None or b.name in names]
-    module_edits, actions = [], []
-    for block in blocks:
-        if not force:
-            refuse_revert_edited(block, package.module)
-        module_edits.append(Edit(block.start, block.end, ""))
-        actions.append(f"nn/modules/{MODULE_FILE}: removed class {block.name} (yolopatch {block.version})")
-    module = splice(sites.module, module_edits)
-    emptied = not find_blocks(module, package.module) and _only_header(module)
-    # once the file goes, nothing may import from it any more, whatever the blocks recorded
-    leaving = {b.name: set(b.added) for b in blocks}
-    if emptied:
-        for name in {*sites.ours_in_init(), *sites.ours_in_tasks()} - set(leaving):
-            leaving[name] = {"init", "explicit"}
-    init_edits, tasks_edits = _unregistration_edits(sites, leaving, actions)
-    left = [b for b in sites.blocks.values() if b not in blocks]
-    tasks_edits += fusion_branch_removal(sites.tasks, "nn/tasks.py", left, actions)
-    tasks_edits += backbone_branch_removal(sites.tasks, "nn/tasks.py", left, actions)
-    new: dict[Path, str | None] = {
-        package.init: splice(sites.init, init_edits),
-        package.tasks: splice(sites.tasks, tasks_edits),
-        package.module: None if emptied else module,
-    }
-    if emptied and sites.exists:
-        actions.append(f"nn/modules/{MODULE_FILE}: deleted (no operator left in it)")
-    verify_compiles(new)
-    return _plan(
-        sites,
-        new,
-        actions,
-        (),
-        copy_removals(
-            package.root / "nn" / "modules",
-            sites.copies,
-            sites.blocks.values(),
-            blocks,
-            force,
-            actions,
-            "nn/modules/",
-        ),
-    )
-
-
-def _unregistration_edits(
-    sites: Sites, leaving: Mapping[str, set[str]], actions: list[str]
-) -> tuple[list[Edit], list[Edit]]:
-    init_edits = import_removal(sites.init, sites.init_tree, ".yolopatch", set(leaving))
-    tasks_edits = import_removal(sites.tasks, sites.tasks_tree, MODULE, set(leaving))
-
-    def recorded(site: str) -> list[str]:
-        return [name for name, added in leaving.items() if site in added]
-
-    if sites.all_names is not None:
-        init_edits += names_removal(sites.init, sites.all_names.elts, recorded("all"))
-    if not sites.star:
-        tasks_edits += names_removal(sites.tasks, sites.modules_import.names, recorded("tasks"))
-    tasks_edits += names_removal(sites.tasks, sites.collection.elts, recorded("collection"))
-    tasks_edits += native_removal(sites.tasks, sites.tasks_tree, recorded("torchvision"))
-    detect = detect_collection(parse_model_of(sites.tasks_tree))
-    if detect is not None:
-        tasks_edits += names_removal(sites.tasks, detect.elts, recorded("detect"))
-    if sites.repeat is not None:
-        tasks_edits += names_removal(sites.tasks, sites.repeat.elts, recorded("repeat"))
-    tasks_edits += _identity_removal(sites, recorded("identity"))
-    if leaving:
-        actions.append(f"nn/tasks.py, nn/modules/__init__.py: unregistered {', '.join(sorted(leaving))}")
-    return init_edits, tasks_edits
-
-
-def _only_header(text: str) -> bool:
-    """Nothing but a docstring left (ours, or an older yolopatch's)."""
-    try:
-        body = ast.parse(text.lstrip("\ufeff")).body
-    except SyntaxError:
-        return False
-    return (
-        "yolopatch" in text
-        and all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
-        and "#" not in text
-    )
-
-
-def _plan(
+def plan_of(
     sites: Sites,
     new: Mapping[Path, str | None],
     actions: list[str],
@@ -441,7 +346,7 @@ def inject(
     texts = read_package(package)
     plan = plan_inject(package, texts, operators, force)
     lost = _lost(find_sites(package, texts, [op.name for op in operators]))
-    found = list(_checkpoints_needing(package, workdir, lost)) if lost else []
+    found = list(checkpoints_needing(package, workdir, lost)) if lost else []
     if not found:
         return plan
     warning = (
@@ -451,28 +356,7 @@ def inject(
     return replace(plan, warnings=(*plan.warnings, warning))
 
 
-def revert(
-    package: Package, names: Sequence[str] | None = None, force: bool = False, workdir: Path | None = None
-) -> InjectPlan:
-    """Read the package and plan the revert, naming the checkpoints (under `workdir`, its runs/ and the
-    checkout) that pickle the classes it removes: they stop loading."""
-    texts = read_package(package)
-    plan = plan_revert(package, texts, names, force)
-    removed = list(names) if names is not None else injected_names(package)
-    held = _checkpoints_needing(package, workdir, removed) if plan.changed else {}
-    if not held:
-        return plan
-    needed = tuple(name for name in removed if any(name in classes for classes in held.values()))
-    listed = ", ".join(needed)
-    warning = (
-        f"{len(held)} checkpoint(s) hold {listed} layers ({listing(list(held))}); ultralytics pickles them as "
-        f"{MODULE}.{needed[0]}, so they load only where {listed} is injected (ultralytics' own error instead "
-        "asks for a new training run)."
-    )
-    return replace(plan, warnings=(warning,), checkpoints=tuple(held), needed=needed)
-
-
-def _checkpoints_needing(
+def checkpoints_needing(
     package: Package, workdir: Path | None, names: Sequence[str]
 ) -> dict[Path, list[str]]:
     """Checkpoints in view that pickle our `names` (the working folder's and a checkout's own folder)."""

@@ -78,7 +78,7 @@ class Ultralytics(Target):
         return with_location_warnings(inject(where, operators, force), where, python)
 
     def revert(self, where: Any, names: Sequence[str] | None, force: bool) -> InjectPlan:
-        from yolopatch.targets.ultralytics.edits import revert
+        from yolopatch.targets.ultralytics.revert import revert
 
         return revert(where, names, force)
 
