@@ -501,3 +501,13 @@ def write_checkpoint(path: Path, module: str, name: str) -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("best/data.pkl", f"\x80\x02c{module}\n{name}\nq\x00.".encode("latin-1"))
     return path
+
+
+def docs_script():  # noqa: ANN201 (a module)
+    """scripts/docs.py (the docs' checks), loaded once per process."""
+    if "yolopatch_docs_script" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("yolopatch_docs_script", ROOT / "scripts" / "docs.py")
+        assert spec and spec.loader
+        sys.modules[spec.name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules["yolopatch_docs_script"]

@@ -3,25 +3,17 @@ a changed option or help text fails here until `python scripts/docs.py --write` 
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+from helpers import docs_script
+
 ROOT = Path(__file__).parent.parent
 
 
-def _script():  # scripts/docs.py, loaded once per process
-    if "yolopatch_docs_script" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("yolopatch_docs_script", ROOT / "scripts" / "docs.py")
-        assert spec and spec.loader
-        sys.modules[spec.name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules["yolopatch_docs_script"]
-
-
-docs = _script()
+docs = docs_script()
 
 
 def test_committed_reference_is_current():
