@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from forkserver import ForkServer, launcher
 from helpers import (
     ULTRALYTICS_VERSIONS,
     YOLOV5_VERSIONS,
@@ -131,6 +132,23 @@ def pytest_configure(config: pytest.Config) -> None:
     sys.dont_write_bytecode = False
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    if hasattr(os, "fork") and not os.environ.get("YOLOPATCH_TEST_EXEC"):
+        _start_children_from_a_fork_server()
+
+
+_FORK_SERVER = ForkServer()
+
+
+def _start_children_from_a_fork_server() -> None:
+    """yolopatch's children of this Python fork from a server that imported torch once (tests/forkserver.py);
+    YOLOPATCH_TEST_EXEC=1 runs them with exec, as users' runs do."""
+    import yolopatch.child
+
+    yolopatch.child._launch = launcher(_FORK_SERVER, yolopatch.child._launch)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _FORK_SERVER.close()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -90,9 +90,7 @@ def call(
         run = [str(module)] if isinstance(module, Path) else ["-m", module]
         command = [python or sys.executable, *run, *arguments, str(out)]
         try:
-            process = subprocess.run(
-                command, capture_output=True, text=True, env=env, cwd=scratch, timeout=timeout
-            )
+            process = _launch(command, env, scratch, timeout)
         except subprocess.TimeoutExpired:
             raise (
                 on_timeout() if on_timeout else YolopatchError(f"{what} took over {timeout:g} s")
@@ -101,6 +99,13 @@ def call(
             tail = (process.stderr or process.stdout).strip().splitlines()[-3:]
             raise YolopatchError(f"{what} crashed: {' | '.join(tail)}")
         return json.loads(out.read_text(encoding="utf-8"))
+
+
+def _launch(
+    command: Sequence[str], env: Mapping[str, str], cwd: str, timeout: float | None
+) -> subprocess.CompletedProcess[str]:
+    """Start the child and wait for it (the tests replace this with a fork server that has torch imported)."""
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
 
 
 def reports(value: Sequence[Mapping[str, Any]]) -> list[ModelReport | YolopatchError]:

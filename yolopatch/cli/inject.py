@@ -16,7 +16,7 @@ from yolopatch.cli.common import (
     notes,
     out,
 )
-from yolopatch.commands.inject import installable_names
+from yolopatch.targets.registry import installable_names
 
 
 def inject(

@@ -15,7 +15,7 @@ from yolopatch.cli.common import (
     name_values,
     out,
 )
-from yolopatch.commands.inject import installable_names
+from yolopatch.targets.registry import installable_names
 
 
 class _OpsGroup(TyperGroup):

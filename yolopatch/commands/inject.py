@@ -23,7 +23,14 @@ from yolopatch.operators.registry import DEFAULT, OPERATORS
 from yolopatch.operators.spec import Operator
 from yolopatch.shell import shell_word
 from yolopatch.targets.base import Target
-from yolopatch.targets.registry import csp_blocks, import_kinds, installable, locate, target_for
+from yolopatch.targets.registry import (
+    csp_blocks,
+    import_kinds,
+    installable,
+    installable_names,
+    locate,
+    target_for,
+)
 from yolopatch.userop.source import read_class
 
 
@@ -56,10 +63,6 @@ class InjectResult:
     place: str  # how `inject` names this target in a command line (REPO, or --installed [--python PATH])
     stock: Path | None  # the family's stock yaml in the target, for next-step text
     because: str = ""  # why these operators, when the user named none
-
-
-def installable_names() -> str:
-    return " or ".join(target.installable for target in installable())
 
 
 def inject(request: InjectRequest) -> InjectResult:

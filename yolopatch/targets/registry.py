@@ -91,6 +91,11 @@ def installable() -> list[Target]:
     return [target for target in TARGETS if target.installable]
 
 
+def installable_names() -> str:
+    """Their package names, for help and errors: `yolov5 or ultralytics or ...`."""
+    return " or ".join(target.installable for target in installable())
+
+
 def csp_blocks() -> dict[str, CspBlock]:
     """Every family's CSP blocks (`--into`), by yaml name."""
     return {name: block for target in TARGETS for name, block in target.rules.csp.items()}
