@@ -132,6 +132,12 @@ def simam_reference(m, x, train):
     return x * torch.sigmoid(inverse_energy)
 
 
+def sam_reference(m, x, train):
+    """YOLOv4's modified SAM (section 3.4, figure 6): out = x * sigmoid(BN(W x)), W a 1x1 convolution."""
+    y = torch.einsum("oc,bchw->bohw", m.conv.weight.flatten(1), x)
+    return x * torch.sigmoid(batch_norm_reference(y, m.bn, train))
+
+
 REFERENCES: dict[str, Callable[[nn.Module, torch.Tensor, bool], torch.Tensor]] = {
     "Involution": involution_reference,
     "SE": se_reference,
@@ -139,4 +145,5 @@ REFERENCES: dict[str, Callable[[nn.Module, torch.Tensor, bool], torch.Tensor]] =
     "ECA": eca_reference,
     "CoordAtt": coordatt_reference,
     "SimAM": simam_reference,
+    "SAM": sam_reference,
 }

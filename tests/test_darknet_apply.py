@@ -135,6 +135,33 @@ def test_a_native_se_is_four_darknet_sections_with_explicit_pad_and_activations(
     assert result.native and [c.index for c in result.changes] == [20]
 
 
+def test_a_native_sam_is_a_logistic_batch_normalized_conv_and_a_sam_section():
+    result = apply_cfg(TINY4, "16", _request("sam", insert=True), "t.cfg")
+    sections = _sections(result.text)[17:19]
+    assert sections == [
+        (
+            "convolutional",
+            {
+                "batch_normalize": "1",
+                "filters": "256",
+                "size": "1",
+                "stride": "1",
+                "pad": "1",
+                "activation": "logistic",
+            },
+        ),
+        ("sam", {"from": "-2"}),
+    ]
+    assert result.native and [c.index for c in result.changes] == [18]
+    again = apply_cfg(result.text, "16", _request("sam", insert=True), "t.cfg")
+    assert again.text == result.text  # applying twice equals applying once
+    with pytest.raises(
+        YolopatchError,
+        match=r"layer 17 \[convolutional\]: cannot insert after it with SE: part of the SAM \(layers 17-18\)",
+    ):
+        apply_cfg(result.text, "17", _request("se", insert=True), "t.cfg")
+
+
 def test_the_hidden_activation_is_the_models_own():
     mish = TINY4.replace("activation=leaky", "activation=mish")
     result = apply_cfg(mish, "16", _request("se", insert=True), "t.cfg")
@@ -200,7 +227,7 @@ def test_random_models_keep_their_references_whatever_the_edit(data):
         text = text.replace("\n", "\r\n")
     insert = data.draw(st.booleans())
     rewire = data.draw(st.sampled_from(["all", "next"])) if insert else "all"
-    _check_everywhere(text, rewire, data.draw(st.sampled_from(["se", "simam", "involution"])), insert)
+    _check_everywhere(text, rewire, data.draw(st.sampled_from(["se", "sam", "simam", "involution"])), insert)
 
 
 @pytest.mark.parametrize("name", list(OPERATORS))

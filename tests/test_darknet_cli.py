@@ -130,6 +130,7 @@ def test_ops_shows_which_operators_have_a_native_form():
         "eca": "[eca]",
         "coordatt": "[coordatt]",
         "simam": "[simam]",
+        "sam": "native",
     }
     assert "[scale_channels]" in render(operator_detail(OPERATORS["se"]), 200)
 

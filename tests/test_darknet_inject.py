@@ -115,15 +115,16 @@ def test_check_repo_builds_with_its_darknet_and_refuses_a_silent_identity(standi
 
 
 @pytest.mark.real
-def test_the_real_package_builds_a_native_se_as_darknet_computes_it(pytorchyolo_packages, tmp_path):
-    """Injected, pytorchyolo's own Darknet pools [avgpool] to 1x1 and multiplies at [scale_channels]: each
-    layer's output shape, parameters and the GFLOPs equal the built-in builder's."""
+def test_the_real_package_builds_native_se_and_sam_as_darknet_computes_them(pytorchyolo_packages, tmp_path):
+    """Injected, pytorchyolo's own Darknet pools [avgpool] to 1x1 and multiplies at [scale_channels] and
+    [sam]: each layer's output shape, parameters and the GFLOPs equal the built-in builder's."""
     release = Path(
         shutil.copytree(pytorchyolo_packages["1.8.0"] / "pytorchyolo", tmp_path / "site" / "pytorchyolo")
     )
     pristine = snapshot(release)
-    assert run_cli("inject", str(release), "--op", "se,cbam").returncode == 0
+    assert run_cli("inject", str(release), "--op", "se,cbam,sam").returncode == 0
     text = _apply(_apply(TINY4, "8", "se", insert=True), "20", "cbam", insert=True)
+    text = _apply(text, "2", "sam", insert=True)
     cfg = tmp_path / "m.cfg"
     cfg.write_text(text)
     result = run_cli(
@@ -136,6 +137,7 @@ def test_the_real_package_builds_a_native_se_as_darknet_computes_it(pytorchyolo_
     ours = check_cfg(text, "m.cfg", 64, 1)
     called = [layer for layer in theirs["layers"] if layer["output"]]
     assert {layer["module"] for layer in called} >= {"avgpool", "cbam"}
+    assert {layer["module"] for layer in theirs["layers"]} >= {"scale_channels", "sam"}  # computed in forward
     assert all(layer["output"] == ours.layers[layer["index"]].output for layer in called)
     assert [layer["params"] for layer in theirs["layers"]] == [layer.params for layer in ours.layers]
     assert (theirs["params"], round(theirs["gflops"], 2), theirs["strides"]) == (

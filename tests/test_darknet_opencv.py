@@ -113,15 +113,16 @@ def _run(opencv: Path, text: str, folder: Path, outputs: list[str]) -> tuple[dic
     return json.loads(child.stdout), [saved[f"arr_{i}"] for i in range(len(outputs))]
 
 
+@pytest.mark.parametrize("name", ["se", "sam"])
 @pytest.mark.parametrize(
     ("text", "layers"),
     [
-        pytest.param(TINY4, "8,16", id="tiny4-se-after-csp-stages"),
-        pytest.param(RES3, "12,17", id="res3-se-after-shortcut-and-before-spp"),
+        pytest.param(TINY4, "8,16", id="tiny4-after-csp-stages"),
+        pytest.param(RES3, "12,17", id="res3-after-shortcut-and-before-spp"),
     ],
 )
-def test_a_native_se_runs_in_opencv_as_in_the_builder(opencv, tmp_path, text, layers):
-    op = OPERATORS["se"]
+def test_a_native_form_runs_in_opencv_as_in_the_builder(opencv, tmp_path, text, layers, name):
+    op = OPERATORS[name]
     result = apply_cfg(text, layers, Request(op, op.defaults, insert=True), "m.cfg")
     cfg = parse_cfg(result.text, "m.cfg")
     heads = [n for n in walk(cfg) if n.head]

@@ -123,11 +123,26 @@ def test_ultralytics_own_model_builds_and_trains_the_head_and_revert_restores_ev
     result = run_cli("ops", "add", "heads.py:ScaledDetect", "--repo", str(environment.checkout), cwd=work)
     assert result.returncode == 0, result.stderr
     shutil.copy(environment.package / "cfg/models/11/yolo11.yaml", work / "y.yaml")
-    result = run_cli("apply", "y.yaml", "--layers", "Detect", "--op", "ScaledDetect", "--in-place", cwd=work)
+    result = run_cli(
+        "apply",
+        "y.yaml",
+        "--layers",
+        "Detect",
+        "--op",
+        "ScaledDetect",
+        "--in-place",
+        cwd=work,
+        env=environment.env,
+    )
     assert result.returncode == 0, result.stderr
+    assert (
+        "note: ScaledDetect proved with the installed ultralytics: its own model class builds it"
+        in result.stderr
+    )
     result = environment.yolopatch("inject", "--for", "y.yaml", cwd=work)
     assert result.returncode == 0, result.stderr
     assert "to parse_model's own Detect collection" in result.stdout
+    assert f"note: ScaledDetect proved with the ultralytics checkout {environment.checkout}" in result.stderr
     tasks = (environment.package / "nn/tasks.py").read_text()
     names = [ast.unparse(e) for e in detect_collection(parse_model_of(ast.parse(tasks))).elts]  # type: ignore[union-attr]
     assert "ScaledDetect" in names
@@ -143,4 +158,33 @@ def test_ultralytics_own_model_builds_and_trains_the_head_and_revert_restores_ev
     assert f"{own['params']:,} parameters" in own["reference"]
     result = environment.yolopatch("inject", "--revert", cwd=work)
     assert result.returncode == 0, result.stderr
+    assert snapshot(environment.package) == before
+
+
+def test_a_head_whose_eval_output_is_not_detects_is_refused_before_anything_is_written(
+    ultralytics_packages, tmp_path
+):
+    environment = Environment(tmp_path, ultralytics_packages["8.4.190"], "checkout")
+    before = snapshot(environment.package)
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(HEADS, work / "heads.py")
+    result = run_cli("ops", "add", "heads.py:BareEvalDetect", "--repo", str(environment.checkout), cwd=work)
+    assert result.returncode == 0, result.stderr
+    shutil.copy(environment.package / "cfg/models/11/yolo11.yaml", work / "y.yaml")
+    refused = [
+        run_cli(
+            "apply", "y.yaml", "--layers", "Detect", "--op", "BareEvalDetect", cwd=work, env=environment.env
+        ),
+        environment.yolopatch("inject", "--op", "BareEvalDetect", cwd=work),
+        environment.yolopatch("inject", "--op", "BareEvalDetect", "--check", cwd=work),
+    ]
+    for result, name in zip(refused, ["y-bareevaldetect.yaml", "yolov8.yaml", "yolov8.yaml"], strict=True):
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "error: BareEvalDetect not proven, nothing written: " in result.stderr
+        assert (
+            f"{name}: BareEvalDetect's eval output has shapes (1, 6); ultralytics' own Detect gives"
+            in result.stderr
+        )
+    assert not (work / "y-bareevaldetect.yaml").exists()
     assert snapshot(environment.package) == before

@@ -9,6 +9,7 @@ The family's own code runs only in `check --repo`'s child (it edits sys.path and
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import random
 import re
@@ -146,8 +147,7 @@ def _inject_every_operator(
     stock = next(p for p in _yamls(wky_packages)[family] if _name(p) == yaml)
     model = tmp_path / f"with-operators-{stock.name}"
     text = stock.read_text(encoding="utf-8")
-    first, *rest = layers.split(",")
-    for op, layer in zip(OPERATORS.values(), [first, *rest, first, rest[0]], strict=False):
+    for op, layer in zip(OPERATORS.values(), itertools.cycle(layers.split(",")), strict=False):
         insert = op.name in ("SimAM", "CoordAtt")
         try:
             text = apply_operator(text, layer, ApplyOptions(op, insert=insert), str(stock)).text

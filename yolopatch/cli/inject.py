@@ -106,6 +106,7 @@ def inject(
         plan = result.plan
         out.print(f"{result.where}: {plan.flavour}", markup=False)  # the plan's lines follow on stdout
         notes([result.because] if result.because else [])
+        notes(result.proofs)
         for warning in plan.warnings:
             err.print(f"warning: {warning}", markup=False)
         if plan.needed:

@@ -17,6 +17,7 @@ from yolopatch.channels import (
     simulate,
     with_variants,
 )
+from yolopatch.commands.heads import head_code, prove_head
 from yolopatch.csp import slot_of, variant_name
 from yolopatch.edit.backbone import DEFAULT_LEVELS, check_strides, plan_backbone
 from yolopatch.edit.decide import Context, decide, into_decision, place_of, verb
@@ -322,7 +323,16 @@ def apply_file(
     written = _written(model, path, result.original, result.text, force, dry)
     # the checkout the file sits in, or one beside it: next-step text names it instead of a placeholder
     checkout = enclosing(path) or _beside(path, result.target)
+    if options.op.head and written.change:
+        result = replace(result, notes=(*result.notes, _proved(result, options, path, checkout)))
     return result, replace(written, checkout=checkout) if written.change else written
+
+
+def _proved(result: ApplyResult, options: ApplyOptions, path: Path, checkout: Path | None) -> str:
+    """A head is proved with the target's code at hand before anything is written (refused if it fails)."""
+    at_hand = checkout or beside(path.parent, result.target) or beside(Path.cwd(), result.target)
+    repo, unproven = head_code(result.target, at_hand)
+    return unproven or prove_head(result.target, options.op, result.text, path, repo)
 
 
 def _beside(path: Path, target: Target) -> Path | None:

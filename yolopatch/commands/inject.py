@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from yolopatch.checkpoints import in_view
+from yolopatch.commands.apply import apply_head
+from yolopatch.commands.heads import prove_head
 from yolopatch.commands.operators import known_operator, operator, operators_in, records_read, user_operators
 from yolopatch.csp import operators_used, slot_of, variant_name, variant_operator
+from yolopatch.edit.options import ApplyOptions
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.files import read_text
 from yolopatch.inject import InjectPlan
@@ -63,6 +66,7 @@ class InjectResult:
     place: str  # how `inject` names this target in a command line (REPO, or --installed [--python PATH])
     stock: Path | None  # the family's stock yaml in the target, for next-step text
     because: str = ""  # why these operators, when the user named none
+    proofs: tuple[str, ...] = ()  # what was proved of each head before writing
 
 
 def inject(request: InjectRequest) -> InjectResult:
@@ -76,7 +80,29 @@ def inject(request: InjectRequest) -> InjectResult:
     plan, operators = _plan(target, location, request, chosen)
     where = location.label if request.repo is None or target.installable else str(request.repo)
     stock = target.stock_yaml(location)
-    return InjectResult(target, where, plan, operators, _place(request), stock, because)
+    proofs = () if request.revert else _proofs(target, request, operators, stock)
+    return InjectResult(target, where, plan, operators, _place(request), stock, because, proofs)
+
+
+def _proofs(
+    target: Target, request: InjectRequest, operators: Sequence[Operator], stock: Path | None
+) -> tuple[str, ...]:
+    """Each head proved in the target's stock model, its head swapped, before anything is written."""
+    heads = [op for op in operators if op.head]
+    if not heads:
+        return ()
+    names = ", ".join(op.name for op in heads)
+    if request.python_given:
+        return (f"{names} not proven here: --python names another Python; `check MODEL` in it proves it.",)
+    if stock is None:
+        return (f"{names} not proven here: found no stock yaml to build it in; `check MODEL` proves it.",)
+    text = read_text(stock)
+    return tuple(
+        prove_head(
+            target, op, apply_head(text, op.head, ApplyOptions(op=op), str(stock)).text, stock, request.repo
+        )
+        for op in heads
+    )
 
 
 def _place(request: InjectRequest) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from yolopatch.darknet.cfg import Cfg, Section
-from yolopatch.darknet.forms import Block, block_for, matches, se_block, section_type
+from yolopatch.darknet.forms import Block, block_for, matches, sam_block, se_block, section_type
 from yolopatch.darknet.graph import Node, consumers
 from yolopatch.operators.spec import Operator, Values
 
@@ -36,7 +36,8 @@ class Decision:
 def decide(cfg: Cfg, nodes: Sequence[Node], index: int, request: Request) -> Decision:
     members = block_members(cfg)
     if index in members:
-        return Decision(reason=f"part of the {members[index]} written there", already=True)
+        already = members[index].startswith(f"{request.op.name} ")
+        return Decision(reason=f"part of the {members[index]} written there", already=already)
     if request.insert:
         return _insert(cfg, nodes, index, request)
     return _replace(cfg, nodes, index, request)
@@ -115,19 +116,24 @@ def _replace(cfg: Cfg, nodes: Sequence[Node], index: int, request: Request) -> D
 
 
 def block_members(cfg: Cfg) -> dict[int, str]:
-    """The layers that are part of a native SE yolopatch wrote (its four sections), named by what they are."""
+    """The layers that are part of a native block yolopatch wrote (an SE's four sections, a SAM's two),
+    named by what they are ("SE (layers 4-7)")."""
     members: dict[int, str] = {}
     sections = cfg.sections
     for start, section in enumerate(sections):
-        if section.kind != "avgpool" or start + 3 >= len(sections):
+        if section.kind == "avgpool" and start + 3 < len(sections):
+            squeeze, gate = sections[start + 1], sections[start + 2]
+            block = se_block(
+                gate.number("filters", 0), squeeze.number("filters", 0), squeeze.get("activation") or ""
+            )
+            name = "SE"
+        elif section.kind == "convolutional" and start + 1 < len(sections):
+            block, name = sam_block(section.number("filters", 0)), "SAM"
+        else:
             continue
-        gate = sections[start + 2]
-        squeeze = sections[start + 1]
-        block = se_block(
-            gate.number("filters", 0), squeeze.number("filters", 0), squeeze.get("activation") or ""
-        )
-        if matches(block, _found(sections[start : start + 4])):
-            members.update(dict.fromkeys(range(start, start + 4), f"SE (layers {start}-{start + 3})"))
+        end = start + block.size - 1
+        if matches(block, _found(sections[start : end + 1])):
+            members.update(dict.fromkeys(range(start, end + 1), f"{name} (layers {start}-{end})"))
     return members
 
 

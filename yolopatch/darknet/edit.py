@@ -199,7 +199,8 @@ def _patched(cfg: Cfg, request: Request) -> bool:
     """Whether the file holds the operator already (a type selection may match nothing left to change)."""
     kind = section_type(request.op)
     return any(s.kind == kind for s in cfg.sections) or (
-        bool(native_form(request.op)) and bool(block_members(cfg))
+        bool(native_form(request.op))
+        and any(name.startswith(f"{request.op.name} ") for name in block_members(cfg).values())
     )
 
 

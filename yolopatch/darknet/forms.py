@@ -5,6 +5,8 @@ Native forms (darknet trains them; OpenCV's darknet reader knows these types):
 - SE: `[avgpool]`, a 1x1 `[convolutional]` to C//r (the model's own hidden activation), a 1x1
   `[convolutional]` back to C with `activation=logistic`, and `[scale_channels] from=-4`, the form of
   darknet's own EfficientNet cfgs. Both convolutions have biases and no batch norm, as the SE class.
+- SAM (YOLOv4's modified, point-wise one): a 1x1 `[convolutional]` to C with `batch_normalize=1` and
+  `activation=logistic`, then `[sam] from=-2`, the form of darknet's own yolov4 SAM cfgs.
 Every section written states `pad=` and its activation: the PyTorch codebases read no defaults for them.
 """
 
@@ -44,14 +46,31 @@ class Block:
         return len(self.sections)
 
 
+@dataclass(frozen=True)
+class NativeForm:
+    """An operator written in darknet's own layers: what they are, and the types besides [convolutional]
+    that a PyTorch codebase must build for it."""
+
+    layers: str
+    types: tuple[str, ...]
+
+
 NATIVE = {
-    "se": "[avgpool] + 1x1 [convolutional] x2 + [scale_channels]",
+    "se": NativeForm("[avgpool] + 1x1 [convolutional] x2 + [scale_channels]", ("avgpool", "scale_channels")),
+    "sam": NativeForm("1x1 [convolutional] (batch norm, logistic) + [sam]", ("sam",)),
 }
 
 
 def native_form(op: Operator) -> str:
     """darknet's own layers for the operator ("" when it becomes a section of its own type)."""
-    return NATIVE.get(op.name.lower(), "") if op.user is None else ""
+    form = NATIVE.get(op.name.lower()) if op.user is None else None
+    return form.layers if form else ""
+
+
+def native_types(op: Operator) -> tuple[str, ...]:
+    """The section types besides [convolutional] a cfg holds for `op`: its native form's, else its own."""
+    form = NATIVE.get(op.name.lower()) if op.user is None else None
+    return form.types if form else (section_type(op),)
 
 
 def section_type(op: Operator) -> str:
@@ -66,7 +85,7 @@ def key_name(option: str) -> str:
 def block_for(op: Operator, c1: int, c2: int, stride: int | Fraction, values: Values, hidden: str) -> Block:
     """The sections for `op` reading `c1` channels and giving `c2` at `stride`."""
     if native_form(op):
-        return se_block(c1, c1 // values["r"], hidden)
+        return sam_block(c1) if op.name.lower() == "sam" else se_block(c1, c1 // values["r"], hidden)
     keys: list[tuple[str, str]] = [("filters", str(c2))]
     if op.strided:
         keys.append(("stride", str(stride)))
@@ -74,23 +93,38 @@ def block_for(op: Operator, c1: int, c2: int, stride: int | Fraction, values: Va
     return Block(((section_type(op), tuple(keys)),), native=False)
 
 
+Section = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def _conv(filters: int, activation: str, batch_normalize: bool = False) -> Section:
+    """A 1x1 [convolutional], every key the codebases read written out."""
+    keys = (
+        *((("batch_normalize", "1"),) if batch_normalize else ()),
+        ("filters", str(filters)),
+        ("size", "1"),
+        ("stride", "1"),
+        ("pad", "1"),
+        ("activation", activation),
+    )
+    return "convolutional", keys
+
+
 def se_block(c: int, squeezed: int, hidden: str) -> Block:
     """SE on `c` channels through `squeezed` hidden ones (C // r) with the `hidden` activation."""
-
-    def conv(filters: int, activation: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-        keys = (
-            ("filters", str(filters)),
-            ("size", "1"),
-            ("stride", "1"),
-            ("pad", "1"),
-            ("activation", activation),
-        )
-        return "convolutional", keys
-
     return Block(
-        (("avgpool", ()), conv(squeezed, hidden), conv(c, "logistic"), ("scale_channels", (("from", "-4"),))),
+        (
+            ("avgpool", ()),
+            _conv(squeezed, hidden),
+            _conv(c, "logistic"),
+            ("scale_channels", (("from", "-4"),)),
+        ),
         native=True,
     )
+
+
+def sam_block(c: int) -> Block:
+    """YOLOv4's point-wise SAM on `c` channels: the gate (batch norm, logistic) times the input."""
+    return Block((_conv(c, "logistic", batch_normalize=True), ("sam", (("from", "-2"),))), native=True)
 
 
 def hidden_activation(activations: Sequence[str]) -> str:

@@ -9,11 +9,14 @@ from yolopatch.operators.cbam import CBAM
 from yolopatch.operators.coordatt import CoordAtt
 from yolopatch.operators.eca import ECA
 from yolopatch.operators.involution import INVOLUTION
+from yolopatch.operators.sam import SAM
 from yolopatch.operators.se import SE
 from yolopatch.operators.simam import SimAM
 from yolopatch.operators.spec import Operator
 
-OPERATORS: dict[str, Operator] = {op.name.lower(): op for op in (INVOLUTION, SE, CBAM, ECA, CoordAtt, SimAM)}
+OPERATORS: dict[str, Operator] = {
+    op.name.lower(): op for op in (INVOLUTION, SE, CBAM, ECA, CoordAtt, SimAM, SAM)
+}
 DEFAULT = INVOLUTION
 
 

@@ -114,10 +114,14 @@ def _refuse_unregistered(models: Path, kinds: list[str], name: str) -> None:
     registered = sites.create.types & sites.forward.types
     missing = sorted({kind for kind in kinds if kind not in registered and kind != "net"})
     if missing:
+        from yolopatch.darknet.forms import NATIVE
+
+        owners = {kind: op for op, form in NATIVE.items() for kind in form.types}
+        ops = ",".join(dict.fromkeys(owners.get(kind, kind) for kind in missing))
         raise YolopatchError(
             f"{name}: {models} does not register [{'], ['.join(missing)}] in both create_modules and "
             "Darknet.forward, so pytorchyolo would build each as a silent identity; register them with "
-            f"`yolopatch inject {models.parent} --op NAME` (SE for [avgpool] and [scale_channels])."
+            f"`yolopatch inject {models.parent} --op {ops}`."
         )
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from yolopatch.checkpoints import in_view, listing
-from yolopatch.darknet.forms import key_name, native_form, section_type
+from yolopatch.darknet.forms import key_name, native_form, native_types, section_type
 from yolopatch.errors import YolopatchError
 from yolopatch.files import FileChange
 from yolopatch.inject import (
@@ -54,8 +54,12 @@ _TAG = "# yolopatch: "
 _NATIVE_BUILD = {
     "avgpool": ("nn.AdaptiveAvgPool2d(1)", "output_filters[-1]"),
     "scale_channels": ("nn.Sequential()", 'output_filters[1:][int(module_def["from"])]'),
+    "sam": ("nn.Sequential()", "output_filters[-1]"),
 }
-_NATIVE_FORWARD = {"scale_channels": 'layer_outputs[int(module_def["from"])] * x'}
+_NATIVE_FORWARD = {
+    "scale_channels": 'layer_outputs[int(module_def["from"])] * x',
+    "sam": 'layer_outputs[int(module_def["from"])] * x',
+}
 
 
 @dataclass(frozen=True)
@@ -85,11 +89,6 @@ class Sites:
     forward: Chain
     blocks: Mapping[str, Block]
     copies: Mapping[Path, str]
-
-
-def section_types(op: Operator) -> tuple[str, ...]:
-    """The section types a cfg holds for `op`: darknet's own layers of its native form, else its own type."""
-    return ("avgpool", "scale_channels") if native_form(op) else (section_type(op),)
 
 
 def find_sites(package: Package, texts: Mapping[Path, str]) -> Sites:
@@ -270,7 +269,7 @@ def plan_inject(
     for op in operators:
         sites_of_op: list[str] = []
         for key, chain in chains.items():
-            for kind in section_types(op):
+            for kind in native_types(op):
                 if kind in chain.types or kind in added[key]:
                     continue
                 body = _create_body(kind) if key == "create" else _forward_body(kind)
@@ -280,7 +279,7 @@ def plan_inject(
         if sites_of_op:
             where = "create_modules and Darknet.forward"
             actions.append(
-                f"{path.name}: registered [{'], ['.join(section_types(op))}] in {where} ({op.name})"
+                f"{path.name}: registered [{'], ['.join(native_types(op))}] in {where} ({op.name})"
             )
         edits += _plan_block(sites, op, bound, outside, sorted(set(sites_of_op)), force, actions)
     for key, chain in chains.items():

@@ -26,6 +26,7 @@ from yolopatch import child
 from yolopatch.build.measure import FLOPS_SIZE
 from yolopatch.errors import YolopatchError
 from yolopatch.shell import shell_word
+from yolopatch.targets.ultralytics.heads import prove_heads
 
 _MODELS = {
     "detect": "DetectionModel",
@@ -148,58 +149,8 @@ def _build(root: str, yaml_path: Path, name: str, scale: str) -> _Built:
         raise YolopatchError(
             f"{name}: ultralytics' own model class failed to build it: {type(exc).__name__}: {exc}"
         ) from None
-    _check_heads(model, name)
+    prove_heads(model, config, name)
     return _Built(model, parsed, simulation, notes, chosen)
-
-
-def _check_heads(model: Any, name: str) -> None:
-    """A user's head (a subclass of Detect, `yolopatch_head`) proved where it could go wrong silently: the
-    model's strides (none zero, one per level, as Detect's own computation gives them) and one step of
-    ultralytics' own loss on a synthetic batch (finite, with gradients into the head)."""
-    import copy
-
-    import torch
-
-    heads = [m for m in model.modules() if getattr(m, "yolopatch_head", None)]
-    if not heads:
-        return
-    head = heads[-1]
-    strides = [float(s) for s in getattr(head, "stride", torch.zeros(0)).tolist()]
-    if len(strides) != head.nl or not all(strides):
-        raise YolopatchError(
-            f"{name}: {type(head).__name__}'s strides are {strides} for {head.nl} levels: ultralytics computed "
-            "none for it (a head whose forward does not return Detect's outputs); subclass Detect and keep its "
-            "cv2/cv3 outputs, or override forward_head."
-        )
-    from ultralytics.cfg import get_cfg
-
-    was, args, state = model.training, getattr(model, "args", None), copy.deepcopy(model.state_dict())
-    model.args = get_cfg()
-    model.train()
-    batch = {
-        "img": torch.rand(2, 3, 64, 64),
-        "batch_idx": torch.tensor([0.0, 1.0]),
-        "cls": torch.tensor([[0.0], [0.0]]),
-        "bboxes": torch.tensor([[0.5, 0.5, 0.4, 0.4], [0.4, 0.6, 0.3, 0.2]]),
-    }
-    try:
-        loss, _items = model.loss(batch)
-        loss.sum().backward()
-    except Exception as exc:  # whatever the loss raises about the head's outputs
-        raise YolopatchError(
-            f"{name}: one step of ultralytics' own loss with {type(head).__name__} failed: {type(exc).__name__}: "
-            f"{exc}. Keep Detect's outputs (cv2/cv3), or override forward_head."
-        ) from None
-    graded = any(p.grad is not None for p in head.parameters())
-    model.zero_grad(set_to_none=True)
-    model.load_state_dict(state)  # the train-mode forward moved BatchNorm's running statistics
-    model.args, model.criterion = args, None
-    model.train(was)
-    if not torch.isfinite(loss).all() or not graded:
-        raise YolopatchError(
-            f"{name}: one step of ultralytics' own loss with {type(head).__name__} gave "
-            f"{'no gradient to the head' if torch.isfinite(loss).all() else 'a loss that is not finite'}."
-        )
 
 
 def build_and_measure(
