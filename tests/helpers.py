@@ -160,6 +160,12 @@ EXHAUSTIVE = [
 ]
 
 
+def release_sweep(versions: Sequence[str], sampled: Sequence[str]) -> list[Any]:
+    """Every release as a case; those not in `sampled` (chosen to cover the file styles the test is about)
+    run only with -m exhaustive."""
+    return [pytest.param(v, id=v, marks=() if v in sampled else pytest.mark.exhaustive) for v in versions]
+
+
 def first_shipped(files: Mapping[str, Iterable[Path]]) -> dict[str, list[tuple[Path, str]]]:
     """version -> the (path, text) of the yamls whose text no earlier version (in `files`' order) ships:
     an identical file is swept once, in the first release that has it."""

@@ -19,6 +19,7 @@ from helpers import (
     fixture_text,
     font_home,
     geometry_of,
+    release_sweep,
     run_cli,
 )
 from torch import nn
@@ -273,7 +274,8 @@ def test_child_keeps_the_users_settings_folder(tmp_path, environ, folders, expec
     assert env["PIP_NO_INDEX"] == "1"
 
 
-@pytest.mark.parametrize("version", YOLOV5_VERSIONS)
+# the oldest and the newest layout; the releases between with -m exhaustive
+@pytest.mark.parametrize("version", release_sweep(YOLOV5_VERSIONS, ("4.0.14", "7.0.14")))
 def test_check_repo_dot_from_inside_the_checkout(yolov5_packages, tmp_path, version):
     """The commands inject prints, typed with relative paths inside the checkout, on every release."""
     package = tmp_path / "site" / "yolov5"

@@ -9,11 +9,13 @@ pytorchyolo otherwise builds as a silent identity."""
 from __future__ import annotations
 
 import ast
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 from helpers import FIXTURES, STUBS, run_cli, snapshot
+from user_module_case import USER_MODULES
 
 from yolopatch.darknet.measure import check_cfg
 from yolopatch.files import write_changes
@@ -112,6 +114,70 @@ def test_check_repo_builds_with_its_darknet_and_refuses_a_silent_identity(standi
         f"{check_cfg(cfg.read_text(), 'se.cfg', 64, 1).params} parameters"
         in run_cli("check", str(cfg), "--repo", str(standin), "--img", "64", env=env).stdout
     )
+
+
+def _work(tmp_path: Path, source: str) -> Path:
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(USER_MODULES / source.split(":")[0], work)
+    (work / "m.cfg").write_text(TINY4)
+    added = run_cli("ops", "add", source, cwd=work)
+    assert added.returncode == 0, added.stderr
+    return work
+
+
+@pytest.mark.parametrize(
+    ("source", "layer", "insert"),
+    [
+        pytest.param("attention.py:EMA", "8", True, id="keep-rule-inserted"),
+        pytest.param("convs.py:SPDConv", "1", False, id="conv-rule-stride-2-replaces-a-stride-2-conv"),
+    ],
+)
+def test_your_own_module_in_a_cfg_checks_as_the_codebases_darknet_builds_it(
+    standin, tmp_path, source, layer, insert
+):
+    """`ops add` a module, `apply` it to a cfg (its section carries the learned arguments and its stride),
+    `check` builds it with the built-in builder in the child that imports your file; after `inject`, the
+    codebase's own Darknet gives the same per-layer parameters, strides and GFLOPs."""
+    work, name = _work(tmp_path, source), source.split(":")[1]
+    insert_flag = ["--insert"] if insert else []
+    applied = run_cli(
+        "apply", "m.cfg", "--layers", layer, "--op", name, "-o", "out.cfg", *insert_flag, cwd=work
+    )
+    assert applied.returncode == 0, applied.stderr
+    ours = run_cli("check", "out.cfg", "--img", "128", "--json", cwd=work)
+    assert ours.returncode == 0, ours.stderr
+    assert run_cli("inject", str(standin), "--op", name, cwd=work).returncode == 0
+    env = {"PYTHONPATH": str(STUBS)}
+    theirs = run_cli("check", "out.cfg", "--repo", str(standin), "--img", "128", "--json", cwd=work, env=env)
+    assert theirs.returncode == 0, theirs.stderr
+    mine, own = json.loads(ours.stdout)["model"], json.loads(theirs.stdout)["model"]
+    assert name.lower() in {layer["module"] for layer in own["layers"]}
+    assert [layer["params"] for layer in mine["layers"]] == [layer["params"] for layer in own["layers"]]
+    assert (mine["params"], mine["strides"], round(mine["gflops"], 2)) == (
+        own["params"],
+        own["strides"],
+        round(own["gflops"], 2),
+    )
+
+
+@pytest.mark.parametrize(
+    ("layer", "insert", "message"),
+    [
+        pytest.param(
+            "4", False, "SPDConv always has stride 2, and this layer has stride 1", id="replace-stride-1"
+        ),
+        pytest.param(
+            "4", True, "SPDConv has stride 2: inserted, it would change every later layer's size", id="insert"
+        ),
+    ],
+)
+def test_your_own_strided_module_goes_only_where_a_layer_has_its_stride(tmp_path, layer, insert, message):
+    work = _work(tmp_path, "convs.py:SPDConv")
+    insert_flag = ["--insert"] if insert else []
+    result = run_cli("apply", "m.cfg", "--layers", layer, "--op", "SPDConv", *insert_flag, cwd=work)
+    assert result.returncode == 1 and message in result.stderr
+    assert sorted(p.name for p in work.iterdir() if p.suffix == ".cfg") == ["m.cfg"]
 
 
 @pytest.mark.real

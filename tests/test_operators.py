@@ -17,6 +17,7 @@ from helpers import (
     contract_inserted,
     font_home,
     graph,
+    release_sweep,
     run_cli,
     snapshot,
 )
@@ -226,7 +227,8 @@ def test_apply_names_the_output_after_the_operator_and_the_next_step_injects_it(
     assert f"yolopatch inject PATH/TO/yolov5 --for {tmp_path / 'yolov5s-cbam.yaml'}" in result.stdout
 
 
-@pytest.mark.parametrize("version", YOLOV5_VERSIONS)
+# parse_model's registration as a list (4.0), a tuple (6.1) and a set (7.0); the others with -m exhaustive
+@pytest.mark.parametrize("version", release_sweep(YOLOV5_VERSIONS, ("4.0.14", "6.1.8", "7.0.14")))
 def test_every_operator_in_each_releases_yolov5s_builds_with_its_own_model(
     yolov5_packages, tmp_path, version
 ):

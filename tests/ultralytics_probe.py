@@ -3,7 +3,9 @@ each result at each scale with ultralytics' own parse_model (the channels: no fo
 initialization, which is most of a build's time and draws numbers nothing here reads), and compare the
 channels.
 
-    python -m ultralytics_probe MODEL.yaml...     (with a real ultralytics and the stand-ins on PYTHONPATH)
+    python -m ultralytics_probe [--every-scale] MODEL.yaml...   (a real ultralytics and the stand-ins on PYTHONPATH)
+
+Without --every-scale each row is built at two of the scales, in turn (every scale is built, for some rows).
 
 The inserted SE row is built as `Conv [C, 1, 1]`: the same first-argument rule, a module every release
 registers. Prints one JSON line: for each MODEL.yaml, its version, built, refused, wrong, failed (several
@@ -35,7 +37,7 @@ def _skip_weight_initialization() -> None:
         cls.reset_parameters = lambda self: None  # type: ignore[method-assign]
 
 
-def main(path: str) -> dict:
+def main(path: str, every_scale: bool) -> dict:
     logging.getLogger("ultralytics").setLevel(logging.ERROR)
     _skip_weight_initialization()
     text = open(path, encoding="utf-8").read()
@@ -50,7 +52,10 @@ def main(path: str) -> dict:
         patched = yaml.safe_load(
             re.sub(r"\[-1, 1, SE, \[(\d+)\]\]", r"[-1, 1, Conv, [\1, 1, 1]]", result.text)
         )
-        for scale in doc["scales"]:
+        scales = list(doc["scales"])
+        if not every_scale:
+            scales = [scales[index % len(scales)], scales[(index + 1) % len(scales)]]
+        for scale in scales:
             try:
                 layers, _save = parse_model({**copy.deepcopy(patched), "scale": scale}, ch=3, verbose=False)
             except Exception as exc:  # ultralytics' own failure, whatever it is, is what we report
@@ -64,4 +69,5 @@ def main(path: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps({path: main(path) for path in sys.argv[1:]}))
+    every = "--every-scale" in sys.argv
+    print(json.dumps({path: main(path, every) for path in sys.argv[1:] if path != "--every-scale"}))

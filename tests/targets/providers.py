@@ -122,6 +122,19 @@ PROVIDERS = {
             packages["1.8.0"] / "pytorchyolo", folder / "site" / "pytorchyolo"
         ),
     ),
+    # WongKinYiu's PyTorch_YOLOv4 (GPL, never committed): our stand-in checkout in its shape, also as the
+    # "release" (no real one is downloaded)
+    "PyTorch_YOLOv4": Provider(
+        yaml=fixture_text("darknet/tiny4.cfg"),
+        layer="7",
+        make=lambda folder: _copy(FIXTURES / "darknet" / "pytorch_yolov4", folder),
+        places=("", "models"),
+        pickles_as="models.models",
+        real="pytorchyolo_packages",
+        release=lambda packages, folder: _copy(
+            FIXTURES / "darknet" / "pytorch_yolov4", folder / "PyTorch_YOLOv4"
+        ),
+    ),
     "YOLOv9": Provider(
         yaml=fixture_text("wky/yolov9-shaped.yaml"),
         layer="9",

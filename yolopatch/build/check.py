@@ -111,6 +111,24 @@ def check_with_users(
         return child.reports(value)
 
 
+def check_format_with_users(
+    fmt_name: str, text: str, name: str, img: int, batch: int, used: Sequence[Operator]
+) -> ModelReport:
+    """A model file of another format that uses the user's operators, built with the format's own builder
+    in the child that imports the user's files."""
+    with tempfile.TemporaryDirectory(prefix="yolopatch-") as folder:
+        request = Path(folder) / "request.json"
+        data = {"format": fmt_name, "models": [[text, name]], "used": sorted(op.name for op in used)}
+        request.write_text(json.dumps({**data, "img": img, "batch": batch, "fused": False}), encoding="utf-8")
+        value = child.call(
+            USERS_CHILD, [str(request)], "building with your operators", config=find_config(Path.cwd())
+        )
+    (result,) = child.reports(value)
+    if isinstance(result, YolopatchError):
+        raise result
+    return result
+
+
 def bench_builtin(
     target: Target,
     models: Sequence[tuple[str, str]],

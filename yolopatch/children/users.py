@@ -81,6 +81,21 @@ def _at_an_odd_size(
     return dataclasses.replace(report, warnings=[*report.warnings, note])
 
 
+def _format_check(request: Mapping[str, Any], ops: Sequence[UserOp], classes: Mapping[str, type]) -> dict:
+    """A model file of another format (a darknet cfg) built by its format's builder, the user's operators with
+    their adapter classes."""
+    from yolopatch.formats.registry import format_named
+    from yolopatch.userop.adapter import as_operator
+
+    [(text, name)] = request["models"]
+    users = {op.name: (as_operator(op), classes[op.name]) for op in ops if op.name in classes}
+    try:
+        report = format_named(request["format"]).check(text, name, request["img"], request["batch"], users)
+    except YolopatchError as exc:
+        return {"error": str(exc)}
+    return {"report": dataclasses.asdict(report)}
+
+
 def main(argv: list[str]) -> None:
     from yolopatch.build.check import check_builtin
     from yolopatch.targets.registry import target_named
@@ -96,7 +111,9 @@ def main(argv: list[str]) -> None:
     except YolopatchError as exc:
         results = [{"error": str(exc)} for _ in request["models"]]
     else:
-        for text, name in request["models"]:
+        if "format" in request:
+            results = [_format_check(request, ops, classes)]
+        for text, name in [] if "format" in request else request["models"]:
             try:
                 target = target_named(request["target"])
                 report = check_builtin(

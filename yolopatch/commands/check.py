@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from yolopatch.build.check import users_in
+from yolopatch.build.check import check_format_with_users, users_in
 from yolopatch.commands.operators import refuse_changed, user_operators
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.files import read_text
@@ -127,7 +127,12 @@ def _check_format(fmt: ModelFormat, path: Path, options: CheckOptions, export: s
             )
         o = options
         return target.check(CheckRequest(path, read_text(path), o.repo, None, o.img, o.batch))
-    return fmt.check(read_text(path), str(path), options.img, options.batch)
+    text = read_text(path)
+    users = [op for op in user_operators().values() if fmt.uses(text, str(path), op)]
+    if users:
+        refuse_changed(users)
+        return check_format_with_users(fmt.name, text, str(path), options.img, options.batch, users)
+    return fmt.check(text, str(path), options.img, options.batch)
 
 
 def _request(path: Path, options: CheckOptions, export: str | None = None) -> CheckRequest:

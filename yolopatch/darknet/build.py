@@ -9,7 +9,7 @@ built from the operators' templates with the keys the section carries.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -21,6 +21,7 @@ from yolopatch.darknet.forms import key_name
 from yolopatch.darknet.graph import IMAGE, Node, walk
 from yolopatch.errors import YolopatchError
 from yolopatch.operators.registry import OPERATORS
+from yolopatch.operators.spec import Operator
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "leaky": lambda: nn.LeakyReLU(0.1),
@@ -90,14 +91,19 @@ class DarknetModel(nn.Module):
         return [outputs[i] for i in self.heads]
 
 
-def build_cfg(cfg: Cfg) -> DarknetModel:
-    """Build every layer; raise YolopatchError naming the section yolopatch cannot build."""
+# the user's operators a cfg uses, by section type: (the operator, its adapter class)
+Users = Mapping[str, tuple[Operator, type]]
+
+
+def build_cfg(cfg: Cfg, users: Users | None = None) -> DarknetModel:
+    """Build every layer (a section of one of the `users` operators' types with its adapter class); raise
+    YolopatchError naming the section yolopatch cannot build."""
     nodes = walk(cfg)
     channels = {IMAGE: cfg.net.number("channels", 3)} | {n.index: n.channels for n in nodes}
     layers = []
     for section, node in zip(cfg.sections, nodes, strict=True):
         c1 = channels[node.sources[0]]
-        layer = Layer(node, _body(cfg, section, node, c1))
+        layer = Layer(node, _body(cfg, section, node, c1, users or {}))
         if node.kind == "route":
             layer.groups = (max(section.number("groups", 1), 1), section.number("group_id", 0))  # type: ignore[assignment]
         layers.append(layer)
@@ -110,7 +116,7 @@ def build_cfg(cfg: Cfg) -> DarknetModel:
     return model
 
 
-def _body(cfg: Cfg, section: Section, node: Node, c1: int | None) -> nn.Module | None:
+def _body(cfg: Cfg, section: Section, node: Node, c1: int | None, users: Users) -> nn.Module | None:
     kind = node.kind
     if kind == "convolutional":
         return _conv(section, c1 or 0)
@@ -128,9 +134,15 @@ def _body(cfg: Cfg, section: Section, node: Node, c1: int | None) -> nn.Module |
         return nn.PixelUnshuffle(section.number("stride", 2))
     if kind in ("route", "scale_channels", "sam", "dropout") or node.head:
         return None
+    if kind in users:
+        user, cls = users[kind]
+        return _operator(user, section, c1 or 0, node.channels or 0, cls)
     op = next((o for o in OPERATORS.values() if o.name.lower() == kind), None)
     if op is None:
-        raise YolopatchError(f"{cfg.place(section)}: yolopatch's builder has no block for [{kind}].")
+        raise YolopatchError(
+            f"{cfg.place(section)}: yolopatch's builder has no block for [{kind}] (your own operators are those "
+            "`yolopatch ops` lists, recorded by `ops add`)."
+        )
     return _operator(op, section, c1 or 0, node.channels or 0)
 
 
@@ -173,8 +185,11 @@ class _MaxPool(nn.Module):
         return self.pool(F.pad(x, self.pad, value=float("-inf")))
 
 
-def _operator(op: Any, section: Section, c1: int, c2: int) -> nn.Module:
-    cls = getattr(importlib.import_module(f"yolopatch.templates.{op.template}"), op.name)
+def _operator(op: Operator, section: Section, c1: int, c2: int, cls: type | None = None) -> nn.Module:
+    """The operator's block from the section's keys: a built-in's template class, or the adapter `cls` of
+    the user's own."""
+    if cls is None:
+        cls = getattr(importlib.import_module(f"yolopatch.templates.{op.template}"), op.name)
     values: dict[str, Any] = {}
     for option in op.options:
         text = section.get(key_name(option.name))

@@ -62,6 +62,11 @@ def _insert(cfg: Cfg, nodes: Sequence[Node], index: int, request: Request) -> De
         return Decision(reason=f"--rewire next: the next layer ({following.index}) does not read it")
     if op.channel_multiple is not None or not _keeps_or_projects(op):
         return Decision(reason=f"{op.name} changes its channels by a fixed rule; it cannot be inserted")
+    if _fixed_stride(op) not in (None, 1):
+        return Decision(
+            reason=f"{op.name} has stride {_fixed_stride(op)}: inserted, it would change every later layer's "
+            f"size; replace a [convolutional] of stride {_fixed_stride(op)} with it instead"
+        )
     problem = op.channel_problem(node.channels, request.values)
     if problem:
         return Decision(reason=problem)
@@ -107,12 +112,22 @@ def _replace(cfg: Cfg, nodes: Sequence[Node], index: int, request: Request) -> D
             reason=f"{op.name} keeps channels and size, and this layer turns {c1} channels into {c2} at stride "
             f"{stride}; insert {op.name} after it with --insert"
         )
-    if stride != 1 and not op.strided:
+    fixed = _fixed_stride(op)
+    if fixed == 1 and stride != 1:
         return Decision(reason=f"{op.name} keeps the size, and this layer has stride {stride}")
+    if fixed is not None and stride != fixed:
+        return Decision(reason=f"{op.name} always has stride {fixed}, and this layer has stride {stride}")
     problem = op.channel_problem(c1, request.values)
     if problem:
         return Decision(reason=problem)
     return Decision(block=block_for(op, c1, c2, stride, request.values, request.hidden))
+
+
+def _fixed_stride(op: Operator) -> Fraction | None:
+    """The stride an operator always has (None: set per section, from its `stride=` key)."""
+    if op.strided:
+        return None
+    return op.own_stride if op.own_stride is not None else Fraction(1)
 
 
 def block_members(cfg: Cfg) -> dict[int, str]:

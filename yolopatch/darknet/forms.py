@@ -87,7 +87,7 @@ def block_for(op: Operator, c1: int, c2: int, stride: int | Fraction, values: Va
     if native_form(op):
         return sam_block(c1) if op.name.lower() == "sam" else se_block(c1, c1 // values["r"], hidden)
     keys: list[tuple[str, str]] = [("filters", str(c2))]
-    if op.strided:
+    if op.strided or stride != 1:  # a fixed stride too: the walk (and every reader of the cfg) reads it there
         keys.append(("stride", str(stride)))
     keys += [(key_name(o.name), _text(values[o.name])) for o in op.options if values[o.name] is not None]
     return Block(((section_type(op), tuple(keys)),), native=False)

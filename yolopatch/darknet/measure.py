@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolopatch.darknet.build import DarknetModel, build_cfg
+from yolopatch.darknet.build import DarknetModel, Users, build_cfg
 from yolopatch.darknet.cfg import Cfg, Section, parse_cfg
 from yolopatch.darknet.graph import walk
 from yolopatch.errors import YolopatchError
@@ -22,9 +22,10 @@ FLOPS_SIZE = 640
 _BY_CLASS = {op.name: op for op in OPERATORS.values()}
 
 
-def check_cfg(text: str, name: str, img: int, batch: int) -> ModelReport:
+def check_cfg(text: str, name: str, img: int, batch: int, users: Users | None = None) -> ModelReport:
+    """`users`: the user's operators the cfg uses (built in the child that imports their files)."""
     cfg = parse_cfg(text, name)
-    model = build_cfg(cfg)
+    model = build_cfg(cfg, users)
     if img % int(model.stride.max()):
         raise YolopatchError(
             f"{name}: --img {img} is not a multiple of the largest stride {int(model.stride.max())}."

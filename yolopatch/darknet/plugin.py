@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from yolopatch.darknet.cfg import parse_cfg
@@ -107,10 +108,21 @@ class DarknetFormat(ModelFormat):
             "REPO."
         )
 
-    def check(self, text: str, name: str, img: int, batch: int) -> ModelReport:
+    def uses(self, text: str, name: str, op: Operator) -> bool:
+        return any(section.kind == section_type(op) for section in parse_cfg(text, name).sections)
+
+    def check(
+        self,
+        text: str,
+        name: str,
+        img: int,
+        batch: int,
+        users: Mapping[str, tuple[Operator, type]] | None = None,
+    ) -> ModelReport:
         from yolopatch.darknet.measure import check_cfg
 
-        return check_cfg(text, name, img, batch)
+        typed = {section_type(op): (op, cls) for op, cls in (users or {}).values()}
+        return check_cfg(text, name, img, batch, typed)
 
 
 FORMAT = DarknetFormat()

@@ -98,7 +98,19 @@ class ModelFormat:
     def next_steps(self, result: FormatResult, written: Path) -> str:
         raise NotImplementedError
 
-    def check(self, text: str, name: str, img: int, batch: int) -> ModelReport:
+    def uses(self, text: str, name: str, op: Operator) -> bool:
+        """Whether the model holds `op` (the user's operators it uses are built in a child)."""
+        raise NotImplementedError
+
+    def check(
+        self,
+        text: str,
+        name: str,
+        img: int,
+        batch: int,
+        users: Mapping[str, tuple[Operator, type]] | None = None,
+    ) -> ModelReport:
         """Build with the format's own built-in builder (torch is imported here, and only here), run it
-        forward and backward, and measure it."""
+        forward and backward, and measure it. `users`: the user's operators it uses, by section type, with
+        their adapter classes (given only in the child that imports the user's files)."""
         raise NotImplementedError

@@ -11,6 +11,10 @@ from yolopatch.formats.base import ModelFormat
 FORMATS: tuple[ModelFormat, ...] = (DARKNET,)
 
 
+def format_named(name: str) -> ModelFormat:
+    return next(fmt for fmt in FORMATS if fmt.name == name)
+
+
 def format_for(path: Path) -> ModelFormat | None:
     """The format a model file is in (None: a model yaml)."""
     return next((fmt for fmt in FORMATS if fmt.claims(path)), None)

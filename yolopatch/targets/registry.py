@@ -16,6 +16,7 @@ from yolopatch.child import Settings
 from yolopatch.csp import CspBlock
 from yolopatch.errors import YolopatchError
 from yolopatch.targets.base import Location, Target
+from yolopatch.targets.pytorch_yolov4 import target as pytorch_yolov4
 from yolopatch.targets.pytorchyolo import target as pytorchyolo
 from yolopatch.targets.ultralytics import target as ultralytics
 from yolopatch.targets.yolov5 import target as yolov5
@@ -30,6 +31,7 @@ TARGETS: tuple[Target, ...] = (
     yolov7.TARGET,
     yolov9.TARGET,
     pytorchyolo.TARGET,
+    pytorch_yolov4.TARGET,
 )
 
 
@@ -54,7 +56,7 @@ def locate(repo: Path) -> tuple[Target, Location]:
         raise YolopatchError(f"{repo}: no such folder.")
     raise YolopatchError(
         f"{repo}: not a checkout yolopatch knows ({', '.join(t.name for t in TARGETS)}): found no "
-        "models/yolo.py with models/common.py, no ultralytics/nn/tasks.py, no pytorchyolo/models.py. Pass the "
+        "models/yolo.py with models/common.py, no ultralytics/nn/tasks.py, no pytorchyolo/models.py, no models/models.py with utils/parse_config.py. Pass the "
         "checkout's root folder."
     )
 
