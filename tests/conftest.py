@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from forkserver import ForkServer, launcher
 from helpers import (
+    ULTRALYTICS_SINGLE,
     ULTRALYTICS_VERSIONS,
     YOLOV5_VERSIONS,
     copy_checkout,
@@ -48,7 +49,7 @@ def _downloaded(download: Callable[[str], Path], versions: Sequence[str], what: 
 # fixture name -> the downloads it needs: (function, argument or None)
 _DOWNLOADS: dict[str, list[tuple[Callable[..., Path], str | None]]] = {
     "yolov5_packages": [(download_yolov5, v) for v in YOLOV5_VERSIONS],
-    "ultralytics_packages": [(download_ultralytics, v) for v in ULTRALYTICS_VERSIONS],
+    "ultralytics_packages": [(download_ultralytics, v) for v in (*ULTRALYTICS_VERSIONS, *ULTRALYTICS_SINGLE)],
     "wky_packages": [
         (download_yolo9, None),
         (download_yolov7, None),

@@ -35,6 +35,8 @@ CACHE = Path(os.environ.get("YOLOPATCH_TEST_CACHE", ROOT / ".cache"))
 YOLOV5_VERSIONS = ("4.0.14", "5.0.0", "6.0.7", "6.1.8", "6.2.3", "7.0.14")
 # ultralytics: the first 8.1, 8.2 and 8.3 releases, the last 8.3, and an 8.4 (pure-Python wheels, --no-deps).
 ULTRALYTICS_VERSIONS = ("8.1.0", "8.2.0", "8.3.0", "8.3.253", "8.4.190")
+# releases a single test reads (8.3.60: its own Index in a branch that prepends c1, c2): prefetched, not swept
+ULTRALYTICS_SINGLE = ("8.3.60",)
 STUBS = Path(__file__).parent / "stubs"
 
 

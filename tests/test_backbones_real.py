@@ -1,5 +1,6 @@
 """Backbones swapped in and built by the targets' own model classes: YOLOv5 7.0.14 (the pip package) and
-ultralytics 8.4.190, 8.3.253 (its own TorchVision/Index branch) and 8.3.0 (yolopatch's Index and branch):
+ultralytics 8.4.190, 8.3.253 (its own TorchVision/Index branch), 8.3.60 (its own Index, in a branch that
+prepends c1, c2: yolopatch's branch for the backbone) and 8.3.0 (yolopatch's Index and branch):
 inject, `check --repo` agreeing with the built-in builder, strides [8, 16, 32], one training step with the
 target's own criterion on a synthetic batch, and `--revert` restoring every byte."""
 
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import EXAMPLE, STUBS, font_home, run_cli, snapshot
+from helpers import EXAMPLE, STUBS, download_ultralytics, font_home, run_cli, snapshot
 from test_backbones import BACKBONES, TIMM
 from test_ultralytics_real import Environment, checked
 
@@ -112,12 +113,15 @@ def test_yolov5_own_model_builds_the_backbone_and_revert_restores_every_byte(yol
         ("8.4.190", "cfg/models/11/yolo11.yaml", "backbones.py:ChannelNet", "TorchVision/Index branch"),
         ("8.3.253", "cfg/models/v8/yolov8.yaml", "timm:standin_net", "TorchVision/Index branch"),
         ("8.3.0", "cfg/models/v8/yolov8.yaml", "backbones.py:tiny_backbone", "backbone branch"),
+        # its own Index and TorchVision, in a branch that prepends c1, c2: yolopatch's branch for the backbone
+        ("8.3.60", "cfg/models/v8/yolov8.yaml", "backbones.py:WidthListNet", "backbone branch"),
     ],
 )
 def test_ultralytics_own_model_builds_the_backbone_at_two_scales_and_revert_restores_every_byte(
     ultralytics_packages, tmp_path, version, stock, spec, registered
 ):
-    environment = Environment(tmp_path, ultralytics_packages[version], "checkout")
+    unpacked = ultralytics_packages.get(version) or download_ultralytics(version)  # 8.3.60: this test's only
+    environment = Environment(tmp_path, unpacked, "checkout")
     environment.path.append(str(TIMM))
     before = snapshot(environment.package)
     work = tmp_path / "work"

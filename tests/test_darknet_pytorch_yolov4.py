@@ -59,14 +59,20 @@ def test_inject_registers_types_and_keys_once_and_reverts_byte_for_byte(standin,
     assert snapshot(standin) == pristine
 
 
+def refused_then_built(standin: Path, cfg: Path, ops: str) -> None:
+    """`check CFG --repo` refuses the cfg naming its sections' types and `inject --op OPS` (sorted, comma-
+    separated); after that inject it builds with the checkout's own Darknet, with the builder's parameters."""
+    env = {"PYTHONPATH": str(STUBS)}
+    before = run_cli("check", str(cfg), "--repo", str(standin), "--img", "64", env=env)
+    assert before.returncode == 1 and f"[{'], ['.join(ops.split(','))}]" in before.stderr
+    assert f"yolopatch inject {standin.resolve()} --op {ops}" in before.stderr
+    assert run_cli("inject", str(standin), "--op", ops).returncode == 0
+    after = run_cli("check", str(cfg), "--repo", str(standin), "--img", "64", env=env)
+    assert after.returncode == 0, after.stderr
+    assert f"{check_cfg(cfg.read_text(), cfg.name, 64, 1).params} parameters" in after.stdout
+
+
 def test_check_repo_builds_with_its_darknet_and_refuses_a_missing_registration(standin, tmp_path):
     cfg = tmp_path / "inv.cfg"
     cfg.write_text(_apply(TINY4, "8", "involution"))
-    env = {"PYTHONPATH": str(STUBS)}
-    before = run_cli("check", str(cfg), "--repo", str(standin), "--img", "64", env=env)
-    assert before.returncode == 1 and "[involution]" in before.stderr
-    assert f"yolopatch inject {standin.resolve()} --op involution" in before.stderr
-    assert run_cli("inject", str(standin), "--op", "involution").returncode == 0
-    after = run_cli("check", str(cfg), "--repo", str(standin), "--img", "64", env=env)
-    assert after.returncode == 0, after.stderr
-    assert f"{check_cfg(cfg.read_text(), 'inv.cfg', 64, 1).params} parameters" in after.stdout
+    refused_then_built(standin, cfg, "involution")

@@ -39,6 +39,8 @@ class Provider:
     release: Callable[[dict[str, Path], Path], Path]
     # a family without a built-in builder: the parameters its own model class builds from (release, yaml)
     own_params: Callable[[Path, Path], int] | None = None
+    # the built-in operators its code refuses (their darknet forms need layers and activations it lacks)
+    refuses: tuple[str, ...] = ()
 
 
 def _copy(source: Path, folder: Path) -> Path:
@@ -143,6 +145,29 @@ PROVIDERS = {
         pickles_as="models.common",
         real="wky_packages",
         release=lambda packages, folder: _copy(packages["yolo9"], folder / "site" / "yolo9"),
+    ),
+}
+
+
+# Further layouts a target handles besides its own provider's, each tested by the contract as that target:
+# layout -> (the target's name, its provider)
+LAYOUTS = {
+    # the ultralytics/yolov3 archive (GPL, never committed): a root models.py, as PyTorch_YOLOv4's older
+    # checkouts; our stand-in in its shape, also as the "release". It builds no native SE or SAM.
+    "yolov3-archive": (
+        "PyTorch_YOLOv4",
+        Provider(
+            yaml=fixture_text("darknet/archive3.cfg"),
+            layer="4",
+            make=lambda folder: _copy(FIXTURES / "darknet" / "yolov3_archive", folder),
+            places=("",),
+            pickles_as="models",
+            real="pytorchyolo_packages",
+            release=lambda packages, folder: _copy(
+                FIXTURES / "darknet" / "yolov3_archive", folder / "yolov3"
+            ),
+            refuses=("SE", "SAM"),
+        ),
     ),
 }
 

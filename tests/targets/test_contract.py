@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from helpers import STUBS, run_cli, snapshot, user_csp, user_se, write_checkpoint
-from providers import PROVIDERS, Provider, provider_for
+from providers import LAYOUTS, PROVIDERS, Provider, provider_for
 
 from yolopatch.build.check import check_builtin
 from yolopatch.channels import modules_of
@@ -28,22 +28,32 @@ from yolopatch.targets import registry
 from yolopatch.targets.base import CheckRequest, Target
 from yolopatch.targets.registry import TARGETS
 
-# the operators injected: every built-in one, or two of your own (a module that keeps its channels, and a
-# CSP block that goes into parse_model's repeat collection too)
+# the operators injected: every built-in one (that the provider's code does not refuse), or two of your own
+# (a module that keeps its channels, and a CSP block that goes into parse_model's repeat collection too)
 OPERATOR_SETS = {
-    "built-in": lambda folder: list(OPERATORS.values()),
-    "yours": lambda folder: [user_se(folder), user_csp(folder)],
+    "built-in": lambda folder, provider: [op for op in OPERATORS.values() if op.name not in provider.refuses],
+    "yours": lambda folder, provider: [user_se(folder), user_csp(folder)],
 }
 
+# every target on its own provider, and on each further layout it handles (providers.LAYOUTS)
+CASES = [(target, "") for target in TARGETS] + [
+    (registry.target_named(name), layout) for layout, (name, _) in LAYOUTS.items()
+]
 
-@pytest.fixture(params=TARGETS, ids=lambda target: target.name)
-def target(request) -> Target:
-    return request.param
+
+@pytest.fixture(params=CASES, ids=lambda case: case[1] or case[0].name)
+def case(request) -> tuple[Target, str]:
+    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-def provider(target) -> Provider:
-    return provider_for(target)
+def target(case) -> Target:
+    return case[0]
+
+
+@pytest.fixture
+def provider(case) -> Provider:
+    return LAYOUTS[case[1]][1] if case[1] else provider_for(case[0])
 
 
 @pytest.fixture
@@ -80,8 +90,10 @@ def test_locate_finds_its_checkout_from_every_folder_a_user_may_name(target, pro
 
 
 @pytest.mark.parametrize("operators", list(OPERATOR_SETS))
-def test_inject_twice_equals_once_and_injected_lists_the_operators(target, root, tmp_path, operators):
-    ops = OPERATOR_SETS[operators](tmp_path)
+def test_inject_twice_equals_once_and_injected_lists_the_operators(
+    target, provider, root, tmp_path, operators
+):
+    ops = OPERATOR_SETS[operators](tmp_path, provider)
     where = target.locate(root)
     assert target.injected(where) == []
     plan = target.inject(where, ops, False, sys.executable)
@@ -94,12 +106,12 @@ def test_inject_twice_equals_once_and_injected_lists_the_operators(target, root,
 @pytest.mark.parametrize("operators", list(OPERATOR_SETS))
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
 def test_revert_restores_every_byte_and_the_files_keep_their_line_endings(
-    target, root, tmp_path, operators, newline
+    target, provider, root, tmp_path, operators, newline
 ):
     for path in root.rglob("*.py"):
         path.write_bytes(path.read_bytes().replace(b"\n", newline.encode()))
     pristine = snapshot(root)
-    _inject(target, root, OPERATOR_SETS[operators](tmp_path))
+    _inject(target, root, OPERATOR_SETS[operators](tmp_path, provider))
     for name, data in snapshot(root).items():
         if name in pristine:  # an edited file keeps its line endings, on the added lines too
             assert data.count(b"\n") == data.count(newline.encode()), name
@@ -139,7 +151,7 @@ def test_its_own_code_builds_an_injected_operator_with_the_parameters_yolopatch_
     if target.builtin() is None and provider.own_params is None and target.model_suffix == ".yaml":
         pytest.skip(f"{target.name} has no built-in builder and its provider no own_params")
     release = provider.release(request.getfixturevalue(provider.real), tmp_path)
-    se = get_operator("se")
+    se = get_operator("cbam" if "SE" in provider.refuses else "se")  # inserted after the layer
     _inject(target, release, [DEFAULT, se])
     monkeypatch.setenv("PYTHONPATH", str(STUBS))  # torchvision's stand-in: the families import it
     if target.model_suffix != ".yaml":  # another format: its own apply, and its built-in builder's count

@@ -56,7 +56,7 @@ def locate(repo: Path) -> tuple[Target, Location]:
         raise YolopatchError(f"{repo}: no such folder.")
     raise YolopatchError(
         f"{repo}: not a checkout yolopatch knows ({', '.join(t.name for t in TARGETS)}): found no "
-        "models/yolo.py with models/common.py, no ultralytics/nn/tasks.py, no pytorchyolo/models.py, no models/models.py with utils/parse_config.py. Pass the "
+        "models/yolo.py with models/common.py, no ultralytics/nn/tasks.py, no pytorchyolo/models.py, no models/models.py or root models.py with utils/parse_config.py. Pass the "
         "checkout's root folder."
     )
 

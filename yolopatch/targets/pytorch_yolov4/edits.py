@@ -7,6 +7,8 @@ line after the list).
 
 PyTorch_YOLOv4 builds darknet's own `[avgpool]`, `[scale_channels]` and `[sam]` (native SE and SAM): a branch
 the codebase has is left alone. A section type it does not know becomes an empty layer: a silent identity.
+The root models.py of the ultralytics/yolov3 archive layout (package.py) builds none of them, and its
+[convolutional] drops activation=logistic, which both forms need: native SE and SAM are refused there.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Sites:
     tree: ast.Module
     create: Chain
     runs_as_list: frozenset[str]  # the class names forward_once gives the outputs
+    activations: frozenset[str]  # the activation= values create_modules' [convolutional] computes
     config: str
     supported: Supported
     blocks: Mapping[str, Block]
@@ -98,17 +101,17 @@ def find_sites(checkout: Checkout, texts: Mapping[Path, str]) -> Sites:
         forward = _function(darknet.body, "forward_once") or _function(darknet.body, "forward")
     if create is None or forward is None:
         missing = "def create_modules" if create is None else "class Darknet with a forward_once"
-        raise YolopatchError(f"{path}: has no {missing}; is this {FAMILY}'s models.py? {_by_hand()}")
-    chain = find_chain(
-        text, create, path, "mdef", ("output_filters", "filters", "modules", "i"), FAMILY, _by_hand()
-    )
+        raise YolopatchError(f"{path}: has no {missing}; is this {checkout.layout}'s models.py? {_by_hand()}")
+    names = ("output_filters", "filters", "modules", "i")
+    chain = find_chain(text, create, path, "mdef", names, checkout.layout, _by_hand())
     config = texts[checkout.parse_config]
     return Sites(
         checkout,
         text,
         tree,
         chain,
-        _runs_as_list(forward, path),
+        _runs_as_list(forward, path, checkout.layout),
+        _activations(chain),
         config,
         _supported(config, checkout.parse_config),
         find_blocks(text, path),
@@ -116,7 +119,7 @@ def find_sites(checkout: Checkout, texts: Mapping[Path, str]) -> Sites:
     )
 
 
-def _runs_as_list(forward: ast.FunctionDef, path: Path) -> frozenset[str]:
+def _runs_as_list(forward: ast.FunctionDef, path: Path, layout: str) -> frozenset[str]:
     """The class names of `if name in [...]: x = module(x, out)`, checked to end in `else: x = module(x)`."""
     for node in ast.walk(forward):
         test = node.test if isinstance(node, ast.If) else None
@@ -138,8 +141,40 @@ def _runs_as_list(forward: ast.FunctionDef, path: Path) -> frozenset[str]:
                     e.value for e in elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
                 )
     raise YolopatchError(
-        f"{path}:{forward.lineno}: {forward.name} is not in {FAMILY}'s shape (an `if name in [...]` dispatch on "
+        f"{path}:{forward.lineno}: {forward.name} is not in {layout}'s shape (an `if name in [...]` dispatch on "
         f"the layer's class name, ending in `else: x = module(x)`); nothing was changed. {_by_hand()}"
+    )
+
+
+def _activations(chain: Chain) -> frozenset[str]:
+    """The strings the [convolutional] branch compares `DEF['activation']` with (the ones it computes)."""
+    branch = chain.branch_of("convolutional")
+    found: set[object] = set()
+    for node in ast.walk(branch) if branch else ():
+        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Subscript):
+            key = node.left.slice
+            if isinstance(key, ast.Constant) and key.value == "activation":
+                found.update(c.value for c in node.comparators if isinstance(c, ast.Constant))
+    return frozenset(v for v in found if isinstance(v, str))
+
+
+def native_refusal(
+    sites: Sites, op: Operator, lacking: Sequence[str], done: str = "nothing was changed"
+) -> str:
+    """Why `op`'s darknet form cannot be registered in this models.py, the types it lacks being `lacking`."""
+    path, layout = sites.checkout.models, sites.checkout.layout
+    types = f"[{'], ['.join(lacking)}]"
+    if "logistic" not in sites.activations:
+        return (
+            f"{path}: builds no {types} and its [convolutional] drops activation=logistic, both of which "
+            f"{op.name}'s darknet form needs, so it cannot be registered in {layout}; {done}. Use an operator "
+            f"with a section of its own (such as cbam), or build native {op.name} with PyTorch_YOLOv4's "
+            "models/models.py or pytorchyolo."
+        )
+    return (
+        f"{path}: builds no {types}, which {op.name}'s darknet form needs (its forward runs multi-input layers "
+        f"by class name); {done}. Use a checkout of {FAMILY} whose create_modules builds them "
+        "(models/models.py), or another operator."
     )
 
 
@@ -194,11 +229,7 @@ def plan_inject(
         registered = []
         lacking = [k for k in native_types(op) if k not in sites.create.types and k not in added]
         if native_form(op) and lacking:
-            raise YolopatchError(
-                f"{path}: builds no [{'], ['.join(lacking)}], which {op.name}'s darknet form needs (its forward "
-                f"runs multi-input layers by class name); nothing was changed. Use a checkout of {FAMILY} whose "
-                "create_modules builds them (models/models.py), or another operator."
-            )
+            raise YolopatchError(native_refusal(sites, op, lacking))
         for kind in lacking:
             branches.append(branch_text(text, sites.create, kind, op.name, _create_body(sites.create, kind)))
             added.append(kind)
@@ -227,7 +258,7 @@ def plan_inject(
     )
     verify_compiles({path: new, checkout.parse_config: new_config, **{c.path: c.new for c in copies}})
     changes = (FileChange(path, text, new), FileChange(checkout.parse_config, config, new_config), *copies)
-    return InjectPlan(f"{FAMILY} checkout", changes, tuple(actions))
+    return InjectPlan(checkout.kind, changes, tuple(actions))
 
 
 def _pointer(imported: TargetImport) -> str:
@@ -269,7 +300,7 @@ def plan_revert(
     )
     verify_compiles({path: new, checkout.parse_config: new_config})
     changes = (FileChange(path, text, new), FileChange(checkout.parse_config, config, new_config), *copies)
-    return InjectPlan(f"{FAMILY} checkout", changes, tuple(actions))
+    return InjectPlan(checkout.kind, changes, tuple(actions))
 
 
 def injected_names(checkout: Checkout) -> list[str]:

@@ -1,6 +1,10 @@
-"""Where a PyTorch_YOLOv4 checkout is: its root, holding models/models.py (create_modules, Darknet) or, in the
-older layout of the ultralytics/yolov3 archive, a root models.py; utils/parse_config.py (parse_model_cfg and
-its `supported` keys) and utils/layers.py beside it."""
+"""Where a PyTorch_YOLOv4 checkout is: its root, holding models/models.py (create_modules, Darknet) or a root
+models.py; utils/parse_config.py (parse_model_cfg and its `supported` keys) and utils/layers.py beside it.
+
+The root models.py is the ultralytics/yolov3 archive's layout (its last create_modules commit, 6aed6c5), which
+PyTorch_YOLOv4's older layout kept file for file: the same three files, dispatches and `supported` list, so
+no folder tells them apart and one target handles both. What the archive lacks (darknet's [avgpool],
+[scale_channels], [sam], activation=logistic) is read from its create_modules, not assumed from the layout."""
 
 from __future__ import annotations
 
@@ -22,6 +26,19 @@ class Checkout:
     @property
     def import_paths(self) -> tuple[Path, ...]:
         return (self.root,)
+
+    @property
+    def layout(self) -> str:
+        """The layout, for messages: PyTorch_YOLOv4's, or the archive's root models.py it grew from."""
+        return (
+            "PyTorch_YOLOv4" if self.models.parent != self.root else "the ultralytics/yolov3 archive layout"
+        )
+
+    @property
+    def kind(self) -> str:
+        if self.models.parent != self.root:
+            return "PyTorch_YOLOv4 checkout"
+        return "root-models.py checkout (the ultralytics/yolov3 archive layout, PyTorch_YOLOv4's older one)"
 
     @property
     def parse_config(self) -> Path:
