@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,8 +16,13 @@ from forkserver import ForkServer, launcher
 from helpers import (
     ULTRALYTICS_SINGLE,
     ULTRALYTICS_VERSIONS,
+    YOLO9_VERSION,
     YOLOV5_VERSIONS,
+    YOLOV7_EASY_VERSION,
+    YOLOV7_VERSION,
+    YOLOV7_YAMLS_VERSION,
     copy_checkout,
+    download_archives,
     download_pytorchyolo,
     download_ultralytics,
     download_yolo9,
@@ -58,27 +64,39 @@ _DOWNLOADS: dict[str, list[tuple[Callable[..., Path], str | None]]] = {
     ],
     "pytorchyolo_packages": [(download_pytorchyolo, None)],
 }
+# fixture name -> the archives (name, version) those downloads unpack: fetched first, in one pip run
+_ARCHIVES: dict[str, list[tuple[str, str]]] = {
+    "yolov5_packages": [("yolov5", v) for v in YOLOV5_VERSIONS],
+    "ultralytics_packages": [("ultralytics", v) for v in (*ULTRALYTICS_VERSIONS, *ULTRALYTICS_SINGLE)],
+    "wky_packages": [
+        ("yolo9", YOLO9_VERSION),
+        ("yolov7detect", YOLOV7_VERSION),
+        ("yolov7-easy", YOLOV7_EASY_VERSION),
+        ("yolov7-wky-package", YOLOV7_YAMLS_VERSION),
+    ],
+    "pytorchyolo_packages": [("pytorchyolo", "1.8.0")],
+}
 
 
 def _prefetch(fixtures: set[str]) -> None:
-    """From a fresh clone (an empty cache), download every wheel the collected tests need, side by side, in
-    the background, while the first tests (those that need none) run: the real tests then find them unpacked
-    (or wait on the package's lock for the last of them) instead of each fixture downloading in turn. Each
-    pytest-xdist worker starts its own; the lock per package makes one of them download it. Errors are left
-    to the fixtures, which raise or skip them where a test asks."""
-    wanted = [download for name in sorted(fixtures) for download in _DOWNLOADS[name]]
+    """From a fresh clone (an empty cache), fetch every archive the collected tests need in one pip run, then
+    unpack each, in the background while the first tests (those that need none) run: the real tests then
+    find them unpacked (or wait on the package's lock for the last of them) instead of each fixture
+    downloading in turn. Each pytest-xdist worker starts its own; the locks make one of them do each step.
+    Errors are left to the fixtures, which raise or skip them where a test asks."""
+    names = sorted(fixtures)
+    wanted = [download for name in names for download in _DOWNLOADS[name]]
     if not wanted:
         return
 
-    def fetch(download: tuple[Callable[..., Path], str | None]) -> None:
-        function, argument = download
+    def fetch() -> None:
         with contextlib.suppress(Exception):
-            function() if argument is None else function(argument)
+            download_archives([pair for name in names for pair in _ARCHIVES[name]])
+        for function, argument in wanted:
+            with contextlib.suppress(Exception):
+                function() if argument is None else function(argument)
 
-    pool = ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="yolopatch-prefetch")
-    for download in wanted:
-        pool.submit(fetch, download)
-    pool.shutdown(wait=False)
+    threading.Thread(target=fetch, name="yolopatch-prefetch", daemon=True).start()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import hashlib
@@ -302,10 +303,11 @@ def _unpacked_wheel(name: str, version: str, inside: str | None = None) -> Path:
     unpacked = CACHE / f"{name}-{version}"
     with FileLock(str(CACHE / f"{name}-{version}.lock")):
         if not (unpacked / (inside or name)).is_dir():
-            archives = _archives(name, version)
-            if not archives:
-                _pip_download(name, version)
+            with FileLock(str(CACHE / "download.lock")):  # after a batch download that holds it, if one runs
                 archives = _archives(name, version)
+                if not archives:
+                    _pip_download((name, version))
+                    archives = _archives(name, version)
             staging = Path(tempfile.mkdtemp(prefix=f"{name}-{version}-", dir=CACHE))
             if archives[0].suffix == ".whl":
                 with zipfile.ZipFile(archives[0]) as archive:
@@ -321,12 +323,29 @@ def _unpacked_wheel(name: str, version: str, inside: str | None = None) -> Path:
     return unpacked
 
 
-def _pip_download(name: str, version: str) -> None:
+def download_archives(pairs: Sequence[tuple[str, str]]) -> None:
+    """The archives of (name, version) pairs the cache lacks, in as few `pip download` runs as pip allows
+    (one version of a name per run): from a fresh clone, 6 pip starts instead of 17, about 1.5 s of CPU each.
+    Holds the download lock, so a fixture that needs one of them waits instead of downloading it again; a
+    run that fails leaves its packages to the fixtures, one by one."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(CACHE / "download.lock")):
+        missing = [(name, version) for name, version in pairs if not _archives(name, version)]
+        rounds: list[list[tuple[str, str]]] = []
+        for pair in missing:
+            free = next((r for r in rounds if all(name != pair[0] for name, _ in r)), None)
+            free.append(pair) if free is not None else rounds.append([pair])
+        for batch in rounds:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _pip_download(*batch)
+
+
+def _pip_download(*pairs: tuple[str, str]) -> None:
     """`pip download --no-deps` into the cache. pip prepares an sdist's metadata (yolov7detect, yolov7-easy):
     with this environment's setuptools where it has one (--no-build-isolation: 1.3 s instead of 3.8 s, which
     installs setuptools into a build environment from PyPI first), else, or if that fails, isolated."""
-    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", f"{name}=={version}"]
-    command += ["-d", str(CACHE)]
+    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps"]
+    command += [f"{name}=={version}" for name, version in pairs] + ["-d", str(CACHE)]
     if importlib.util.find_spec("setuptools") is not None:
         if subprocess.run([*command, "--no-build-isolation"]).returncode == 0:
             return
