@@ -112,17 +112,24 @@ print("ok")
 """
 
 
-def test_ultralytics_own_model_builds_and_trains_the_head_and_revert_restores_every_byte(
-    ultralytics_packages, tmp_path
-):
+def _learned_head(ultralytics_packages, tmp_path, name):
+    """An 8.4.190 checkout (and its snapshot), and a work folder where `ops add` learned heads.py:NAME
+    against it, with yolo11's stock yaml as y.yaml."""
     environment = Environment(tmp_path, ultralytics_packages["8.4.190"], "checkout")
     before = snapshot(environment.package)
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(HEADS, work / "heads.py")
-    result = run_cli("ops", "add", "heads.py:ScaledDetect", "--repo", str(environment.checkout), cwd=work)
+    result = run_cli("ops", "add", f"heads.py:{name}", "--repo", str(environment.checkout), cwd=work)
     assert result.returncode == 0, result.stderr
     shutil.copy(environment.package / "cfg/models/11/yolo11.yaml", work / "y.yaml")
+    return environment, before, work
+
+
+def test_ultralytics_own_model_builds_and_trains_the_head_and_revert_restores_every_byte(
+    ultralytics_packages, tmp_path
+):
+    environment, before, work = _learned_head(ultralytics_packages, tmp_path, "ScaledDetect")
     result = run_cli(
         "apply",
         "y.yaml",
@@ -164,14 +171,7 @@ def test_ultralytics_own_model_builds_and_trains_the_head_and_revert_restores_ev
 def test_a_head_whose_eval_output_is_not_detects_is_refused_before_anything_is_written(
     ultralytics_packages, tmp_path
 ):
-    environment = Environment(tmp_path, ultralytics_packages["8.4.190"], "checkout")
-    before = snapshot(environment.package)
-    work = tmp_path / "work"
-    work.mkdir()
-    shutil.copy(HEADS, work / "heads.py")
-    result = run_cli("ops", "add", "heads.py:BareEvalDetect", "--repo", str(environment.checkout), cwd=work)
-    assert result.returncode == 0, result.stderr
-    shutil.copy(environment.package / "cfg/models/11/yolo11.yaml", work / "y.yaml")
+    environment, before, work = _learned_head(ultralytics_packages, tmp_path, "BareEvalDetect")
     refused = [
         run_cli(
             "apply", "y.yaml", "--layers", "Detect", "--op", "BareEvalDetect", cwd=work, env=environment.env
