@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -140,13 +139,13 @@ class ForkServer:
 
     def _line(self, timeout: float | None) -> bytes:
         """The server's next line, read from the pipe itself (a buffered reader could hold the second line
-        while select waits on the pipe)."""
+        while select waits on the pipe). The server writes each line at once, so only its first byte is
+        waited for with the timeout."""
         assert self._process is not None and self._process.stdout is not None
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if b"\n" not in self._pending and timeout is not None:
+            if not select.select([self._process.stdout], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired("fork server", timeout)
         while b"\n" not in self._pending:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not select.select([self._process.stdout], [], [], left)[0]:
-                raise subprocess.TimeoutExpired("fork server", timeout or 0)
             chunk = os.read(self._process.stdout.fileno(), 4096)
             if not chunk:
                 raise RuntimeError("the fork server died")

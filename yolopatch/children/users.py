@@ -97,13 +97,11 @@ def _format_check(request: Mapping[str, Any], ops: Sequence[UserOp], classes: Ma
 
 
 def main(argv: list[str]) -> None:
-    from yolopatch.build.check import check_builtin
-    from yolopatch.targets.registry import target_named
     from yolopatch.userop.adapter import as_operator
     from yolopatch.userop.record import child_config, load
 
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    results: list[dict[str, Any]] = []
+    results: list[dict[str, Any]]
     try:
         ops = list(load(child_config()).values())
         classes = adapter_classes([op for op in ops if op.name in request["used"]])
@@ -111,20 +109,30 @@ def main(argv: list[str]) -> None:
     except YolopatchError as exc:
         results = [{"error": str(exc)} for _ in request["models"]]
     else:
-        if "format" in request:
-            results = [_format_check(request, ops, classes)]
-        for text, name in [] if "format" in request else request["models"]:
-            try:
-                target = target_named(request["target"])
-                report = check_builtin(
-                    target, text, name, request["img"], request["batch"], request["fused"], operators, classes
-                )
-                results.append(
-                    {"report": dataclasses.asdict(_at_an_odd_size(target, report, text, operators, classes))}
-                )
-            except YolopatchError as exc:
-                results.append({"error": str(exc)})
+        results = (
+            [_format_check(request, ops, classes)]
+            if "format" in request
+            else [_builtin_check(request, text, name, operators, classes) for text, name in request["models"]]
+        )
     child.write(Path(argv[1]), results)
+
+
+def _builtin_check(
+    request: Mapping[str, Any], text: str, name: str, operators: Sequence[Any], classes: Mapping[str, type]
+) -> dict[str, Any]:
+    """A yaml built by its target's built-in builder with the user's operators (and at an odd size too)."""
+    from yolopatch.build.check import check_builtin
+    from yolopatch.targets.registry import target_named
+
+    try:
+        target = target_named(request["target"])
+        report = check_builtin(
+            target, text, name, request["img"], request["batch"], request["fused"], operators, classes
+        )
+        report = _at_an_odd_size(target, report, text, operators, classes)
+    except YolopatchError as exc:
+        return {"error": str(exc)}
+    return {"report": dataclasses.asdict(report)}
 
 
 if __name__ == "__main__":
