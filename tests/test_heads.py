@@ -12,7 +12,7 @@ import ast
 import shutil
 
 import pytest
-from helpers import run_cli, snapshot
+from helpers import STUBS, run_cli, snapshot
 from test_ultralytics_real import Environment, checked
 from user_module_case import USER_MODULES
 
@@ -31,7 +31,9 @@ DETECT_ROW = "  - [[16, 19, 22], 1, Detect, [nc]] # Detect(P3, P4, P5)"
 
 
 @pytest.fixture
-def work(tmp_path):
+def work(tmp_path, monkeypatch):
+    """heads.py in a folder; the probe that imports it finds torchvision's stand-in (ultralytics needs it)."""
+    monkeypatch.setenv("PYTHONPATH", str(STUBS))
     shutil.copy(HEADS, tmp_path / "heads.py")
     return tmp_path
 
@@ -120,7 +122,9 @@ def _learned_head(ultralytics_packages, tmp_path, name):
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(HEADS, work / "heads.py")
-    result = run_cli("ops", "add", f"heads.py:{name}", "--repo", str(environment.checkout), cwd=work)
+    result = run_cli(
+        "ops", "add", f"heads.py:{name}", "--repo", str(environment.checkout), cwd=work, env=environment.env
+    )
     assert result.returncode == 0, result.stderr
     shutil.copy(environment.package / "cfg/models/11/yolo11.yaml", work / "y.yaml")
     return environment, before, work

@@ -419,10 +419,11 @@ def block_edits(
     added: set[str],
     force: bool,
     actions: list[str],
+    at: int | None = None,
 ) -> list[Edit]:
-    """An operator's block appended to `text` (or updated to this version's), with the sites it registered
-    (`added`); a class of the same name the file defines itself (`foreign`, pasted from a blog post?) is
-    refused, or disabled with --force (--revert restores it)."""
+    """An operator's block appended to `text` (inserted at offset `at` when given; or updated to this
+    version's), with the sites it registered (`added`); a class of the same name the file defines itself
+    (`foreign`, pasted from a blog post?) is refused, or disabled with --force (--revert restores it)."""
     if foreign and not force:
         raise YolopatchError(
             f"{path}:{foreign[0].lineno}: already defines its own `class {foreign[0].name}` (pasted from a blog "
@@ -437,8 +438,10 @@ def block_edits(
     forced = bool(foreign) or (block is not None and block.forced)
     wanted = compose_block(name, registry, body, sorted(added), forced, newline_of(text))
     if block is None:
-        edits.append(Edit(len(text), len(text), wanted))
-        actions.append(f"{path.name}: appended class {name} (yolopatch {__version__})")
+        where = len(text) if at is None else at
+        edits.append(Edit(where, where, wanted))
+        verb = "appended" if at is None else "added"
+        actions.append(f"{path.name}: {verb} class {name} (yolopatch {__version__})")
     elif text[block.start : block.end] != wanted:
         edits.append(Edit(block.start, block.end, wanted))
         actions.append(f"{path.name}: updated class {name} from yolopatch {block.version} to {__version__}")

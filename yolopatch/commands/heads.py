@@ -23,16 +23,22 @@ def prove_head(target: Target, op: Operator, text: str, name: Path, repo: Path |
         path = Path(folder) / name.name  # the same file name: a target may read the scale from it
         path.write_text(text, encoding="utf-8")
         try:
-            target.check(CheckRequest(path, text, repo, None, 64, 1))
+            report = target.check(CheckRequest(path, text, repo, None, 64, 1))
         except YolopatchError as exc:
             message = f"{op.name} not proven, nothing written: {exc}"
             raise YolopatchError(message.replace(str(path), str(name))) from None
     where = (
         f"the {target.name} checkout {repo}" if repo is not None else f"the installed {target.installable}"
     )
+    untrained = next((w for w in report.warnings if f"{op.name} not trained one step" in w), None)
+    step = (
+        "one step of its own loss finite with gradients into the head"
+        if untrained is None
+        else f"no loss step ({untrained.split(': ', 1)[-1].rstrip('.')})"
+    )
     return (
         f"{op.name} proved with {where}: its own model class builds it, strides one per level and none zero, "
-        f"one step of its own loss finite with gradients into the head, eval output shaped as {op.head}'s."
+        f"{step}, eval output shaped as {op.head}'s."
     )
 
 

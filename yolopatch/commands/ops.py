@@ -29,7 +29,7 @@ from yolopatch.targets.registry import (
     locate,
     target_for,
 )
-from yolopatch.userop.backbone import backbone_trials, fit_backbone, is_backbone_output
+from yolopatch.userop.backbone import backbone_trials, fit_backbone, is_backbone_output, refuse_import
 from yolopatch.userop.fusion import first_shape, fit_fusion, fusion_trials, sweep_trials
 from yolopatch.userop.learn import PROBE_SECONDS, Learned, fit, parse_rule, probe, trials
 from yolopatch.userop.record import CONFIG, UserOp, find_config, load, record_text, removal_text, storable
@@ -138,7 +138,10 @@ def add_operator(
     _refuse_clash(yaml_name, source, recorded, force)
     chosen = target or default_target(source, cwd)
     defaults = {p.name: p.default for p in source.params if not p.required}
-    learned: Learned | None = _head(source, rule) if source.head else None
+    learned: Learned | None = None
+    if source.head:  # its rule is read from the source; the probe only imports it, to name what it lacks
+        _require_imports(source, _probe(source, {}, chosen, timeout), chosen.python)
+        learned = _head(source, rule)
     if (
         learned is None and source.outputs == "list"
     ):  # it looks like a backbone: probed as one, unless it is a block after all
@@ -247,6 +250,14 @@ def _head(source: ClassSource, declared: str | None) -> Learned:
         ),
         parameters=0,
     )
+
+
+def _require_imports(source: ClassSource, observed: Mapping[str, Any], python: str) -> None:
+    """The file imports with the target's code (a package it needs and this Python lacks, named)."""
+    if "load" in observed:
+        where = f"{source.path}:{observed['load'].get('line') or source.line}"
+        refuse_import(where, observed["load"]["error"], python)
+        raise YolopatchError(f"{where}: importing the file failed: {observed['load']['error']}")
 
 
 def _possessive(name: str) -> str:

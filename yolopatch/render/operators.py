@@ -166,7 +166,7 @@ def learned_lines(result: Any) -> list[str]:
         )
     if user.head:  # the Detect row keeps its `from` and args; only the module changes
         lines[-1] = (
-            f"  yaml row: [[P3, P4, P5], 1, {op.name}, [nc]] (the {user.head} row's own from and args)"
+            f"  yaml row: the {user.head} row with {op.name} as its module (its own from and args kept)"
         )
     if user.target:
         lines.append(f"  learned against {user.target}")

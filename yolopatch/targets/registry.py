@@ -111,8 +111,8 @@ def import_kinds() -> list[ImportKind]:
         kind = target.imports
         known = kinds.get(kind.name)
         prefixes = tuple(dict.fromkeys([*(known.prefixes if known else ()), *kind.prefixes]))
-        head = kind.head or (known.head if known else ("", ()))
-        kinds[kind.name] = ImportKind(kind.name, prefixes, kind.example, head)
+        heads = kind if kind.head[0] or known is None else known  # the first family of the kind with a head
+        kinds[kind.name] = ImportKind(kind.name, prefixes, kind.example, heads.head, heads.head_fix)
     return list(kinds.values())
 
 

@@ -207,8 +207,8 @@ def head_adapter_source(op: UserOp, base: str) -> str:
     return "\n".join(
         [
             f"class {op.name}({base}):",
-            f'    """{op.cls} as a yaml head row: [[P3, P4, P5], 1, {op.name}, [nc]], registered with the '
-            f'target\'s own {op.head}. Written by yolopatch."""',
+            f'    """{op.cls} as the module of a yaml\'s {op.head} row (its from and args kept), registered with '
+            f'the target\'s own {op.head}. Written by yolopatch."""',
             "",
             f"    yolopatch_head = {op.head!r}",
             "",

@@ -39,7 +39,7 @@ def backbone_like(lineage: Sequence[ast.ClassDef], forward: ast.FunctionDef | No
     return False
 
 
-def head_refusal(where: str, heads: Sequence[str], inherited: str) -> str:
+def head_refusal(where: str, heads: Sequence[str], inherited: str, fixes: str) -> str:
     """Why a detection head (it takes nc or anchors) is refused, and what to do: a subclass of the target's
     own Detect-like class, or a plain copy of one, which goes wrong silently when registered by hand."""
     takes = f"{where} takes {', '.join(heads)}: a detection head"
@@ -53,6 +53,5 @@ def head_refusal(where: str, heads: Sequence[str], inherited: str) -> str:
     return (
         f"{takes} written as a plain copy (not a subclass of the target's Detect): registered, it would go "
         "wrong silently: the model computes no strides for it (they stay 0) and the loss expects Detect's own "
-        "outputs. Fix: subclass Detect (the target's own, imported from its package) and keep its cv2/cv3 "
-        "outputs, or override forward_head; then run `ops add` again."
+        f"outputs. Fix: subclass Detect, the target's own ({fixes}); then run `ops add` again."
     )

@@ -36,6 +36,7 @@ class ImportKind:
         "",
         (),
     )  # the detection head a user's head subclasses, and its modules
+    head_fix: str = ""  # how a plain copy of a head becomes one: the import of the head, what to keep
 
     def holds(self, module: str) -> bool:
         return any(module == p.rstrip(".") or module.startswith(p.rstrip(".") + ".") for p in self.prefixes)
@@ -122,7 +123,8 @@ def read_class(path: Path, name: str, kinds: Sequence[ImportKind]) -> ClassSourc
         init = _method(node, classes, "__init__")
         params, inputs = (constructor_params(init, text) if init is not None else ()), "one"
     else:
-        params, inputs = _constructor_and_forward(where, node, classes, imported, text, outputs)
+        fixes = _head_fixes(_target_imports(tree, kinds), kinds)
+        params, inputs = _constructor_and_forward(where, node, classes, imported, text, outputs, fixes)
     return ClassSource(
         path=path,
         name=name,
@@ -135,6 +137,13 @@ def read_class(path: Path, name: str, kinds: Sequence[ImportKind]) -> ClassSourc
         outputs=outputs,
         head=head,
     )
+
+
+def _head_fixes(imports: Sequence[TargetImport], kinds: Sequence[ImportKind]) -> str:
+    """How to make a head of the families the file imports (of every family with heads, if none)."""
+    families = {i.family for i in imports}
+    chosen = [k for k in kinds if k.head_fix and (k.name in families or not families)]
+    return "; ".join(f"{k.name}: {k.head_fix}" for k in chosen or [k for k in kinds if k.head_fix])
 
 
 def _head_base(
@@ -196,6 +205,7 @@ def _constructor_and_forward(
     imported: set[str],
     text: str,
     outputs: str = "one",
+    fixes: str = "",
 ) -> tuple[tuple[Param, ...], str]:
     """The constructor's parameters and what the forward takes ("one" map or a "list"), once the class is
     known to have a forward (its own, a base's in the file, one bound in __init__, or an imported base's,
@@ -214,8 +224,8 @@ def _constructor_and_forward(
             "`self.forward = self.METHOD`)."
         )
     params = constructor_params(init, text) if init is not None else ()
-    _refuse_shapes(where, params, None, outputs, inherited)
-    kinds = {_refuse_shapes(where, params, forward, outputs, inherited) for forward in forwards or []}
+    _refuse_shapes(where, params, None, outputs, inherited, fixes)
+    kinds = {_refuse_shapes(where, params, forward, outputs, inherited, fixes) for forward in forwards or []}
     return params, "list" if "list" in kinds else "one"
 
 
@@ -314,6 +324,7 @@ def _refuse_shapes(
     forward: ast.FunctionDef | None,
     outputs: str = "one",
     inherited: str = "",
+    fixes: str = "",
 ) -> str:
     """Heads, and forwards with several tensor parameters (None: a forward the file does not show: the
     probe runs it); what a forward takes: "one" map or a "list" of them. A backbone's `num_classes` (its
@@ -321,7 +332,7 @@ def _refuse_shapes(
     head_names = _HEAD_PARAMETERS - ({"num_classes"} if outputs == "list" else set())
     heads = sorted(head_names & {p.name for p in params})
     if heads:
-        raise YolopatchError(head_refusal(where, heads, inherited))
+        raise YolopatchError(head_refusal(where, heads, inherited, fixes))
     if forward is None:
         return "one"
     inputs = [a for a in [*forward.args.posonlyargs, *forward.args.args][1:]]

@@ -17,6 +17,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
+import importlib.abc
+import importlib.util
 import io
 import logging
 import sys
@@ -29,6 +31,7 @@ from urllib.error import URLError
 from yolopatch import child
 from yolopatch.errors import YolopatchError
 from yolopatch.targets.checkout.layout import imports_as_package
+from yolopatch.targets.checkout.proof import prove_heads
 
 
 def import_yolo(models: Path):
@@ -74,8 +77,75 @@ def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int, ru
                 or f"{name}: the checkout's own Model failed to build it: {type(exc).__name__}: {exc}."
             ) from None
     print(log.getvalue(), end="")
+    with captured_output():  # the stock model it is compared with prints its own summary
+        notes = prove_heads(yolo, model, yaml_path, name)
     report = dataclasses.asdict(measure(model, parsed, simulation, img, batch, operators=operators))
-    return {**report, "reference": reference_summary(log.getvalue())}
+    return {
+        **report,
+        "reference": reference_summary(log.getvalue()),
+        "warnings": [*notes, *report["warnings"]],
+    }
+
+
+class _Planned(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports the checkout's files as inject would write them: a file it plans to change or create is
+    compiled from the planned text, under its own path (nothing is written)."""
+
+    def __init__(self, texts: dict[Path, str]) -> None:
+        self.texts = {path.resolve(): text for path, text in texts.items()}
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        leaf = fullname.rpartition(".")[2] + ".py"
+        for folder in path if path is not None else sys.path:
+            candidate = (Path(folder or ".") / leaf).resolve()
+            if candidate in self.texts:
+                return importlib.util.spec_from_file_location(fullname, candidate, loader=self)
+        return None
+
+    def create_module(self, spec: Any) -> None:
+        return None
+
+    def exec_module(self, module: Any) -> None:
+        path = Path(module.__file__)
+        exec(compile(self.texts[path.resolve()], str(path), "exec"), module.__dict__)
+
+
+def register_in_memory(family: Any, models: Path, yamls: list[str], place: str) -> list[str]:
+    """The operators the yamls use that the checkout lacks, registered as inject would without writing a
+    file (`_Planned`); notes saying so, and which inject adds them for training (`place` names the checkout)."""
+    from yolopatch.csp import operators_used
+    from yolopatch.files import read_text
+    from yolopatch.modelyaml import parse_model_yaml
+    from yolopatch.operators.index import INDEX
+    from yolopatch.operators.registry import OPERATORS
+    from yolopatch.targets.checkout.edits import injected_names, plan_inject
+    from yolopatch.targets.checkout.layout import locate_checkout, read_checkout
+    from yolopatch.userop.adapter import recorded_operators
+
+    checkout = locate_checkout(models, family.layout)
+    if checkout is None:
+        return []
+    texts = read_checkout(checkout)
+    names: set[str] = set()
+    for path in yamls:
+        try:
+            names |= {layer.module for layer in parse_model_yaml(read_text(Path(path)), path).layers}
+        except YolopatchError:
+            continue  # its own build reports it
+    known = [*OPERATORS.values(), *recorded_operators(), INDEX]
+    have = set(injected_names(checkout, texts))
+    lacking = [op for op in operators_used(names, known, family.rules.csp) if op.name not in have]
+    if not lacking:
+        return []
+    plan = plan_inject(checkout, texts, lacking)
+    sys.meta_path.insert(
+        0, _Planned({c.path: c.new for c in plan.changes if c.changed and c.new is not None})
+    )
+    listed = ", ".join(op.name for op in lacking)
+    return [
+        f"{listed}: registered in memory for this check only; the checkout at {place} does not have them "
+        f"(`yolopatch inject {place}` adds them for training)."
+    ]
 
 
 @contextmanager
@@ -121,11 +191,13 @@ def restore(activations: dict[type, Any]) -> None:
 def main(argv: list[str]) -> None:
     family, models, img, batch, *pairs, out = argv
     # the family's target module, named by the parent (a child may import any family; the parent imports none)
-    rules = importlib.import_module(family).TARGET.rules
+    target = importlib.import_module(family).TARGET
+    rules = target.rules
     # v4.0 to v6.0 log their summary line at INFO level without configuring logging themselves
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results: list[dict[str, Any]] = []
     try:
+        notes = register_in_memory(target, Path(models), pairs[::2], str(Path(models).parent))
         yolo = load_yolo(Path(models))
     except YolopatchError as exc:
         results = [{"error": str(exc)}] * (len(pairs) // 2)
@@ -134,9 +206,8 @@ def main(argv: list[str]) -> None:
         for yaml_path, name in zip(pairs[::2], pairs[1::2], strict=True):
             restore(activations)
             try:
-                results.append(
-                    {"report": build_and_measure(yolo, Path(yaml_path), name, int(img), int(batch), rules)}
-                )
+                report = build_and_measure(yolo, Path(yaml_path), name, int(img), int(batch), rules)
+                results.append({"report": {**report, "warnings": [*notes, *report["warnings"]]}})
             except YolopatchError as exc:
                 results.append({"error": str(exc)})
     child.write(Path(out), results)

@@ -34,9 +34,17 @@ from yolopatch.operators.spec import Operator
 from yolopatch.paste import operator_paste, template_paste
 from yolopatch.splice import Edit, splice
 from yolopatch.targets.backbones import backbone_branch_edits, backbone_branch_removal
+from yolopatch.targets.checkout.heads import (
+    block_position,
+    detect_site,
+    head_body,
+    registration,
+    unregistration,
+    yolo_defined,
+)
 from yolopatch.targets.checkout.layout import Checkout, read_checkout
 from yolopatch.targets.checkout.sites import Sites, find_sites, manual_edit
-from yolopatch.targets.collections import fusion_branch_edits, fusion_branch_removal
+from yolopatch.targets.collections import fusion_branch_edits, fusion_branch_removal, parse_model_of
 from yolopatch.userop.copies import copy_changes, copy_removals
 
 if TYPE_CHECKING:
@@ -48,8 +56,11 @@ _REGISTRY = "yolo.py"  # where a block's recorded insertions are
 def plan_inject(
     checkout: Checkout, texts: Mapping[Path, str], operators: Sequence[Operator], force: bool = False
 ) -> InjectPlan:
-    """Add each operator's block to common.py and its name to yolo.py, where they are missing."""
+    """Add each operator's block to common.py and its name to yolo.py, where they are missing (a head: its
+    block and its name in yolo.py, yolopatch.targets.checkout.heads)."""
     sites = find_sites(checkout, texts, _wanted(operators))
+    heads = [op for op in operators if op.head]
+    operators = [op for op in operators if not op.head]
     common_edits: list[Edit] = []
     yolo_edits: list[Edit] = []
     actions: list[str] = []
@@ -85,6 +96,7 @@ def plan_inject(
     yolo_edits += fusion_branch_edits(sites.yolo, tree, checkout.yolo, checkout.yolo.name, fusion, actions)
     listed = [op.name for op in operators if op.backbone is not None]
     yolo_edits += backbone_branch_edits(sites.yolo, tree, checkout.yolo, checkout.yolo.name, listed, actions)
+    yolo_edits += _head_edits(sites, tree, heads, force, actions)
     outside = [n for n in sites.common_tree.body if not inside(sites.common, sites.blocks.values(), n)]
     bound = bound_names(outside)
     for op in operators:
@@ -101,6 +113,76 @@ def plan_inject(
     )
     verify_compiles({**new, **{c.path: c.new for c in copies}})
     return _plan(sites, new, actions, copies)
+
+
+def _head_edits(
+    sites: Sites, tree: ast.Module, heads: Sequence[Operator], force: bool, actions: list[str]
+) -> list[Edit]:
+    """Each head's block before parse_model in yolo.py, and its name in parse_model's own Detect test."""
+    if not heads:
+        return []
+    checkout, text = sites.checkout, sites.yolo
+    base = checkout.layout.head
+    names = ", ".join(op.name for op in heads)
+    if not base:
+        raise YolopatchError(
+            f"{names}: yolopatch registers your own heads in YOLOv5 checkouts (and ultralytics), not yet in "
+            f"{checkout.layout.family}'s; nothing was changed."
+        )
+    site = detect_site(parse_model_of(tree), base)
+    if site is None:
+        raise YolopatchError(
+            f"{checkout.yolo}: parse_model has no `m is {base}` or `m in {{{base}, ...}}` branch that passes the "
+            f"head its inputs' channels (an unknown release?); {names} cannot be registered with {base}. "
+            "Nothing was changed."
+        )
+    edits = registration(text, site, base, [op.name for op in heads])
+    if edits:
+        actions.append(
+            f"{checkout.yolo.name}: added {names} to parse_model's own {base} test "
+            f"(`{ast.unparse(site.test)}`), so every isinstance(m, {base}) applies"
+        )
+    ours = [(b.start, b.end) for b in sites.heads.values()]
+    at = block_position(text, tree, checkout.yolo)
+    for op in heads:
+        assert op.user is not None
+        own = {op.name, op.user.cls}
+        body = head_body(
+            op, checkout.layout.imports, _pointer(sites), yolo_defined(tree, ours, text) - own, checkout.yolo
+        )
+        block = sites.heads.get(op.name)
+        if not force:
+            refuse_edited(block, body, checkout.yolo)
+        outside = [n for n in tree.body if not inside(text, sites.heads.values(), n)]
+        foreign = [n for n in outside if isinstance(n, ast.ClassDef) and n.name == op.name]
+        added = set() if op.name in site.names() else {"detect"}
+        edits += block_edits(
+            checkout.yolo, text, op.name, _REGISTRY, body, block, foreign, added, force, actions, at
+        )
+    return edits
+
+
+def _head_removal(sites: Sites, names: Sequence[str] | None, force: bool, actions: list[str]) -> list[Edit]:
+    """The inverse of _head_edits for the named heads (all when None)."""
+    checkout, text = sites.checkout, sites.yolo
+    blocks = [b for b in sites.heads.values() if names is None or b.name in names]
+    edits: list[Edit] = []
+    for block in blocks:
+        if not force:
+            refuse_revert_edited(block, checkout.yolo)
+        edits.append(Edit(block.start, block.end, ""))
+        actions.append(f"{checkout.yolo.name}: removed class {block.name} (yolopatch {block.version})")
+        if block.forced:
+            edits += restore_classes(text, (block.name,))
+            actions.append(f"{checkout.yolo.name}: restored the class {block.name} that --force had disabled")
+    registered = [b.name for b in blocks if "detect" in b.added]
+    site = detect_site(parse_model_of(parse_python(text, checkout.yolo)), checkout.layout.head)
+    if registered and site is not None:
+        edits += unregistration(text, site, checkout.layout.head, registered)
+        actions.append(
+            f"{checkout.yolo.name}: removed {', '.join(registered)} from parse_model's own Detect test"
+        )
+    return edits
 
 
 def _missing_repeats(sites: Sites, operators: Sequence[Operator]) -> list[str]:
@@ -161,7 +243,7 @@ def plan_revert(
     checkout: Checkout, texts: Mapping[Path, str], names: Sequence[str] | None = None, force: bool = False
 ) -> InjectPlan:
     """Remove the blocks of the named operators (all when None) and exactly the names yolopatch added."""
-    sites = find_sites(checkout, texts, names or list(find_blocks(texts[checkout.common], checkout.common)))
+    sites = find_sites(checkout, texts, names or injected_names(checkout, texts))
     blocks = [b for b in sites.blocks.values() if names is None or b.name in names]
     common_edits: list[Edit] = []
     yolo_edits: list[Edit] = []
@@ -187,6 +269,7 @@ def plan_revert(
         if "repeat" in block.added and sites.repeat is not None and block.name in names_of(sites.repeat.elts):
             yolo_edits += names_removal(sites.yolo, sites.repeat.elts, [block.name])
             actions.append(f"{checkout.yolo.name}: removed {block.name} from parse_model's repeat collection")
+    yolo_edits += _head_removal(sites, names, force, actions)
     left = [b for b in sites.blocks.values() if b not in blocks]
     yolo_edits += fusion_branch_removal(sites.yolo, checkout.yolo.name, left, actions)
     yolo_edits += backbone_branch_removal(sites.yolo, checkout.yolo.name, left, actions)
@@ -197,8 +280,11 @@ def plan_revert(
 
 
 def injected_names(checkout: Checkout, texts: Mapping[Path, str]) -> list[str]:
-    """The operators yolopatch has blocks for in this checkout."""
-    return list(find_blocks(texts[checkout.common], checkout.common))
+    """The operators yolopatch has blocks for in this checkout (heads' in yolo.py)."""
+    return [
+        *find_blocks(texts[checkout.common], checkout.common),
+        *find_blocks(texts[checkout.yolo], checkout.yolo),
+    ]
 
 
 def inject(checkout: Checkout, operators: Sequence[Operator], force: bool = False) -> InjectPlan:

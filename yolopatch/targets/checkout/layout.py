@@ -25,15 +25,19 @@ class Layout:
     family: str
     package: str
     marks: frozenset[str] = frozenset()
+    head: str = ""  # the detection head in its yolo.py that a user's head may subclass (#30)
 
     @property
     def imports(self) -> ImportKind:
         """How a user's file imports this layout's code: `models.common` in a checkout, `PACKAGE.models` in the
         pip package. The families of this layout share one kind: their blocks are alike."""
         packaged = tuple(f"{self.package}.{folder}" for folder in ("models", "utils"))
-        return ImportKind(
-            CHECKOUT_IMPORTS, ("models.common", "models.experimental", "utils.", *packaged), _EXAMPLE
-        )
+        prefixes = ("models.common", "models.experimental", "models.yolo", "utils.", *packaged)
+        if not self.head:
+            return ImportKind(CHECKOUT_IMPORTS, prefixes, _EXAMPLE)
+        head = (self.head, ("models.yolo", f"{self.package}.models.yolo"))
+        fix = f"`from models.yolo import {self.head}`, and keep its m convolutions (anchors x (nc + 5) outputs per level)"
+        return ImportKind(CHECKOUT_IMPORTS, prefixes, _EXAMPLE, head, fix)
 
     def owns(self, models: Path) -> bool:
         if not self.marks:

@@ -38,6 +38,7 @@ class Sites:
     blocks: dict[str, Block]
     absolute: bool
     copies: Mapping[Path, str]  # users' modules copied into models/
+    heads: dict[str, Block]  # users' detection heads, pasted into yolo.py (yolopatch.targets.checkout.heads)
 
     def flavour(self) -> str:
         layout = (
@@ -78,6 +79,7 @@ def find_sites(checkout: Checkout, texts: Mapping[Path, str], names: Sequence[st
         find_blocks(common, checkout.common),
         imports_as_package(yolo_tree, checkout.models),
         {path: text for path, text in texts.items() if path.name.startswith("yolopatch_")},
+        find_blocks(yolo, checkout.yolo),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from yolopatch.build.heads import eval_shapes, training_step
 from yolopatch.errors import YolopatchError
 
 _FIX = "subclass Detect and keep its cv2/cv3 outputs, or override forward_head"
@@ -40,28 +41,25 @@ def _one_loss_step(model: Any, head: Any, name: str) -> None:
     import torch
     from ultralytics.cfg import get_cfg
 
-    was, args, state = model.training, getattr(model, "args", None), copy.deepcopy(model.state_dict())
+    args = getattr(model, "args", None)
     model.args = get_cfg()
-    model.train()
     batch = {
         "img": torch.rand(2, 3, 64, 64),
         "batch_idx": torch.tensor([0.0, 1.0]),
         "cls": torch.tensor([[0.0], [0.0]]),
         "bboxes": torch.tensor([[0.5, 0.5, 0.4, 0.4], [0.4, 0.6, 0.3, 0.2]]),
     }
-    try:
-        loss, _items = model.loss(batch)
-        loss.sum().backward()
-    except Exception as exc:  # whatever the loss raises about the head's outputs
-        raise YolopatchError(
-            f"{name}: one step of ultralytics' own loss with {type(head).__name__} failed: {type(exc).__name__}: "
-            f"{exc}. Keep Detect's outputs (cv2/cv3), or override forward_head."
-        ) from None
-    graded = any(p.grad is not None for p in head.parameters())
-    model.zero_grad(set_to_none=True)
-    model.load_state_dict(state)  # the train-mode forward moved BatchNorm's running statistics
+    with training_step(model):
+        try:
+            loss, _items = model.loss(batch)
+            loss.sum().backward()
+        except Exception as exc:  # whatever the loss raises about the head's outputs
+            raise YolopatchError(
+                f"{name}: one step of ultralytics' own loss with {type(head).__name__} failed: "
+                f"{type(exc).__name__}: {exc}. Keep Detect's outputs (cv2/cv3), or override forward_head."
+            ) from None
+        graded = any(p.grad is not None for p in head.parameters())
     model.args, model.criterion = args, None
-    model.train(was)
     if not torch.isfinite(loss).all() or not graded:
         raise YolopatchError(
             f"{name}: one step of ultralytics' own loss with {type(head).__name__} gave "
@@ -71,31 +69,14 @@ def _one_loss_step(model: Any, head: Any, name: str) -> None:
 
 def _eval_shape(model: Any, head: Any, config: dict[str, Any], name: str) -> None:
     """The eval output's shapes equal those of the same model with the stock head (its base class)."""
-    import torch
-
     stock_config = copy.deepcopy(config)
     for row in stock_config["head"]:
         if row[2] == type(head).__name__:
             row[2] = head.yolopatch_head
     stock = type(model)(stock_config, ch=3, verbose=False)
-    image = torch.rand(1, 3, 64, 64)
-    was = model.training
-    with torch.no_grad():
-        ours, theirs = _shapes(model.eval()(image)), _shapes(stock.eval()(image))
-    model.train(was)
+    ours, theirs = eval_shapes(model, stock)
     if ours != theirs:
         raise YolopatchError(
             f"{name}: {type(head).__name__}'s eval output has shapes {ours}; ultralytics' own "
             f"{head.yolopatch_head} gives {theirs} here, which its val, predict and export read; {_FIX}."
         )
-
-
-def _shapes(value: Any) -> Any:
-    """The nested shapes of a forward's output (tensors, lists, tuples, dicts)."""
-    if hasattr(value, "shape"):
-        return tuple(value.shape)
-    if isinstance(value, dict):
-        return {key: _shapes(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_shapes(item) for item in value]
-    return type(value).__name__

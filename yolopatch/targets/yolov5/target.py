@@ -115,7 +115,7 @@ class YOLOv5(CheckoutTarget):
     name = "YOLOv5"
     rules = RULES
     defined = DEFINED
-    layout = Layout("YOLOv5", "yolov5")
+    layout = Layout("YOLOv5", "yolov5", head="Detect")
     signature = frozenset({"C3", "C3x", "C3TR", "C3SPP", "C3Ghost", "Focus", "Segment"})
     checkout_hint = "PATH/TO/yolov5"
     fallback = True
