@@ -213,3 +213,23 @@ def test_the_real_package_builds_native_se_and_sam_as_darknet_computes_them(pyto
     )
     assert run_cli("inject", str(release), "--revert").returncode == 0
     assert snapshot(release) == pristine
+
+
+def test_installed_means_the_installed_pytorchyolo_for_a_cfg(pytorchyolo_packages, tmp_path):
+    """`inject --installed --for MODEL.cfg` patches the pytorchyolo the Python imports (site-packages here:
+    a folder on PYTHONPATH), not ultralytics; --revert restores every byte."""
+    site = tmp_path / "site"
+    release = Path(shutil.copytree(pytorchyolo_packages["1.8.0"] / "pytorchyolo", site / "pytorchyolo"))
+    pristine = snapshot(release)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "m.cfg").write_text(_apply(TINY4, "8", "se", insert=True))
+    env = {"PYTHONPATH": str(site)}
+    result = run_cli("inject", "--installed", "--for", "m.cfg", cwd=work, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{release}: ")
+    create, forward = _registered(release)
+    assert {"avgpool", "scale_channels"} <= create & forward
+    result = run_cli("inject", "--installed", "--for", "m.cfg", "--revert", cwd=work, env=env)
+    assert result.returncode == 0, result.stderr
+    assert snapshot(release) == pristine

@@ -10,16 +10,17 @@ input); inject registers in their (c1, c2) collection only.
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES, ROOT, check_yaml, geometry_of, run_cli, snapshot
+from helpers import FIXTURES, ROOT, check_yaml, geometry_of, make_package, run_cli, snapshot
 
 from yolopatch.channels import simulate
 from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.modelyaml import parse_model_yaml
 from yolopatch.operators.registry import get_operator
-from yolopatch.targets.registry import TARGETS, locate, target_for
+from yolopatch.targets.registry import TARGETS, beside, enclosing, locate, target_for, target_named
 
 WKY = FIXTURES / "wky"
 V7, V9 = (WKY / "yolov7-shaped.yaml").read_text(), (WKY / "yolov9-shaped.yaml").read_text()
@@ -205,3 +206,37 @@ def test_check_repo_gives_each_yaml_the_activation_its_family_imported_with():
     Conv.default_act = RepConvN.default_act = "ReLU"  # what building gelan.yaml leaves behind
     restore(imported)
     assert (Conv.default_act, RepConvN.default_act) == ("SiLU", "SiLU too")
+
+
+CHECKOUTS_BESIDE = [
+    pytest.param(
+        "YOLOv5", lambda root: shutil.copytree(FIXTURES / "checkouts" / "master", root), id="yolov5"
+    ),
+    pytest.param("ultralytics", make_package, id="ultralytics-clone"),
+    pytest.param(
+        "pytorchyolo",
+        lambda root: shutil.copytree(FIXTURES / "darknet" / "pytorchyolo", root),
+        id="pytorchyolo",
+    ),
+    pytest.param(
+        "PyTorch_YOLOv4",
+        lambda root: shutil.copytree(FIXTURES / "darknet" / "pytorch_yolov4", root),
+        id="pytorch-yolov4",
+    ),
+    pytest.param(
+        "PyTorch_YOLOv4",
+        lambda root: shutil.copytree(FIXTURES / "darknet" / "yolov3_archive", root),
+        id="yolov3-archive-root-models-py",
+    ),
+]
+
+
+@pytest.mark.parametrize(("family", "make"), CHECKOUTS_BESIDE)
+def test_a_checkout_of_every_layout_is_found_beside_the_model_and_around_a_file(tmp_path, family, make):
+    """Next-step hints name the checkout at hand: a clone beside the model (`beside`), or the one a file
+    sits in (`enclosing`), whichever layout it has."""
+    root = tmp_path / "clone"
+    make(root)
+    target = target_named(family)
+    assert beside(tmp_path, target) == root
+    assert enclosing(root / "deeper" / "model.cfg") == root

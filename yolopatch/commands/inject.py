@@ -115,8 +115,23 @@ def _location(request: InjectRequest) -> tuple[Target, Any]:
     """The family and the checkout or package `inject` works on: REPO's, or the installed package's."""
     if request.repo is not None:
         return locate(request.repo)
-    (target, *_) = installable()
-    return target, target.installed(request.python)
+    return _installed(request)
+
+
+def _installed(request: InjectRequest) -> tuple[Target, Any]:
+    """What --installed patches: the installed family that builds the --for model's format (a .cfg: the
+    installable cfg codebase), else the first installable family whose package the Python imports."""
+    candidates = installable()
+    if request.for_model is not None:
+        suffix = request.for_model.suffix.lower()
+        candidates = [t for t in candidates if t.model_suffix == suffix] or candidates
+    failures: list[YolopatchError] = []
+    for target in candidates:
+        try:
+            return target, target.installed(request.python)
+        except YolopatchError as exc:
+            failures.append(exc)
+    raise failures[0]
 
 
 def _chosen(request: InjectRequest) -> list[Operator] | None:

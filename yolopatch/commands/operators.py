@@ -9,6 +9,7 @@ from pathlib import Path
 from yolopatch.child import CONFIG_VARIABLE
 from yolopatch.csp import operators_used, split_variant, variant_operator
 from yolopatch.errors import OptionError, YolopatchError
+from yolopatch.formats.registry import format_for
 from yolopatch.modelyaml import parse_model_yaml
 from yolopatch.operators.index import INDEX
 from yolopatch.operators.registry import OPERATORS, get_operator
@@ -56,11 +57,15 @@ def known_operator(name: str) -> Operator:
 
 
 def operators_in(model: Path, text: str) -> list[Operator]:
-    """The operators a yaml uses (the user's own and `--into` classes included); none is an error."""
-    parsed = parse_model_yaml(text, str(model))
-    used = {layer.module for layer in parsed.layers}
+    """The operators a model uses (the user's own and `--into` classes included; in a .cfg, the section
+    types each needs registered); none is an error."""
     known = [*OPERATORS.values(), *user_operators().values()]
-    found = operators_used(used, known, csp_blocks())
+    fmt = format_for(model)
+    if fmt is not None:
+        found = [op for op in known if fmt.uses(text, str(model), op)]
+    else:
+        used = {layer.module for layer in parse_model_yaml(text, str(model)).layers}
+        found = operators_used(used, known, csp_blocks())
     if not found:
         raise YolopatchError(
             f"{model}: uses none of the operators yolopatch adds ({', '.join(o.name for o in known)}); "

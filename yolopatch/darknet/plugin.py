@@ -8,7 +8,7 @@ from pathlib import Path
 from yolopatch.darknet.cfg import parse_cfg
 from yolopatch.darknet.decide import Request
 from yolopatch.darknet.edit import apply_cfg
-from yolopatch.darknet.forms import native_form, section_type
+from yolopatch.darknet.forms import native_form, native_types, section_type
 from yolopatch.darknet.graph import walk
 from yolopatch.formats.base import (
     FormatChange,
@@ -109,7 +109,10 @@ class DarknetFormat(ModelFormat):
         )
 
     def uses(self, text: str, name: str, op: Operator) -> bool:
-        return any(section.kind == section_type(op) for section in parse_cfg(text, name).sections)
+        """Whether the cfg holds `op`'s section types (a native form's: SE's [avgpool] and [scale_channels]),
+        which a codebase must have registered to build it."""
+        kinds = {section.kind for section in parse_cfg(text, name).sections}
+        return set(native_types(op)) <= kinds
 
     def check(
         self,

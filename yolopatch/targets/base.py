@@ -8,12 +8,15 @@ registry (yolopatch.targets) picks the target; the CLI and the core never name a
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from yolopatch.child import Settings
+from yolopatch.errors import YolopatchError
 
 if TYPE_CHECKING:
     from yolopatch.inject import InjectPlan
@@ -66,6 +69,29 @@ class PackageFolder:
     @property
     def import_paths(self) -> tuple[Path, ...]:
         return (self.root.parent,)
+
+
+def imported_from(python: str, package: str, cwd: Path) -> Path | None:
+    """Where `import PACKAGE` finds the package for `python` started in `cwd` (found, not imported)."""
+    locate = (
+        f"import importlib.util as u; s = u.find_spec({package!r}); "
+        "print(list(s.submodule_search_locations)[0] if s and s.submodule_search_locations else '')"
+    )
+    try:
+        process = subprocess.run(
+            [python, "-c", locate], capture_output=True, text=True, cwd=cwd, timeout=60, env=dict(os.environ)
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise YolopatchError(
+            f"--python {python}: cannot run it ({exc}). Pass the path of a Python interpreter."
+        ) from None
+    if process.returncode != 0:
+        tail = (process.stderr.strip().splitlines() or ["no output"])[-1]
+        raise YolopatchError(
+            f"--python {python}: failed to run ({tail}). Pass the path of a Python interpreter."
+        )
+    found = process.stdout.strip()
+    return Path(found) if found else None
 
 
 @dataclass(frozen=True)

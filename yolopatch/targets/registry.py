@@ -64,7 +64,7 @@ def locate(repo: Path) -> tuple[Target, Location]:
 def enclosing(path: Path) -> Path | None:
     """The checkout a file sits in (relative to the working folder when it is below it), of any target."""
     for folder in path.resolve().parents:
-        if (folder / "models").is_dir() and any(t.locate(folder) is not None for t in TARGETS):
+        if _may_hold_code(folder) and any(t.locate(folder) is not None for t in TARGETS):
             try:
                 return folder.relative_to(Path.cwd())
             except ValueError:
@@ -76,7 +76,7 @@ def beside(folder: Path, target: Target) -> Path | None:
     """A checkout of `target` among `folder`'s subfolders (a clone beside the yaml, `yolov5/` next to
     `yolov5s.yaml`), relative to the working folder when it is below it; the first in name order."""
     try:
-        children = sorted(p for p in folder.resolve().iterdir() if p.is_dir() and (p / "models").is_dir())
+        children = sorted(p for p in folder.resolve().iterdir() if p.is_dir() and _may_hold_code(p))
     except OSError:
         return None
     for child in children[:50]:
@@ -122,3 +122,14 @@ def child_settings() -> Settings:
     folders = {k: v for target in TARGETS for k, v in target.child_settings.folders.items()}
     fixed = {k: v for target in TARGETS for k, v in target.child_settings.fixed.items()}
     return Settings(folders, fixed)
+
+
+def _may_hold_code(folder: Path) -> bool:
+    """A cheap look before asking every target: a models/ folder (YOLOv5, YOLOv7, YOLOv9, PyTorch_YOLOv4), a
+    root models.py (the ultralytics/yolov3 archive, a package folder) or an installable package's folder (a
+    clone of ultralytics or pytorchyolo)."""
+    return (
+        (folder / "models").is_dir()
+        or (folder / "models.py").is_file()
+        or any((folder / t.installable).is_dir() for t in TARGETS if t.installable)
+    )

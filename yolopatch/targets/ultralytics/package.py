@@ -5,15 +5,13 @@
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from yolopatch.errors import YolopatchError
 from yolopatch.files import read_text
-from yolopatch.targets.base import PackageFolder
+from yolopatch.targets.base import PackageFolder, imported_from
 
 # our module file in nn/modules/, the module ultralytics imports it as (checkpoints pickle our classes under
 # it), and what a new one starts with
@@ -115,35 +113,11 @@ def package_version(init_text: str) -> str:
 
 # --- finding the package a Python imports -------------------------------------------------------------------
 
-_LOCATE = (
-    "import importlib.util as u; s = u.find_spec('ultralytics'); "
-    "print(list(s.submodule_search_locations)[0] if s and s.submodule_search_locations else '')"
-)
-
-
-def imported_from(python: str, cwd: Path) -> Path | None:
-    """Where `import ultralytics` finds the package for `python` started in `cwd` (found, not imported)."""
-    try:
-        process = subprocess.run(
-            [python, "-c", _LOCATE], capture_output=True, text=True, cwd=cwd, timeout=60, env=dict(os.environ)
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise YolopatchError(
-            f"--python {python}: cannot run it ({exc}). Pass the path of a Python interpreter."
-        ) from None
-    if process.returncode != 0:
-        tail = (process.stderr.strip().splitlines() or ["no output"])[-1]
-        raise YolopatchError(
-            f"--python {python}: failed to run ({tail}). Pass the path of a Python interpreter."
-        )
-    found = process.stdout.strip()
-    return Path(found) if found else None
-
 
 def installed_package(python: str) -> Package:
     """The ultralytics that `python` imports outside any checkout (site-packages, or an editable install)."""
     with tempfile.TemporaryDirectory(prefix="yolopatch-") as neutral:
-        root = imported_from(python, Path(neutral))
+        root = imported_from(python, "ultralytics", Path(neutral))
     if root is None or not is_package(root):
         raise YolopatchError(
             f"{python}: cannot import ultralytics. Install it there (`{python} -m pip install ultralytics`), "
@@ -155,8 +129,8 @@ def installed_package(python: str) -> Package:
 def location_warnings(package: Package, python: str) -> tuple[str, ...]:
     """Say when the patched copy is not the one `import ultralytics` gives (the edit would have no effect)."""
     with tempfile.TemporaryDirectory(prefix="yolopatch-") as neutral:
-        elsewhere = imported_from(python, Path(neutral))
-    here = imported_from(python, Path.cwd())
+        elsewhere = imported_from(python, "ultralytics", Path(neutral))
+    here = imported_from(python, "ultralytics", Path.cwd())
     patched = package.root.resolve()
     if package.installed:
         if here is not None and here.resolve() != patched:
