@@ -10,7 +10,8 @@ The reference is Typer's own generator (`typer yolopatch.cli.main utils docs`, t
 
 Examples: every ```console block in README.md and docs/ is a transcript that is run, unless the line
 before its fence is `<!-- not run: REASON -->`. Each `$ ` line is a shell command (run from a fresh folder
-holding a copy of examples/ and, as `yolov5/`, our YOLOv5-shaped checkout from tests/fixtures); the lines
+holding a copy of examples/ and, as `yolov5/` and `PyTorch_YOLOv4/`, our checkouts in their shape from
+tests/fixtures); the lines
 after it, up to the next `$ `, are what it prints (stdout and stderr, COLUMNS=110, one torch thread). A line
 that is only `…` stands for any number of lines, a `…` inside a line for any text; the folder's path reads
 `/…`. The blocks of one page run in order in one folder. tests/test_docs_examples.py and
@@ -145,9 +146,11 @@ def unmarked_transcripts(page: Path) -> list[str]:
 
 
 def sandbox(folder: Path) -> None:
-    """What the examples run against: the shipped examples/ and a YOLOv5-shaped checkout as yolov5/."""
+    """What the examples run against: the shipped examples/, a YOLOv5-shaped checkout as yolov5/ and a
+    PyTorch_YOLOv4-shaped one as PyTorch_YOLOv4/."""
     shutil.copytree(ROOT / "examples", folder / "examples")
     shutil.copytree(ROOT / "tests" / "fixtures" / "checkouts" / "master", folder / "yolov5")
+    shutil.copytree(ROOT / "tests" / "fixtures" / "darknet" / "pytorch_yolov4", folder / "PyTorch_YOLOv4")
 
 
 def environment() -> dict[str, str]:

@@ -12,17 +12,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from helpers import FIXTURES, download_opencv
+from helpers import FIXTURES, ROOT, download_opencv, run_cli
 
 from yolopatch.darknet.build import build_cfg
-from yolopatch.darknet.cfg import Cfg, parse_cfg
+from yolopatch.darknet.cfg import parse_cfg
 from yolopatch.darknet.decide import Request
 from yolopatch.darknet.edit import apply_cfg
-from yolopatch.darknet.graph import IMAGE, walk
+from yolopatch.darknet.graph import walk
+from yolopatch.darknet.opencv import darknet_weights, load_arrays, random_arrays
 from yolopatch.operators.registry import OPERATORS
 
 pytestmark = pytest.mark.real
@@ -47,51 +49,6 @@ print(json.dumps({"names": names, "heads": heads}))
 """
 
 
-def _arrays(cfg: Cfg) -> list[tuple[str, np.ndarray]]:
-    """Every [convolutional]'s tensors in darknet's order, random but fixed."""
-    nodes = walk(cfg)
-    channels = {IMAGE: cfg.net.number("channels", 3), **{n.index: n.channels for n in nodes}}
-    rng = np.random.default_rng(0)
-    found = []
-    for section, node in zip(cfg.sections, nodes, strict=True):
-        if section.kind != "convolutional":
-            continue
-        filters, size, c1 = section.number("filters", 1), section.number("size", 1), channels[node.sources[0]]
-        found.append(("bias", rng.normal(0, 0.1, filters)))
-        if section.number("batch_normalize", 0):
-            found += [("scale", rng.uniform(0.5, 1.5, filters)), ("mean", rng.normal(0, 0.1, filters))]
-            found.append(("variance", rng.uniform(0.5, 1.5, filters)))
-        found.append(("weight", rng.normal(0, (2 / (c1 * size * size)) ** 0.5, filters * c1 * size * size)))
-    return found
-
-
-def _darknet_weights(cfg: Cfg) -> bytes:
-    header = np.array([0, 2, 0], np.int32).tobytes() + np.array([0], np.int64).tobytes()
-    return header + b"".join(a.astype(np.float32).tobytes() for _, a in _arrays(cfg))
-
-
-def _load(model, cfg: Cfg) -> None:
-    """The same tensors into the built-in builder's model (eval mode: batch norm uses them)."""
-    arrays = iter(_arrays(cfg))
-    for layer in model.layers():
-        if layer.kind != "convolutional":
-            continue
-        conv, *rest = list(layer.body)
-        bn = rest[0] if isinstance(rest[0], torch.nn.BatchNorm2d) else None
-        values = {}
-        for _ in range(4 if bn is not None else 1):
-            name, array = next(arrays)
-            values[name] = torch.tensor(array, dtype=torch.float32)
-        weight = next(arrays)[1]
-        conv.weight.data = torch.tensor(weight, dtype=torch.float32).reshape(conv.weight.shape)
-        if bn is None:
-            conv.bias.data = values["bias"]
-            continue
-        bn.weight.data, bn.bias.data = values["scale"], values["bias"]
-        bn.running_mean.data, bn.running_var.data = values["mean"], values["variance"]
-        bn.eps = 1e-5  # OpenCV's darknet reader uses darknet's epsilon (.00001)
-
-
 @pytest.fixture(scope="module")
 def opencv() -> Path:
     return download_opencv()
@@ -100,7 +57,7 @@ def opencv() -> Path:
 def _run(opencv: Path, text: str, folder: Path, outputs: list[str]) -> tuple[dict, list[np.ndarray]]:
     cfg = parse_cfg(text, "m.cfg")
     (folder / "m.cfg").write_text(text)
-    (folder / "m.weights").write_bytes(_darknet_weights(cfg))
+    (folder / "m.weights").write_bytes(darknet_weights(random_arrays(cfg)))
     image = np.random.default_rng(1).random((1, 3, SIZE, SIZE), dtype=np.float32)
     np.save(folder / "image.npy", image)
     files = [str(folder / name) for name in ("m.cfg", "m.weights", "image.npy", "out.npz")]
@@ -131,10 +88,55 @@ def test_a_native_form_runs_in_opencv_as_in_the_builder(opencv, tmp_path, text, 
     assert found["names"] == [f"yolo_{n.index}" for n in heads]
     assert found["heads"] == [[(SIZE // int(n.stride)) ** 2 * 3, 85] for n in heads]  # type: ignore[arg-type]
     model = build_cfg(cfg).eval()
-    _load(model, cfg)
+    load_arrays(model, random_arrays(cfg))
     image = torch.tensor(np.random.default_rng(1).random((1, 3, SIZE, SIZE), dtype=np.float32))
     with torch.no_grad():
         ours = [o.numpy() for o in model(image)]
     for theirs, mine in zip(arrays, ours, strict=True):
         assert theirs.shape == mine.shape
         assert np.abs(theirs - mine).max() < 1e-3 * max(1.0, np.abs(mine).max())
+
+
+def test_check_export_opencv_runs_the_cfg_in_opencvs_darknet_reader(opencv, tmp_path):
+    """`check MODEL.cfg --export opencv`: OpenCV 4 reads the cfg with random weights and its [yolo] heads read
+    what the built-in builder computes; a section OpenCV does not know is its own error, named; a yaml is
+    refused."""
+    op = OPERATORS["se"]
+    (tmp_path / "se.cfg").write_text(
+        apply_cfg(TINY4, "8", Request(op, op.defaults, insert=True), "m.cfg").text
+    )
+    env = {"PYTHONPATH": str(opencv)}
+    result = run_cli("check", "se.cfg", "--img", "128", "--export", "opencv", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("opencv export"))
+    assert line.startswith(
+        "opencv export (OpenCV 4.14.0 cv2.dnn.readNetFromDarknet, random weights in darknet"
+    )
+    assert "[yolo] outputs 48x85, 192x85" in line and line.endswith("; ok.")
+    cbam = OPERATORS["cbam"]
+    (tmp_path / "cbam.cfg").write_text(
+        apply_cfg(TINY4, "8", Request(cbam, cbam.defaults, insert=True), "m.cfg").text
+    )
+    result = run_cli("check", "cbam.cfg", "--img", "128", "--export", "opencv", cwd=tmp_path, env=env)
+    assert result.returncode == 1 and "Unknown layer type: cbam" in result.stderr
+    (tmp_path / "m.yaml").write_text((ROOT / "examples" / "yolov5s.yaml").read_text())
+    result = run_cli("check", "m.yaml", "--export", "opencv", cwd=tmp_path)
+    assert result.returncode == 2 and "--export opencv runs darknet .cfg models in OpenCV" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("cv2", "message"),
+    [
+        pytest.param(None, "OpenCV is not installed for", id="not-installed"),
+        pytest.param(
+            SimpleNamespace(__version__="5.1.0", dnn=SimpleNamespace()),
+            "OpenCV 5.1.0 has no darknet reader (OpenCV 5 dropped it): pip install 'opencv-python-headless<5'",
+            id="opencv-5",
+        ),
+    ],
+)
+def test_the_opencv_child_says_what_to_install(monkeypatch, cv2, message):
+    from yolopatch.children.opencv import run
+
+    monkeypatch.setitem(sys.modules, "cv2", cv2)
+    assert message in run("m.cfg", "m.weights", "i.npy", "o.npz", [])["error"]

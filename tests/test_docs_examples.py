@@ -39,6 +39,7 @@ def test_a_changed_message_fails_the_check(tmp_path, monkeypatch):
     monkeypatch.setattr(docs, "ROOT", tmp_path)
     (tmp_path / "examples").mkdir()
     (tmp_path / "tests" / "fixtures" / "checkouts" / "master").mkdir(parents=True)
+    (tmp_path / "tests" / "fixtures" / "darknet" / "pytorch_yolov4").mkdir(parents=True)
     (problem,) = docs.check_page(page)
     assert "page.md:2: `yolopatch ops cbam` prints something else" in problem and "+CBAM" in problem
     assert docs.matches(["a", "…", "d …"], ["a", "b", "c", "d e f"])

@@ -62,7 +62,8 @@ def check(
         typer.Option(
             "--export",
             help="Also export the model (ONNX: torch's default exporter, dynamic batch and size; TorchScript: "
-            "trace), run the file at this size and at another batch and size, and compare with eager.",
+            "trace), run the file at this size and at another batch and size, and compare with eager. "
+            "A darknet .cfg: opencv (OpenCV 4's darknet reader, random weights in darknet's layout).",
         ),
     ] = None,
     table_format: Annotated[

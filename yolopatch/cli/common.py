@@ -30,6 +30,7 @@ class TableFormat(str, Enum):
 class ExportFormat(str, Enum):
     onnx = "onnx"
     torchscript = "torchscript"
+    opencv = "opencv"
 
 
 class Rewire(str, Enum):

@@ -4,7 +4,7 @@ several yamls, one comparison (and, with --bench, their latencies measured in tu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from yolopatch.build.check import check_format_with_users, users_in
@@ -62,6 +62,11 @@ def check_one(path: Path, options: CheckOptions, export: str | None = None) -> M
     fmt = format_for(path)
     if fmt is not None:
         return _check_format(fmt, path, options, export)
+    if export == "opencv":
+        raise OptionError(
+            "--export",
+            f"--export opencv runs darknet .cfg models in OpenCV; {path} is a yaml: use onnx or torchscript.",
+        )
     if options.fused:
         one_target([path], options.repo, "--fused")
     return target_of(path).check(_request(path, options, export))
@@ -114,7 +119,10 @@ def _check_format(fmt: ModelFormat, path: Path, options: CheckOptions, export: s
         ("--scale", options.scale is not None),
         ("--fused", options.fused),
     ]
-    given += [("--bench", options.bench is not None), ("--export", export is not None)]
+    given += [
+        ("--bench", options.bench is not None),
+        ("--export", export is not None and options.repo is not None),
+    ]
     for option, on in given:
         if on:
             raise OptionError(option, f"{option} is not supported for a {fmt.name} file ({path}) yet.")
@@ -131,8 +139,12 @@ def _check_format(fmt: ModelFormat, path: Path, options: CheckOptions, export: s
     users = [op for op in user_operators().values() if fmt.uses(text, str(path), op)]
     if users:
         refuse_changed(users)
-        return check_format_with_users(fmt.name, text, str(path), options.img, options.batch, users)
-    return fmt.check(text, str(path), options.img, options.batch)
+        report = check_format_with_users(fmt.name, text, str(path), options.img, options.batch, users)
+    else:
+        report = fmt.check(text, str(path), options.img, options.batch)
+    if export is None:
+        return report
+    return replace(report, export=fmt.export(text, str(path), options.img, options.batch, export))
 
 
 def _request(path: Path, options: CheckOptions, export: str | None = None) -> CheckRequest:

@@ -19,7 +19,7 @@ from yolopatch.formats.base import (
     SectionRow,
 )
 from yolopatch.operators.spec import Operator
-from yolopatch.report import ModelReport
+from yolopatch.report import ExportReport, ModelReport
 from yolopatch.shell import shell_word
 
 
@@ -126,6 +126,13 @@ class DarknetFormat(ModelFormat):
 
         typed = {section_type(op): (op, cls) for op, cls in (users or {}).values()}
         return check_cfg(text, name, img, batch, typed)
+
+    def export(self, text: str, name: str, img: int, batch: int, fmt: str) -> ExportReport:
+        if fmt != "opencv":
+            return super().export(text, name, img, batch, fmt)
+        from yolopatch.darknet.opencv import export_opencv
+
+        return export_opencv(text, name, img, batch)
 
 
 FORMAT = DarknetFormat()

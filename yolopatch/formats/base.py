@@ -13,9 +13,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yolopatch.errors import YolopatchError
+
 if TYPE_CHECKING:
     from yolopatch.operators.spec import Operator
-    from yolopatch.report import ModelReport
+    from yolopatch.report import ExportReport, ModelReport
 
 
 @dataclass(frozen=True)
@@ -114,3 +116,8 @@ class ModelFormat:
         forward and backward, and measure it. `users`: the user's operators it uses, by section type, with
         their adapter classes (given only in the child that imports the user's files)."""
         raise NotImplementedError
+
+    def export(self, text: str, name: str, img: int, batch: int, fmt: str) -> ExportReport:
+        """`check --export FMT`: the model run by another tool that reads this format, compared with the
+        built-in builder."""
+        raise YolopatchError(f"--export {fmt} is not supported for a {self.name} file ({name}) yet.")
