@@ -172,7 +172,7 @@ def apply_head(text: str, layers: str, options: ApplyOptions, name: str = "<yaml
         )
     model = parse_model_yaml(text, name)
     target = target_for(model.values)
-    if target.imports.head[0] != op.head:
+    if op.head not in target.imports.heads:
         raise YolopatchError(
             f"{name}: a {target.name} model; {op.name} subclasses another family's {op.head}, and only a model of "
             "that family can have its head swapped for it."

@@ -245,7 +245,7 @@ def _head(source: ClassSource, declared: str | None) -> Learned:
         min_channels=1,
         unused=(),
         evidence=(
-            f"head: subclasses {_possessive(' or '.join(source.families))} own {source.head}; built by parse_model's "
+            f"head: subclasses {_possessive(_head_family(source))} own {source.head}; built by parse_model's "
             f"{source.head} collection with the row's args and its inputs' channels",
         ),
         parameters=0,
@@ -258,6 +258,12 @@ def _require_imports(source: ClassSource, observed: Mapping[str, Any], python: s
         where = f"{source.path}:{observed['load'].get('line') or source.line}"
         refuse_import(where, observed["load"]["error"], python)
         raise YolopatchError(f"{where}: importing the file failed: {observed['load']['error']}")
+
+
+def _head_family(source: ClassSource) -> str:
+    """The family whose own head the class extends (of those whose code the file imports)."""
+    owners = [t.name for t in TARGETS if source.head in t.imports.heads and t.imports.name in source.families]
+    return owners[0] if owners else " or ".join(source.families)
 
 
 def _possessive(name: str) -> str:

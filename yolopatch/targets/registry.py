@@ -111,9 +111,19 @@ def import_kinds() -> list[ImportKind]:
         kind = target.imports
         known = kinds.get(kind.name)
         prefixes = tuple(dict.fromkeys([*(known.prefixes if known else ()), *kind.prefixes]))
-        heads = kind if kind.head[0] or known is None else known  # the first family of the kind with a head
-        kinds[kind.name] = ImportKind(kind.name, prefixes, kind.example, heads.head, heads.head_fix)
+        kinds[kind.name] = ImportKind(
+            kind.name,
+            prefixes,
+            kind.example,
+            _union(known.heads if known else (), kind.heads),
+            _union(known.head_modules if known else (), kind.head_modules),
+            "; ".join(fix for fix in (known.head_fix if known else "", kind.head_fix) if fix),
+        )
     return list(kinds.values())
+
+
+def _union(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*first, *second]))
 
 
 def child_settings() -> Settings:

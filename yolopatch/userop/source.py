@@ -32,10 +32,8 @@ class ImportKind:
     name: str
     prefixes: tuple[str, ...]
     example: str
-    head: tuple[str, tuple[str, ...]] = (
-        "",
-        (),
-    )  # the detection head a user's head subclasses, and its modules
+    heads: tuple[str, ...] = ()  # the detection heads a user's head may subclass (Detect, IDetect, ...)
+    head_modules: tuple[str, ...] = ()  # the modules they are imported from
     head_fix: str = ""  # how a plain copy of a head becomes one: the import of the head, what to keep
 
     def holds(self, module: str) -> bool:
@@ -143,7 +141,7 @@ def _head_fixes(imports: Sequence[TargetImport], kinds: Sequence[ImportKind]) ->
     """How to make a head of the families the file imports (of every family with heads, if none)."""
     families = {i.family for i in imports}
     chosen = [k for k in kinds if k.head_fix and (k.name in families or not families)]
-    return "; ".join(f"{k.name}: {k.head_fix}" for k in chosen or [k for k in kinds if k.head_fix])
+    return "; ".join(k.head_fix for k in chosen or [k for k in kinds if k.head_fix])
 
 
 def _head_base(
@@ -153,10 +151,9 @@ def _head_base(
     `head`, imported from one of its modules): its name ("Detect"); "" otherwise."""
     bound: dict[str, str] = {}
     for kind in kinds:
-        base, modules = kind.head
         for n in tree.body:
-            if isinstance(n, ast.ImportFrom) and n.module in modules and not n.level:
-                bound.update({a.asname or a.name: base for a in n.names if base and a.name == base})
+            if isinstance(n, ast.ImportFrom) and n.module in kind.head_modules and not n.level:
+                bound.update({a.asname or a.name: a.name for a in n.names if a.name in kind.heads})
     for cls in _lineage(node, classes):
         for written in (ast.unparse(b) for b in cls.bases):
             if written in bound:

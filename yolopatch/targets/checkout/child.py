@@ -53,7 +53,7 @@ def load_yolo(models: Path):
         ) from None
 
 
-def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int, rules: Any) -> dict:
+def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int, family: Any) -> dict:
     from yolopatch.build.measure import measure
     from yolopatch.channels import geometry, simulate, unknown_module
     from yolopatch.files import read_text
@@ -64,7 +64,7 @@ def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int, ru
     from yolopatch.userop.adapter import recorded_operators
 
     operators = recorded_operators()
-    simulation = simulate(parsed.logical_rows(), geometry(parsed.values, rules, "", operators), name)
+    simulation = simulate(parsed.logical_rows(), geometry(parsed.values, family.rules, "", operators), name)
     with captured_output() as log:
         try:
             model = yolo.Model(str(yaml_path), ch=3)
@@ -78,7 +78,7 @@ def build_and_measure(yolo, yaml_path: Path, name: str, img: int, batch: int, ru
             ) from None
     print(log.getvalue(), end="")
     with captured_output():  # the stock model it is compared with prints its own summary
-        notes = prove_heads(yolo, model, yaml_path, name)
+        notes = prove_heads(yolo, model, yaml_path, name, family.layout)
     report = dataclasses.asdict(measure(model, parsed, simulation, img, batch, operators=operators))
     return {
         **report,
@@ -192,7 +192,6 @@ def main(argv: list[str]) -> None:
     family, models, img, batch, *pairs, out = argv
     # the family's target module, named by the parent (a child may import any family; the parent imports none)
     target = importlib.import_module(family).TARGET
-    rules = target.rules
     # v4.0 to v6.0 log their summary line at INFO level without configuring logging themselves
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results: list[dict[str, Any]] = []
@@ -206,7 +205,7 @@ def main(argv: list[str]) -> None:
         for yaml_path, name in zip(pairs[::2], pairs[1::2], strict=True):
             restore(activations)
             try:
-                report = build_and_measure(yolo, Path(yaml_path), name, int(img), int(batch), rules)
+                report = build_and_measure(yolo, Path(yaml_path), name, int(img), int(batch), target)
                 results.append({"report": {**report, "warnings": [*notes, *report["warnings"]]}})
             except YolopatchError as exc:
                 results.append({"error": str(exc)})

@@ -180,7 +180,7 @@ def _head_removal(sites: Sites, names: Sequence[str] | None, force: bool, action
     if registered and site is not None:
         edits += unregistration(text, site, checkout.layout.head, registered)
         actions.append(
-            f"{checkout.yolo.name}: removed {', '.join(registered)} from parse_model's own Detect test"
+            f"{checkout.yolo.name}: removed {', '.join(registered)} from parse_model's own {checkout.layout.head} test"
         )
     return edits
 

@@ -120,7 +120,7 @@ def head_body(
             "replace them. Rename yours, then `ops add` it again; nothing was changed."
         )
     edits = []
-    heads = kind.head[1]
+    heads = kind.head_modules
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.module == "__future__":
             raise YolopatchError(

@@ -26,6 +26,8 @@ class Layout:
     package: str
     marks: frozenset[str] = frozenset()
     head: str = ""  # the detection head in its yolo.py that a user's head may subclass (#30)
+    keep: str = ""  # what a user's head must keep of it (its outputs' layers)
+    loss: str = "utils.loss"  # the module of its ComputeLoss, which train.py makes
 
     @property
     def imports(self) -> ImportKind:
@@ -35,9 +37,9 @@ class Layout:
         prefixes = ("models.common", "models.experimental", "models.yolo", "utils.", *packaged)
         if not self.head:
             return ImportKind(CHECKOUT_IMPORTS, prefixes, _EXAMPLE)
-        head = (self.head, ("models.yolo", f"{self.package}.models.yolo"))
-        fix = f"`from models.yolo import {self.head}`, and keep its m convolutions (anchors x (nc + 5) outputs per level)"
-        return ImportKind(CHECKOUT_IMPORTS, prefixes, _EXAMPLE, head, fix)
+        modules = ("models.yolo", f"{self.package}.models.yolo")
+        fix = f"{self.family}: `from models.yolo import {self.head}`, and keep its {self.keep}"
+        return ImportKind(CHECKOUT_IMPORTS, prefixes, _EXAMPLE, (self.head,), modules, fix)
 
     def owns(self, models: Path) -> bool:
         if not self.marks:

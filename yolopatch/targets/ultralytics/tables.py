@@ -180,6 +180,8 @@ IMPORTS = ImportKind(
     "ultralytics",
     ("ultralytics",),
     "from ultralytics.nn.modules import Conv",
-    ("Detect", ("ultralytics.nn.modules", "ultralytics.nn.modules.head")),  # a user's head subclasses it
-    "`from ultralytics.nn.modules import Detect`, and keep its cv2/cv3 outputs, or override forward_head",
+    ("Detect",),  # a user's head subclasses it
+    ("ultralytics.nn.modules", "ultralytics.nn.modules.head"),
+    "ultralytics: `from ultralytics.nn.modules import Detect`, and keep its cv2/cv3 outputs, or override "
+    "forward_head",
 )

@@ -115,7 +115,9 @@ class YOLOv5(CheckoutTarget):
     name = "YOLOv5"
     rules = RULES
     defined = DEFINED
-    layout = Layout("YOLOv5", "yolov5", head="Detect")
+    layout = Layout(
+        "YOLOv5", "yolov5", head="Detect", keep="m convolutions (anchors x (nc + 5) outputs per level)"
+    )
     signature = frozenset({"C3", "C3x", "C3TR", "C3SPP", "C3Ghost", "Focus", "Segment"})
     checkout_hint = "PATH/TO/yolov5"
     fallback = True

@@ -115,7 +115,13 @@ class YOLOv7(CheckoutTarget):
     name = "YOLOv7"
     rules = RULES
     defined = DEFINED
-    layout = Layout("YOLOv7", "yolov7", marks=frozenset({"IDetect", "IAuxDetect"}))
+    layout = Layout(
+        "YOLOv7",
+        "yolov7",
+        marks=frozenset({"IDetect", "IAuxDetect"}),
+        head="IDetect",
+        keep="m convolutions and implicit ia/im layers (anchors x (nc + 5) outputs per level)",
+    )
     signature = frozenset({"IDetect", "IAuxDetect", "IBin", "IKeypoint", "RepConv", "DownC", "Stem", "ReOrg"})
     checkout_hint = "PATH/TO/yolov7"
     # in cfg/training/yolov7.yaml: 50 is the 1x1 Conv before SPPCSPC, 1 the first stride-2 Conv

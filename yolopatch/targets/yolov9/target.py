@@ -105,7 +105,14 @@ class YOLOv9(CheckoutTarget):
     name = "YOLOv9"
     rules = RULES
     defined = DEFINED
-    layout = Layout("YOLOv9", "yolo9", marks=frozenset({"DualDDetect", "RepNCSPELAN4"}))
+    layout = Layout(
+        "YOLOv9",
+        "yolo9",
+        marks=frozenset({"DualDDetect", "RepNCSPELAN4"}),
+        head="DDetect",
+        keep="cv2/cv3 outputs (4 x reg_max box and nc class channels per level)",
+        loss="utils.loss_tal",
+    )
     signature = frozenset(
         "RepNCSPELAN4 ADown AConv ELAN1 SPPELAN CBLinear CBFuse Silence DDetect DualDDetect TripleDDetect "
         "DualDetect TripleDetect".split()

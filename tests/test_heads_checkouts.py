@@ -1,11 +1,11 @@
-"""Detection heads for YOLOv5 (#30): `ops add` of a subclass of YOLOv5's own Detect (a plain copy refused
-with the fix), `apply --layers Detect` proved before anything is written, `inject` pasting the head into
-yolo.py before parse_model and adding it to parse_model's own Detect test (v6.2 on: `m in {Detect,
-Segment}`; v4.0 to v6.1: `m is Detect`, which becomes a set and comes back on revert), YOLOv5's own Model
-building it with its strides and one step of its own loss, `check --repo` agreeing, revert restoring every
-byte.
+"""Detection heads in checkouts (#30): YOLOv5 (v4.0 to v7.0), YOLOv7 (IDetect) and YOLOv9 (DDetect).
+`ops add` of a subclass of the family's own head (a plain copy refused with the fix), `apply --layers Detect`
+proved before anything is written, `inject` pasting the head into yolo.py before parse_model and adding it
+to parse_model's own head test (YOLOv5 v6.2 on: `m in {Detect, Segment}`; v4.0 to v6.1: `m is Detect`,
+which becomes a set and comes back on revert; YOLOv7's list, YOLOv9's set), the family's own Model building
+it with its strides and one step of its own loss, `check --repo` agreeing, revert restoring every byte.
 
-Our own heads (tests/fixtures/user_modules/heads_yolov5.py).
+Our own heads (tests/fixtures/user_modules/heads_yolov5.py, heads_yolov7.py, heads_yolov9.py).
 """
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ def test_a_detect_subclass_is_learned_as_a_head_and_a_plain_copy_is_refused_with
     assert refused.returncode == 1
     assert "a plain copy (not a subclass of the target's Detect)" in refused.stderr
     assert (
-        "YOLOv5/YOLOv7/YOLOv9: `from models.yolo import Detect`, and keep its m convolutions"
-        in refused.stderr
+        "YOLOv5: `from models.yolo import Detect`, and keep its m convolutions (anchors x (nc + 5) outputs "
+        "per level); YOLOv7: `from models.yolo import IDetect`" in refused.stderr
     )
     assert "ultralytics" not in refused.stderr  # the family the file imports: its fix only
 
@@ -207,3 +207,45 @@ def test_yolov5s_own_model_builds_and_trains_the_head_and_revert_restores_every_
     result = run_cli("inject", str(package), "--revert", cwd=work, env=env)
     assert result.returncode == 0, result.stderr
     assert snapshot(package) == before
+
+
+WKY_HEADS = [
+    pytest.param(
+        "yolov7-checkout", "cfg/training/yolov7-tiny.yaml", "IDetect", "heads_yolov7.py", id="yolov7"
+    ),
+    pytest.param("yolo9", "models/detect/gelan-t.yaml", "DDetect", "heads_yolov9.py", id="yolov9"),
+]
+
+
+@pytest.mark.parametrize(("tree", "stock", "base", "file"), WKY_HEADS)
+def test_yolov7_and_yolov9_heads_are_registered_in_their_own_head_test(
+    tmp_path, wky_packages, env, tree, stock, base, file
+):
+    """A subclass of YOLOv7's IDetect or YOLOv9's DDetect: proved (the checkout's own Model, its own loss:
+    utils/loss.py, utils/loss_tal.py), injected into the family's own head test, `check --repo` agreeing
+    with the family's summary line, revert byte for byte."""
+    repo = tmp_path / "site" / tree
+    shutil.copytree(wky_packages[tree], repo)
+    before = snapshot(repo)
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(USER_MODULES / file, work / file)
+    shutil.copy(repo / stock, work / "y.yaml")
+    name = f"Scaled{base}"
+    added = run_cli("ops", "add", f"{file}:{name}", "--repo", str(repo), cwd=work, env=env)
+    assert added.returncode == 0, added.stderr
+    assert f"head (its {base} base, read from the source)" in added.stdout
+    result = run_cli("inject", str(repo), "--op", name, cwd=work, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"{name} proved with the " in result.stderr and "one step of its own loss finite" in result.stderr
+    assert f"added {name} to parse_model's own {base} test" in result.stdout
+    result = run_cli("apply", "y.yaml", "--layers", base, "--op", name, "--in-place", cwd=work, env=env)
+    assert result.returncode == 0, result.stderr
+    built = run_cli("check", "y.yaml", "--repo", str(repo), "--img", "64", "--json", cwd=work, env=env)
+    assert built.returncode == 0, built.stderr
+    report = json.loads(built.stdout)["model"]
+    assert f"{report['params']} parameters" in report["reference"]
+    assert any(layer["module"] == name for layer in report["layers"])
+    result = run_cli("inject", str(repo), "--revert", cwd=work, env=env)
+    assert result.returncode == 0, result.stderr
+    assert snapshot(repo) == before
