@@ -13,10 +13,12 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from helpers import STUBS, font_home, release_sweep, run_cli, snapshot
@@ -207,6 +209,42 @@ def test_yolov5s_own_model_builds_and_trains_the_head_and_revert_restores_every_
     result = run_cli("inject", str(package), "--revert", cwd=work, env=env)
     assert result.returncode == 0, result.stderr
     assert snapshot(package) == before
+
+
+def test_in_a_clone_yolo_py_run_as_a_script_builds_the_pasted_head(tmp_path, yolov5_packages, env):
+    """A clone's layout (`from models.common import *`: the 7.0.14 package with its imports made a
+    checkout's): `python models/yolo.py --cfg` runs yolo.py as __main__, whose own Detect the pasted head
+    subclasses, and builds it; revert restores every byte."""
+    clone = Path(shutil.copytree(yolov5_packages["7.0.14"], tmp_path / "yolov5"))
+    for path in clone.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(re.sub(r"^(\s*)(from|import) yolov5\.", r"\1\2 ", text, flags=re.M), encoding="utf-8")
+    before = snapshot(clone)
+    shutil.copy(HEADS, tmp_path / "heads_yolov5.py")
+    shutil.copy(clone / "models" / "yolov5s.yaml", tmp_path / "y.yaml")
+    assert (
+        run_cli(
+            "ops", "add", "heads_yolov5.py:ScaledDetect", "--repo", "yolov5", cwd=tmp_path, env=env
+        ).returncode
+        == 0
+    )
+    result = run_cli(
+        "apply", "y.yaml", "--layers", "Detect", "--op", "ScaledDetect", "--in-place", cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0 and "ScaledDetect proved with the YOLOv5 checkout yolov5" in result.stderr
+    result = run_cli("inject", "yolov5", "--for", "y.yaml", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    script = subprocess.run(
+        [sys.executable, "models/yolo.py", "--cfg", str(tmp_path / "y.yaml")],
+        cwd=clone,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert script.returncode == 0, script.stderr[-2000:]
+    assert "7235392 parameters" in script.stdout + script.stderr  # yolov5s and the three scales
+    assert run_cli("inject", "yolov5", "--revert", cwd=tmp_path, env=env).returncode == 0
+    assert snapshot(clone) == before
 
 
 WKY_HEADS = [

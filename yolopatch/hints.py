@@ -48,10 +48,13 @@ def after_inject(
     op = operators[0]
     source = shell_word(stock) if stock is not None else f"MODEL{target.model_suffix}"
     written = target.example_output.format(stem=stock.stem if stock else "MODEL", op=op.name.lower())
-    return (
-        f"Next: yolopatch apply {source} --layers {target.example_layers[kind_of(op)]} --op {op.name.lower()} "
-        f"-o {written}, then:\n      yolopatch check {written}{repo}"
-    )
+    name = op.name if op.user is not None else op.name.lower()
+    edit = f"--layers {target.example_layers[kind_of(op)]} --op {name}"
+    if op.head:  # the head row, its from and args kept
+        edit = f"--layers {op.head} --op {name}"
+    if op.backbone is not None:  # its rows replace the stock backbone's
+        edit = f"--backbone {name}"
+    return f"Next: yolopatch apply {source} {edit} -o {written}, then:\n      yolopatch check {written}{repo}"
 
 
 def kind_of(op: Operator) -> str:
