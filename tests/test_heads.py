@@ -114,10 +114,10 @@ print("ok")
 """
 
 
-def _learned_head(ultralytics_packages, tmp_path, name):
-    """An 8.4.190 checkout (and its snapshot), and a work folder where `ops add` learned heads.py:NAME
-    against it, with yolo11's stock yaml as y.yaml."""
-    environment = Environment(tmp_path, ultralytics_packages["8.4.190"], "checkout")
+def _learned_head(ultralytics_packages, tmp_path, name, version="8.4.190", stock="11/yolo11.yaml"):
+    """A checkout of `version` (and its snapshot), and a work folder where `ops add` learned heads.py:NAME
+    against it, with the `stock` yaml as y.yaml."""
+    environment = Environment(tmp_path, ultralytics_packages[version], "checkout")
     before = snapshot(environment.package)
     work = tmp_path / "work"
     work.mkdir()
@@ -126,14 +126,19 @@ def _learned_head(ultralytics_packages, tmp_path, name):
         "ops", "add", f"heads.py:{name}", "--repo", str(environment.checkout), cwd=work, env=environment.env
     )
     assert result.returncode == 0, result.stderr
-    shutil.copy(environment.package / "cfg/models/11/yolo11.yaml", work / "y.yaml")
+    shutil.copy(environment.package / "cfg/models" / stock, work / "y.yaml")
     return environment, before, work
 
 
+@pytest.mark.parametrize(
+    ("version", "stock"),
+    [("8.4.190", "11/yolo11.yaml"), ("8.3.253", "v8/yolov8.yaml")],
+    ids=["8.4.190", "8.3.253"],
+)
 def test_ultralytics_own_model_builds_and_trains_the_head_and_revert_restores_every_byte(
-    ultralytics_packages, tmp_path
+    ultralytics_packages, tmp_path, version, stock
 ):
-    environment, before, work = _learned_head(ultralytics_packages, tmp_path, "ScaledDetect")
+    environment, before, work = _learned_head(ultralytics_packages, tmp_path, "ScaledDetect", version, stock)
     result = run_cli(
         "apply",
         "y.yaml",

@@ -49,7 +49,8 @@ def head_code(target: Target, repo: Path | None) -> tuple[Path | None, str]:
         return repo, ""
     if target.installable and importlib.util.find_spec(target.installable) is not None:
         return None, ""
+    installed = f" and no installed {target.installable}" if target.installable else ""
     return None, (
-        f"not proven here: no {target.name} checkout beside the model and no installed {target.installable}; "
+        f"not proven here: no {target.name} checkout beside the model{installed}; "
         "`yolopatch check MODEL --repo CHECKOUT` proves it (build, strides, a loss step, the eval shape)."
     )

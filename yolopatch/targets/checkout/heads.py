@@ -176,9 +176,7 @@ def _defined(tree: ast.Module) -> set[str]:
     return names
 
 
-def yolo_defined(tree: ast.Module, blocks_text: Sequence[tuple[int, int]], text: str) -> set[str]:
-    """What yolo.py itself defines at its top level, outside yolopatch's blocks."""
-    inside = [
-        n for n in tree.body if any(s <= offset(text, n.lineno, n.col_offset) < e for s, e in blocks_text)
-    ]
+def yolo_defined(tree: ast.Module, spans: Sequence[tuple[int, int]], text: str) -> set[str]:
+    """What yolo.py itself defines at its top level, outside yolopatch's blocks (their `spans`)."""
+    inside = [n for n in tree.body if any(s <= offset(text, n.lineno, n.col_offset) < e for s, e in spans)]
     return _defined(ast.Module(body=[n for n in tree.body if n not in inside], type_ignores=[]))
