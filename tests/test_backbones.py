@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import EXAMPLE, FIXTURES, run_cli, snapshot
+from helpers import EXAMPLE, FIXTURES, geometry_of, run_cli, snapshot
 from user_module_case import USER_MODULES
 
 from yolopatch.channels import simulate
@@ -258,6 +258,29 @@ def test_stages_with_branch_convs_give_their_output_rows_to_the_neck(records, fi
             if layer.comment and comment in new[layer.comment.start : layer.comment.end]
         )
         assert row.source == source
+
+
+def test_yolov9s_silence_row_stays_before_the_backbone_and_its_auxiliary_branch_reads_the_levels(records):
+    """YOLOv9's row 0 passes the image through (Silence) and its auxiliary branch reads it: it stays, the
+    backbone row follows it, and the CBLinear rows that read the levels read the Index rows."""
+    text = (FIXTURES / "wky" / "yolov9-shaped.yaml").read_text()
+    new = _apply(text, records["Net3"])
+    rows = _rows(new)
+    assert rows[:5] == [
+        (-1, 1, "Silence", ()),
+        (-1, 1, "Net3", (128,)),
+        (1, 1, "Index", (48, 0)),
+        (1, 1, "Index", (80, 1)),
+        (1, 1, "Index", (128, 2)),
+    ]
+    assert "   [-1, 1, Silence, []],  # 0\n" in new and "   [1, 1, Index, [48, 0]],  # 2-P3/8\n" in new
+    layers = {row[2]: row for row in rows}
+    assert [row[0] for row in rows if row[2] == "CBLinear"] == [2, 3, 4]  # P3, P4, P5: rows 5, 7, 9 before
+    assert rows[21][:3] == (0, 1, "Conv")  # the auxiliary branch still reads the image, through Silence
+    assert layers["DualDDetect"][0] == (26, 29, 32, 11, 14, 17)
+    geometry = geometry_of(parse_model_yaml(new, "m.yaml").values, operators=[as_operator(records["Net3"])])
+    shapes = simulate(parse_model_yaml(new, "m.yaml").logical_rows(), geometry, "m.yaml").shapes
+    assert [shapes[i].stride for i in layers["DualDDetect"][0]] == [8, 16, 32, 8, 16, 32]
 
 
 def test_a_level_the_backbone_lacks_and_a_non_backbone_are_refused(records):

@@ -157,7 +157,7 @@ def apply_backbone(text: str, options: ApplyOptions, name: str = "<yaml>") -> Ap
     for scale, geo in geos.items():
         check_strides(simulate(plan.rows, geo, name, options.hints), plan, scale, name)
     notes = [*sims[first.scale].warnings]
-    return _result(text, new_text, plan.changes, notes, target, op.name, tuple(range(plan.replaced)))
+    return _result(text, new_text, plan.changes, notes, target, op.name, tuple(plan.replaced))
 
 
 def apply_head(text: str, layers: str, options: ApplyOptions, name: str = "<yaml>") -> ApplyResult:

@@ -7,6 +7,9 @@ P5 `Index`). A later row may read only a level's output (the last replaced row a
 that reads anything else is refused naming it, as is a level the backbone lacks. Text edits at the
 composer's spans, as the rest of `apply`: the rows after the backbone keep their text, their `# N`
 comments renumbered. Never the forks' fixed `i + 4` shift: each index is recomputed.
+
+Rows before the backbone that pass the image through (YOLOv9's `Silence` at row 0, which its auxiliary
+branch reads) stay where they are: the backbone row follows them and later rows read them as before.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ class BackbonePlan:
     rows: list[Row]
     edits: list[Edit]
     changes: list[Change]
-    replaced: int  # how many stock rows went (0 to replaced - 1)
+    replaced: range  # the stock rows that went
     strides: Mapping[int, Fraction | None]  # kept rows' strides before (new index -> stride), to check
 
 
@@ -67,32 +70,50 @@ def plan_backbone(
             f"--levels: {op.name} has no output at stride {', '.join(map(str, missing))} (its outputs: {spec})."
         )
     strides = [shape.stride for shape in sim.shapes]
+    lead = _image_rows(model, sim)
     end = _last_replaced(model, strides, max(levels))
-    taps = _taps(model, strides, end, levels)
+    taps = _taps(model, strides, lead, end, levels)
     count = 1 + len(levels)
-    new_of = {old: old - (end + 1) + count for old in range(end + 1, len(model.layers))}
-    new_of.update({old: 1 + levels.index(int(strides[old])) for old in taps})  # type: ignore[arg-type]
-    rows, edits = _backbone_rows(model, op, levels, values, end)
+    new_of = {old: old for old in range(lead)}
+    new_of.update({old: old - (end + 1) + lead + count for old in range(end + 1, len(model.layers))})
+    new_of.update({old: lead + 1 + levels.index(int(strides[old])) for old in taps})  # type: ignore[arg-type]
+    kept_rows: list[Row] = [
+        (layer.source, layer.number, layer.module, layer.args) for layer in model.layers[:lead]
+    ]
+    rows, edits = _backbone_rows(model, op, levels, values, lead, end)
+    rows = kept_rows + rows
     kept: dict[int, Fraction | None] = {}
     for layer in model.layers[end + 1 :]:
         source = _renumbered(layer, new_of, end, model, taps)
         rows.append((source, layer.number, layer.module, layer.args))
         edits += source_edits(layer, source) + comment_edits(model.text, layer, new_of[layer.index])
         kept[new_of[layer.index]] = strides[layer.index]
-    first = model.layers[0]
+    first = model.layers[lead]
     changes = [
         Change(
-            0,
+            lead,
             "replaced",
-            f"layers 0-{end} ({first.module} ... {model.layers[end].module})",
-            _row_text(rows[0]),
+            f"layers {lead}-{end} ({first.module} ... {model.layers[end].module})",
+            _row_text(rows[lead]),
         ),
         *[
-            Change(i, "inserted", f"level {level_name(s)}", _row_text(rows[i]))
+            Change(lead + i, "inserted", f"level {level_name(s)}", _row_text(rows[lead + i]))
             for i, s in enumerate(levels, 1)
         ],
     ]
-    return BackbonePlan(rows, edits, changes, end + 1, kept)
+    return BackbonePlan(rows, edits, changes, range(lead, end + 1), kept)
+
+
+def _image_rows(model: ModelYaml, sim: Simulation) -> int:
+    """How many rows at the start pass the image through (YOLOv9's Silence): stride 1, the image's
+    channels."""
+    image = sim.shapes[0].c1 if sim.shapes else None
+    lead = 0
+    for layer, shape in zip(model.layers, sim.shapes, strict=False):
+        if layer.section != "backbone" or shape.stride != 1 or image is None or shape.c2 != image:
+            break
+        lead += 1
+    return lead
 
 
 def _row_text(row: Row) -> str:
@@ -121,7 +142,9 @@ def _last_replaced(model: ModelYaml, strides: Sequence[Fraction | None], deepest
     return end
 
 
-def _taps(model: ModelYaml, strides: Sequence[Fraction | None], end: int, levels: Sequence[int]) -> set[int]:
+def _taps(
+    model: ModelYaml, strides: Sequence[Fraction | None], lead: int, end: int, levels: Sequence[int]
+) -> set[int]:
     """The replaced rows later rows read: each must be a chosen level's output (the last row at its stride
     before the first deeper one: ELAN-like stages have branch convs at the shallower stride after it)."""
     last: dict[int, int] = {}
@@ -132,7 +155,7 @@ def _taps(model: ModelYaml, strides: Sequence[Fraction | None], end: int, levels
     taps = set()
     for layer in model.layers[end + 1 :]:
         for old in _absolute(layer):
-            if old > end:
+            if old > end or old < lead:  # a later row, or a row that stays before the backbone
                 continue
             stride = int(strides[old])  # type: ignore[arg-type]
             if stride not in levels or last[stride] != old:
@@ -169,21 +192,21 @@ def _renumbered(layer: Layer, new_of: Mapping[int, int], end: int, model: ModelY
 
 
 def _backbone_rows(
-    model: ModelYaml, op: Operator, levels: Sequence[int], values: Mapping[str, Any], end: int
+    model: ModelYaml, op: Operator, levels: Sequence[int], values: Mapping[str, Any], lead: int, end: int
 ) -> tuple[list[Row], list[Edit]]:
-    """The backbone row and the Index rows, written over rows 0..end in their layout."""
+    """The backbone row and the Index rows, written over rows lead..end in their layout."""
     spec, text = op.backbone, model.text
     deepest = spec.position(max(levels))
     rows: list[Row] = [(-1, 1, op.name, tuple(op.yaml_args(spec.widths[deepest], 1, values)))]
     for stride in levels:
         k = spec.position(stride)
-        rows.append((0, 1, "Index", (spec.widths[k], k)))
-    first, last = model.layers[0], model.layers[end]
+        rows.append((lead, 1, "Index", (spec.widths[k], k)))
+    first, last = model.layers[lead], model.layers[end]
     section = next(s for s in model.sections if s.name == first.section)
     style = text[first.args_span.start : first.args_span.end]
     written = [flow([r[0], r[1], r[2], list(r[3])], style) for r in rows]
     comments = _comments(model, first, levels)
-    following = model.layers[1] if len(model.layers) > 1 and end >= 1 else first
+    following = model.layers[lead + 1] if len(model.layers) > lead + 1 and end > lead else first
     indent = text[following.line_start : following.row.start]
     if following is first and not section.block_style:
         indent = re.sub(r"\S", " ", indent)
@@ -208,10 +231,10 @@ def _comments(model: ModelYaml, first: Layer, levels: Sequence[int]) -> list[str
         return [""] * (1 + len(levels))
     spacing = text[first.row.end : first.comment.start].replace(",", "") or "  "
     numbered = _INDEX_COMMENT.match(text, first.comment.start, first.comment.end) is not None
-    head = [f"{spacing}# 0" if numbered else ""]
+    head = [f"{spacing}# {first.index}" if numbered else ""]
     return head + [
         f"{spacing}# {i}-{level_name(s)}" if numbered else f"{spacing}# {level_name(s)}"
-        for i, s in enumerate(levels, 1)
+        for i, s in enumerate(levels, first.index + 1)
     ]
 
 
