@@ -150,3 +150,27 @@ def test_ultralytics_own_model_builds_the_backbone_at_two_scales_and_revert_rest
     result = environment.yolopatch("inject", "--revert", cwd=work)
     assert result.returncode == 0, result.stderr
     assert snapshot(environment.package) == before
+
+
+def test_yolov9_c_keeps_its_silence_row_and_its_own_model_builds_the_backbone(wky_packages, tmp_path):
+    """yolov9-c.yaml (yolo9 1.0.18): Silence stays row 0, the auxiliary branch reads the Index rows; the
+    package's own DetectionModel builds it, its summary line agreeing with the built-in builder; revert
+    byte for byte."""
+    site, work = tmp_path / "site", tmp_path / "work"
+    shutil.copytree(wky_packages["yolo9"], site / "yolo9")
+    work.mkdir()
+    env = {"PYTHONPATH": str(STUBS)}
+    stock = snapshot(site / "yolo9")
+    _learned(work, "backbones.py:WidthListNet")
+    shutil.copy(site / "yolo9" / "models" / "detect" / "yolov9-c.yaml", work / "m.yaml")
+    _ok("apply", "m.yaml", "--backbone", "WidthListNet", "--in-place", cwd=work, env=env)
+    assert "   [-1, 1, Silence, []],  \n" in (work / "m.yaml").read_text()  # row 0 as it was
+    builtin = json.loads(_ok("check", "m.yaml", "--img", "64", "--json", cwd=work, env=env))["model"]
+    _ok("inject", str(site / "yolo9"), "--for", "m.yaml", cwd=work, env=env)
+    own = json.loads(
+        _ok("check", "m.yaml", "--repo", str(site / "yolo9"), "--img", "64", "--json", cwd=work, env=env)
+    )
+    assert own["model"]["params"] == builtin["params"]
+    assert f"{builtin['params']} parameters" in own["model"]["reference"]
+    _ok("inject", str(site / "yolo9"), "--revert", cwd=work, env=env)
+    assert snapshot(site / "yolo9") == stock
