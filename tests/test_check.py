@@ -21,6 +21,7 @@ from helpers import (
     geometry_of,
     release_sweep,
     run_cli,
+    snapshot,
 )
 from torch import nn
 
@@ -31,6 +32,7 @@ from yolopatch.commands.apply import ApplyOptions, apply_operator
 from yolopatch.errors import YolopatchError
 from yolopatch.modelyaml import parse_model_yaml
 from yolopatch.operators.involution import involution_macs, involution_params
+from yolopatch.operators.registry import get_operator
 from yolopatch.render.model import summary_line
 from yolopatch.targets.checkout.target import reference_summary
 from yolopatch.targets.yolov5 import target as yolov5
@@ -354,3 +356,23 @@ def _with_repo(repo: Path, paths: list[Path], img: int, batch: int, cwd: Path) -
     result = run_cli("check", *map(str, paths), "--repo", str(repo), *size, "--json", cwd=cwd, env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def test_repo_registers_what_the_checkout_lacks_in_memory_and_writes_nothing(yolov5_packages, tmp_path):
+    """`check --repo` of a yaml whose operators the checkout lacks: built by its own Model with them
+    registered in memory (a note names the inject for training); the checkout's files stay as they were."""
+    package = Path(shutil.copytree(yolov5_packages["7.0.14"], tmp_path / "site" / "yolov5"))
+    before = snapshot(package)
+    yaml = tmp_path / "m.yaml"
+    yaml.write_text(apply_operator(EXAMPLE, "9", ApplyOptions(op=get_operator("se"), insert=True)).text)
+    env = {"PYTHONPATH": str(STUBS), "HOME": str(font_home(tmp_path))}
+    result = run_cli("check", str(yaml), "--repo", str(package), "--img", "128", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["model"]
+    assert f"{report['params']} parameters" in report["reference"]
+    (note,) = [w for w in report["warnings"] if "registered in memory" in w]
+    assert (
+        note.startswith("SE: registered in memory for this check only")
+        and f"yolopatch inject {package}" in note
+    )
+    assert snapshot(package) == before
