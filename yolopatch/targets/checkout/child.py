@@ -93,9 +93,12 @@ class _Planned(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def __init__(self, texts: dict[Path, str]) -> None:
         self.texts = {path.resolve(): text for path, text in texts.items()}
+        self.leaves = {path.name for path in self.texts}  # every other import is passed on at once
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
         leaf = fullname.rpartition(".")[2] + ".py"
+        if leaf not in self.leaves:
+            return None
         for folder in path if path is not None else sys.path:
             candidate = (Path(folder or ".") / leaf).resolve()
             if candidate in self.texts:
