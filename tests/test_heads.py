@@ -12,7 +12,7 @@ import ast
 import shutil
 
 import pytest
-from helpers import STUBS, run_cli, snapshot
+from helpers import ROOT, STUBS, run_cli, snapshot
 from test_ultralytics_real import Environment, checked
 from user_module_case import USER_MODULES
 
@@ -64,6 +64,24 @@ def test_the_cli_says_what_it_learned_and_names_the_detect_row(work):
     assert result.returncode == 0, result.stderr
     assert "subclasses ultralytics' own Detect" in result.stdout
     assert "--layers Detect --op ScaledDetect" in result.stdout
+
+
+def test_ops_shows_a_head_by_the_row_it_replaces_and_a_cfg_refuses_it(work):
+    result = add_operator("heads.py:ScaledDetect", work)
+    (work / "yolopatch.toml").write_text(result.change.new)
+    shown = run_cli("ops", "ScaledDetect", cwd=work, env={"COLUMNS": "120"})
+    assert shown.returncode == 0, shown.stderr
+    assert "the Detect row's own" in shown.stdout
+    assert "Detect rows (apply MODEL.yaml --layers Detect --op ScaledDetect)" in shown.stdout
+    assert (
+        "--into" not in shown.stdout and "example row" not in shown.stdout and "darknet" not in shown.stdout
+    )
+    cfg = ROOT / "examples" / "yolov4-tiny-shaped.cfg"
+    refused = run_cli(
+        "apply", str(cfg), "--layers", "8", "--insert", "--op", "ScaledDetect", "-o", "x.cfg", cwd=work
+    )
+    assert refused.returncode == 1 and "ScaledDetect is a detection head (its Detect row's)" in refused.stderr
+    assert not (work / "x.cfg").exists()
 
 
 def _yolo11(ultralytics_packages) -> str:

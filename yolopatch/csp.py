@@ -50,6 +50,10 @@ def split_variant(
 
 def slot_of(op: Operator) -> tuple[Slot | None, str]:
     """Which slot the operator's rule fits (None: none, with the reason)."""
+    if op.head:
+        return None, f"{op.name} is a detection head (its {op.head} row's)"
+    if op.backbone is not None:
+        return None, f"{op.name} is a whole backbone"
     if op.repeats:
         return None, f"{op.name} is a CSP block itself"
     if op.upsamples or (op.own_stride is not None and op.own_stride != 1):

@@ -10,6 +10,7 @@ from yolopatch.darknet.decide import Request
 from yolopatch.darknet.edit import apply_cfg
 from yolopatch.darknet.forms import native_form, native_types, section_type
 from yolopatch.darknet.graph import walk
+from yolopatch.errors import YolopatchError
 from yolopatch.formats.base import (
     FormatChange,
     FormatRequest,
@@ -62,6 +63,13 @@ class DarknetFormat(ModelFormat):
         return Listing(tuple(rows), notes)
 
     def apply(self, text: str, layers: str, request: FormatRequest, name: str) -> FormatResult:
+        op = request.op
+        if op.head or op.backbone is not None:
+            what = f"a detection head (its {op.head} row's)" if op.head else "a whole backbone"
+            raise YolopatchError(
+                f"{name}: {op.name} is {what}, for model yamls; a darknet .cfg writes its own heads and backbone "
+                "as sections."
+            )
         own = Request(request.op, request.values, request.insert, request.rewire)
         result = apply_cfg(text, layers, own, name)
         notes = list(result.notes)
@@ -88,6 +96,8 @@ class DarknetFormat(ModelFormat):
         )
 
     def operator_form(self, op: Operator, short: bool = False) -> str:
+        if op.head or op.backbone is not None:
+            return "-" if short else "none: a model yaml's (a darknet .cfg has its own heads and backbone)"
         native = native_form(op)
         if short:
             return "native" if native else f"[{section_type(op)}]"

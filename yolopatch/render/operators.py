@@ -82,12 +82,24 @@ def operator_detail(op: Operator) -> Table:
         *((fmt.name, fmt.operator_form(op)) for fmt in FORMATS),
     ]
     if op.backbone is not None and op.user is not None:  # no channel rule, slot or row it replaces
-        keep = ("class", "yaml args", "options", "rule", "evidence", "learned against", "recorded in")
+        kept = {"class", "yaml args", "options", "rule", "evidence", "learned against", "recorded in"}
         rows = [
-            *(row for row in rows if row[0] in keep),
+            *(row for row in rows if row[0] in kept),
             ("outputs", str(op.backbone)),
             ("replaces", f"the backbone rows that make the levels (apply MODEL.yaml --backbone {op.name})"),
         ]
+    if op.head:  # its base's constructor and row: no options, slot or example of its own
+        keep = (
+            "class",
+            "yaml args",
+            "channels",
+            "replaces",
+            "rule",
+            "evidence",
+            "learned against",
+            "recorded in",
+        )
+        rows = [row for row in rows if row[0] in keep]
     for key, value in rows:
         table.add_row(key, Text(value))
     return table
@@ -179,10 +191,14 @@ def learned_lines(result: Any) -> list[str]:
 
 
 def _yaml_args(op: Operator) -> str:
+    if op.head:
+        return f"the {op.head} row's own"
     return "[" + ", ".join(["C", *(f"{o.name}={o.default}" for o in op.options)]) + "]"
 
 
 def _channel_rule(op: Operator) -> str:
+    if op.head:
+        return "its inputs' channels, as its base's"
     if op.fusion is not None:
         return f"fusion: {op.fusion} ({op.fusion.constraints()})"
     if op.user is not None:
@@ -209,6 +225,8 @@ def _stride_words(op: Operator) -> str:
 
 
 def _replaces(op: Operator) -> str:
+    if op.head:
+        return f"{op.head} rows (apply MODEL.yaml --layers {op.head} --op {op.name})"
     if op.upsamples:
         return "nn.Upsample rows"
     multiplied = f" that output {op.channel_multiple}x their input's channels" if op.channel_multiple else ""
