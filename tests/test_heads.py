@@ -9,6 +9,7 @@ Our own head (tests/fixtures/user_modules/heads.py: a Detect subclass that overr
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 
 import pytest
@@ -19,7 +20,7 @@ from user_module_case import USER_MODULES
 from yolopatch.commands.apply import apply_operator
 from yolopatch.commands.ops import add_operator
 from yolopatch.edit.options import ApplyOptions
-from yolopatch.errors import YolopatchError
+from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.targets.backbones import BACKBONE_MARK
 from yolopatch.targets.collections import FUSION_MARK, detect_collection, parse_model_of
 from yolopatch.userop.adapter import adapter_source, as_operator
@@ -69,19 +70,63 @@ def test_the_cli_says_what_it_learned_and_names_the_detect_row(work):
 def test_ops_shows_a_head_by_the_row_it_replaces_and_a_cfg_refuses_it(work):
     result = add_operator("heads.py:ScaledDetect", work)
     (work / "yolopatch.toml").write_text(result.change.new)
-    shown = run_cli("ops", "ScaledDetect", cwd=work, env={"COLUMNS": "120"})
+    shown = run_cli("ops", "ScaledDetect", cwd=work)
     assert shown.returncode == 0, shown.stderr
-    assert "the Detect row's own" in shown.stdout
-    assert "Detect rows (apply MODEL.yaml --layers Detect --op ScaledDetect)" in shown.stdout
-    assert (
-        "--into" not in shown.stdout and "example row" not in shown.stdout and "darknet" not in shown.stdout
-    )
+    cells = [line.split("│")[1:3] for line in shown.stdout.splitlines() if line.count("│") == 3]
+    rows = {key.strip(): value.strip() for key, value in cells if key.strip()}  # each value's first line
+    assert rows["yaml args"] == "the Detect row's own" and rows["replaces"].startswith("Detect rows (apply")
+    assert not {"--into", "example row", "darknet .cfg", "options"} & set(rows)
     cfg = ROOT / "examples" / "yolov4-tiny-shaped.cfg"
     refused = run_cli(
         "apply", str(cfg), "--layers", "8", "--insert", "--op", "ScaledDetect", "-o", "x.cfg", cwd=work
     )
     assert refused.returncode == 1 and "ScaledDetect is a detection head (its Detect row's)" in refused.stderr
     assert not (work / "x.cfg").exists()
+
+
+HEAD_SETS = [
+    pytest.param({"hidc": 32}, "[nc, 32]", id="the-parameter-after-the-rows-own"),
+    pytest.param({}, "[nc]", id="none"),
+]
+
+
+@pytest.mark.parametrize(("values", "args"), HEAD_SETS)
+def test_set_gives_the_parameters_a_head_adds_between_the_rows_args_and_ch(work, values, args):
+    op = as_operator(add_operator("heads.py:HiddenDetect", work).op)
+    text = (
+        "nc: 80\nbackbone:\n  - [-1, 1, Conv, [64, 3, 2]]\nhead:\n  - [[0], 1, Detect, [nc]] # Detect(P3)\n"
+    )
+    result = apply_operator(text, "Detect", ApplyOptions(op=op, values=values))
+    assert f"  - [[0], 1, HiddenDetect, {args}] # Detect(P3)\n" in result.text
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"nc": 3},
+            "--set nc: HiddenDetect's row gives nc and parse_model appends the inputs' channels (ch)",
+        ),
+        ({"ch": 3}, "--set takes the parameters between them: hidc."),
+    ],
+)
+def test_set_refuses_what_the_row_or_parse_model_gives(work, values, message):
+    op = as_operator(add_operator("heads.py:HiddenDetect", work).op)
+    text = "nc: 80\nbackbone:\n  - [-1, 1, Conv, [64, 3, 2]]\nhead:\n  - [[0], 1, Detect, [nc]]\n"
+    with pytest.raises(OptionError, match=re.escape(message)):
+        apply_operator(text, "Detect", ApplyOptions(op=op, values=values))
+
+
+def test_a_forks_head_with_a_hidden_width_is_proved_with_it_on_8_3_253(ultralytics_packages, tmp_path):
+    environment, before, work = _learned_head(
+        ultralytics_packages, tmp_path, "HiddenDetect", "8.3.253", "v8/yolov8.yaml"
+    )
+    args = ("--layers", "Detect", "--op", "HiddenDetect", "--set", "hidc=32", "--in-place")
+    result = run_cli("apply", "y.yaml", *args, cwd=work, env=environment.env)
+    assert result.returncode == 0, result.stderr
+    assert "note: HiddenDetect proved with the installed ultralytics" in result.stderr
+    assert "- [[15, 18, 21], 1, HiddenDetect, [nc, 32]] # Detect(P3, P4, P5)" in (work / "y.yaml").read_text()
+    assert snapshot(environment.package) == before
 
 
 def _yolo11(ultralytics_packages) -> str:

@@ -4,7 +4,8 @@ stock head's, and a training step that leaves the model as it was."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import inspect
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,3 +46,13 @@ def eval_shapes(model: Any, stock: Any) -> tuple[Any, Any]:
         ours, theirs = output_shapes(model.eval()(image)), output_shapes(stock.eval()(image))
     model.train(was)
     return ours, theirs
+
+
+def stock_args(head: Any, args: Sequence[Any]) -> list[Any]:
+    """A head row's args for its base class: without those of the parameters the head adds (a fork's
+    `hidc`), found by comparing the two constructors' parameters."""
+    base = next(c for c in type(head).__mro__ if c.__name__ == head.yolopatch_head)
+    theirs = set(inspect.signature(base).parameters)
+    ours = list(inspect.signature(type(head)).parameters)
+    added = {i for i, name in enumerate(ours) if name not in theirs}
+    return [arg for i, arg in enumerate(args) if i not in added]

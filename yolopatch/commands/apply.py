@@ -6,9 +6,10 @@ means exactly the intended model. Every byte outside the edited spans stays as i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from yolopatch.channels import (
     geometries,
@@ -23,13 +24,14 @@ from yolopatch.edit.backbone import DEFAULT_LEVELS, check_strides, plan_backbone
 from yolopatch.edit.decide import Context, decide, into_decision, place_of, verb
 from yolopatch.edit.fusion import check_sources, decide_fusion
 from yolopatch.edit.options import ApplyOptions, Change
-from yolopatch.edit.rows import non_ascii_warning, plan_insert, plan_replace, verify
+from yolopatch.edit.rows import flow, non_ascii_warning, plan_insert, plan_replace, verify
 from yolopatch.errors import OptionError, YolopatchError
 from yolopatch.files import FileChange, read_text
 from yolopatch.formats.base import FormatRequest, FormatResult, ModelFormat
 from yolopatch.formats.registry import format_for
 from yolopatch.modelyaml import parse_model_yaml
 from yolopatch.operators.registry import OPERATORS
+from yolopatch.operators.spec import Operator
 from yolopatch.selection import select_layers
 from yolopatch.splice import Edit, splice
 from yolopatch.targets.base import Target
@@ -161,14 +163,15 @@ def apply_backbone(text: str, options: ApplyOptions, name: str = "<yaml>") -> Ap
 
 
 def apply_head(text: str, layers: str, options: ApplyOptions, name: str = "<yaml>") -> ApplyResult:
-    """A head in place of the target's own (the Detect row): only the module changes; `from` and the args
-    ([nc], which parse_model completes with the inputs' channels) stay as they are."""
+    """A head in place of the target's own (the Detect row): the module changes; `from` and the args ([nc],
+    which parse_model completes with the inputs' channels) stay as they are, followed by the values of
+    constructor parameters the head adds before `ch` when --set gives them."""
     op = options.op
-    if options.insert or options.values or options.sources:
+    if options.insert or options.sources:
         raise OptionError(
-            "--insert" if options.insert else "--set" if options.values else "--from",
-            f"{op.name} is a detection head: it replaces the {op.head} row as it is (no --insert, --set or "
-            "--from); `apply MODEL.yaml --layers " + op.head + f" --op {op.name}`.",
+            "--insert" if options.insert else "--from",
+            f"{op.name} is a detection head: it replaces the {op.head} row (no --insert or --from); "
+            "`apply MODEL.yaml --layers " + op.head + f" --op {op.name}`.",
         )
     model = parse_model_yaml(text, name)
     target = target_for(model.values)
@@ -194,17 +197,52 @@ def apply_head(text: str, layers: str, options: ApplyOptions, name: str = "<yaml
                 )
         else:
             edits.append(Edit(layer.module_span.start, layer.module_span.end, op.name))
+            args = head_args(
+                op, layer.args, text[layer.args_span.start : layer.args_span.end], options.values
+            )
+            if args is not None:
+                edits.append(Edit(layer.args_span.start, layer.args_span.end, args))
             old = text[layer.row.start : layer.row.end]
-            row = (
-                old[: layer.module_span.start - layer.row.start]
-                + op.name
-                + old[layer.module_span.end - layer.row.start :]
+            row = splice(
+                old,
+                [
+                    Edit(e.start - layer.row.start, e.end - layer.row.start, e.text)
+                    for e in edits[-1 - bool(args) :]
+                ],
             )
             changes.append(Change(index, "replaced", old, row))
     if not edits and not notes:
         raise YolopatchError(f"{name}: --layers {layers} selects no {op.head} row; the head is the last row.")
     selected = [c.index for c in changes]
     return _result(text, splice(text, edits), changes, notes, target, op.name, selected)
+
+
+def head_args(op: Operator, args: Sequence[Any], written: str, values: Mapping[str, Any]) -> str | None:
+    """The head row's args with --set values of the parameters the head's constructor takes after the row's
+    own and before `ch` (parse_model appends the inputs' channels to the row's args); None: unchanged."""
+    if not values:
+        return None
+    assert op.user is not None
+    params = list(op.user.params)
+    settable = params[len(args) : params.index("ch")] if "ch" in params else []
+    wrong = [key for key in values if key not in settable]
+    if wrong:
+        raise OptionError(
+            "--set",
+            f"--set {wrong[0]}: {op.name}'s row gives {', '.join(params[: len(args)]) or 'nothing'} and parse_model "
+            f"appends the inputs' channels (ch); --set takes the parameters between them: "
+            f"{', '.join(settable) or 'none'}.",
+        )
+    last = max(settable.index(key) for key in values)
+    defaults = {**op.user.defaults, **values}
+    missing = [key for key in settable[:last] if key not in defaults]
+    if missing:
+        raise OptionError(
+            "--set", f"--set {missing[0]} too: it comes before {settable[last]} in the row's args."
+        )
+    added = flow([defaults[key] for key in settable[: last + 1]], written)[1:-1]  # in the row's own style
+    body = written[: written.rindex("]")].rstrip()
+    return body + (", " if args else "") + added + written[len(body) :]
 
 
 # --- --into: the operator inside a CSP block's bottlenecks ----------------------------------------------------

@@ -14,7 +14,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from yolopatch.build.heads import eval_shapes, training_step
+from yolopatch.build.heads import eval_shapes, stock_args, training_step
 from yolopatch.errors import YolopatchError
 from yolopatch.targets.checkout.layout import Layout
 
@@ -54,8 +54,15 @@ def _stock(yolo: Any, head: Any, config: Path) -> Any:
     values = yaml.safe_load(config.read_text(encoding="utf-8").lstrip("\ufeff"))
     for row in [*values.get("backbone", []), *values.get("head", [])]:
         if row[2] == type(head).__name__:
-            row[2] = head.yolopatch_head
-    return yolo.Model(values, ch=3)
+            row[2], row[3] = head.yolopatch_head, stock_args(head, row[3])
+    try:
+        return yolo.Model(values, ch=3)
+    except Exception as exc:  # the base class refuses the row's args
+        raise YolopatchError(
+            f"{config.name}: the same model with the checkout's own {head.yolopatch_head} in "
+            f"{type(head).__name__}'s place does not build ({type(exc).__name__}: {exc}), so the eval output "
+            "cannot be compared."
+        ) from None
 
 
 def _strides(head: Any, name: str, fix: str) -> None:

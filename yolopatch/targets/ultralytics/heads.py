@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from yolopatch.build.heads import eval_shapes, training_step
+from yolopatch.build.heads import eval_shapes, stock_args, training_step
 from yolopatch.errors import YolopatchError
 
 _FIX = "subclass Detect and keep its cv2/cv3 outputs, or override forward_head"
@@ -72,8 +72,14 @@ def _eval_shape(model: Any, head: Any, config: dict[str, Any], name: str) -> Non
     stock_config = copy.deepcopy(config)
     for row in stock_config["head"]:
         if row[2] == type(head).__name__:
-            row[2] = head.yolopatch_head
-    stock = type(model)(stock_config, ch=3, verbose=False)
+            row[2], row[3] = head.yolopatch_head, stock_args(head, row[3])
+    try:
+        stock = type(model)(stock_config, ch=3, verbose=False)
+    except Exception as exc:  # the base class refuses the row's args
+        raise YolopatchError(
+            f"{name}: the same model with ultralytics' own {head.yolopatch_head} in {type(head).__name__}'s place "
+            f"does not build ({type(exc).__name__}: {exc}), so the eval output cannot be compared."
+        ) from None
     ours, theirs = eval_shapes(model, stock)
     if ours != theirs:
         raise YolopatchError(
