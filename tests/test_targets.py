@@ -240,3 +240,11 @@ def test_a_checkout_of_every_layout_is_found_beside_the_model_and_around_a_file(
     target = target_named(family)
     assert beside(tmp_path, target) == root
     assert enclosing(root / "deeper" / "model.cfg") == root
+
+
+def test_a_yolov9_checkout_beside_the_model_is_not_taken_for_yolov5s(tmp_path):
+    """YOLOv5 claims any checkout of its layout that no other family marks as its own: beside the model, a
+    YOLOv9 checkout is YOLOv9's, so a YOLOv5 model finds none there."""
+    shutil.copytree(FIXTURES / "checkouts" / "yolov9", tmp_path / "yolov9")
+    assert beside(tmp_path, target_named("YOLOv9")) == tmp_path / "yolov9"
+    assert beside(tmp_path, target_named("YOLOv5")) is None

@@ -362,15 +362,26 @@ def apply_file(
     # the checkout the file sits in, or one beside it: next-step text names it instead of a placeholder
     checkout = enclosing(path) or _beside(path, result.target)
     if options.op.head and written.change:
-        result = replace(result, notes=(*result.notes, _proved(result, options, path, checkout)))
+        result = replace(result, notes=(*result.notes, _proved(result, options, model, path, checkout)))
     return result, replace(written, checkout=checkout) if written.change else written
 
 
-def _proved(result: ApplyResult, options: ApplyOptions, path: Path, checkout: Path | None) -> str:
-    """A head is proved with the target's code at hand before anything is written (refused if it fails)."""
-    at_hand = checkout or beside(path.parent, result.target) or beside(Path.cwd(), result.target)
-    repo, unproven = head_code(result.target, at_hand)
-    return unproven or prove_head(result.target, options.op, result.text, path, repo)
+def _proved(
+    result: ApplyResult, options: ApplyOptions, model: Path, path: Path, checkout: Path | None
+) -> str:
+    """A head is proved with the target's code at hand before anything is written (refused if it fails):
+    the checkout next steps name (`checkout`), else the one the model sits in or one beside the written
+    file or the model, else in the working folder."""
+    target = result.target
+    at_hand = (
+        checkout
+        or enclosing(model)
+        or beside(path.parent, target)
+        or beside(model.parent, target)
+        or beside(Path.cwd(), target)
+    )
+    repo, unproven = head_code(target, at_hand)
+    return unproven or prove_head(target, options.op, result.text, path, repo)
 
 
 def _beside(path: Path, target: Target) -> Path | None:

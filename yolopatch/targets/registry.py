@@ -80,7 +80,7 @@ def beside(folder: Path, target: Target) -> Path | None:
     except OSError:
         return None
     for child in children[:50]:
-        if target.locate(child) is not None:
+        if target.locate(child) is not None and _family_of(child) is target:
             try:
                 return child.relative_to(Path.cwd())
             except ValueError:
@@ -143,3 +143,12 @@ def _may_hold_code(folder: Path) -> bool:
         or (folder / "models.py").is_file()
         or any((folder / t.installable).is_dir() for t in TARGETS if t.installable)
     )
+
+
+def _family_of(repo: Path) -> Target | None:
+    """The family `locate` gives a checkout (a fallback family claims any checkout of its layout: YOLOv5
+    that of a YOLOv9 package too)."""
+    try:
+        return locate(repo)[0]
+    except YolopatchError:
+        return None
