@@ -6,6 +6,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+import torch
 from helpers import FIXTURES
 
 from yolopatch.darknet.cfg import parse_cfg
@@ -57,6 +58,33 @@ stride=2
 """
 
 
+# PyTorch_YOLOv4's yolov4-tiny.cfg writes its CSP stages' split as [route_lhalf] (the first half of the
+# channels), its own type: our own small cfg in that shape
+LHALF = """[net]
+channels=3
+
+[convolutional]
+filters=32
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[route_lhalf]
+layers=-1
+
+[convolutional]
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[route]
+layers = -1,-3
+"""
+
+
 def _nodes(text: str):
     return [(n.index, n.kind, n.sources, n.channels, n.stride, n.head) for n in walk(parse_cfg(text, "t"))]
 
@@ -84,6 +112,8 @@ def _nodes(text: str):
         pytest.param(ODD, 6, (6, "reorg", (5,), 64, 8, False), id="reorg"),
         pytest.param(ODD, 7, (7, "sam", (6, 1), 16, None, False), id="sam-takes-its-from-shape"),
         pytest.param(ODD, 8, (8, "involution", (7,), 64, None, False), id="own-type-filters"),
+        pytest.param(LHALF, 1, (1, "route_lhalf", (0,), 16, 2, False), id="route-lhalf-first-half"),
+        pytest.param(LHALF, 3, (3, "route", (2, 0), 48, 2, False), id="route-after-route-lhalf"),
     ],
 )
 def test_walk_gives_darknets_sources_channels_and_strides(text, index, expected):
@@ -128,3 +158,21 @@ def test_crlf_files_parse_the_same():
 def test_bad_files_are_refused_naming_the_line(text, message):
     with pytest.raises(YolopatchError, match=message):
         walk(parse_cfg(text, "bad.cfg"))
+
+
+def test_an_insertion_renumbers_route_lhalf_and_the_builder_keeps_the_first_half():
+    from yolopatch.darknet.build import build_cfg
+    from yolopatch.darknet.decide import Request
+    from yolopatch.darknet.edit import apply_cfg
+    from yolopatch.operators.registry import OPERATORS
+
+    op = OPERATORS["se"]
+    text = LHALF.replace("[route_lhalf]\nlayers=-1", "[route_lhalf]\nlayers=0")
+    result = apply_cfg(text, "0", Request(op, op.defaults, insert=True), "t.cfg")
+    assert "[route_lhalf]\nlayers=4\n" in result.text  # absolute, past the four SE sections
+    model = build_cfg(parse_cfg(result.text, "t.cfg"))
+    seen = {}
+    (lhalf,) = [layer for layer in model.layers() if layer.kind == "route_lhalf"]
+    lhalf.register_forward_hook(lambda _m, inputs, output: seen.update(read=inputs[0][0], out=output))
+    model(torch.rand(1, 3, 32, 32))
+    assert torch.equal(seen["out"], seen["read"][:, :16])  # the first half of what it reads

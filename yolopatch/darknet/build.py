@@ -18,7 +18,7 @@ from torch import nn
 
 from yolopatch.darknet.cfg import Cfg, Section
 from yolopatch.darknet.forms import key_name
-from yolopatch.darknet.graph import IMAGE, Node, walk
+from yolopatch.darknet.graph import IMAGE, ROUTES, Node, route_groups, walk
 from yolopatch.errors import YolopatchError
 from yolopatch.operators.registry import OPERATORS
 from yolopatch.operators.spec import Operator
@@ -68,7 +68,13 @@ def _scale(_layer: Layer, inputs: list[torch.Tensor]) -> torch.Tensor:
     return inputs[1] * inputs[0]  # the gate (this layer's input) times the `from` layer's output
 
 
-_COMBINE = {"route": _route, "shortcut": _shortcut, "scale_channels": _scale, "sam": _scale}
+_COMBINE = {
+    "route": _route,
+    "route_lhalf": _route,
+    "shortcut": _shortcut,
+    "scale_channels": _scale,
+    "sam": _scale,
+}
 
 
 class DarknetModel(nn.Module):
@@ -104,8 +110,8 @@ def build_cfg(cfg: Cfg, users: Users | None = None) -> DarknetModel:
     for section, node in zip(cfg.sections, nodes, strict=True):
         c1 = channels[node.sources[0]]
         layer = Layer(node, _body(cfg, section, node, c1, users or {}))
-        if node.kind == "route":
-            layer.groups = (max(section.number("groups", 1), 1), section.number("group_id", 0))  # type: ignore[assignment]
+        if node.kind in ROUTES:
+            layer.groups = route_groups(section)  # type: ignore[assignment]
         layers.append(layer)
     model = DarknetModel(layers, [n.index for n in nodes if n.head])
     size = 256
@@ -132,7 +138,7 @@ def _body(cfg: Cfg, section: Section, node: Node, c1: int | None, users: Users) 
         return ACTIVATIONS[section.get("activation") or "linear"]()
     if kind == "reorg":
         return nn.PixelUnshuffle(section.number("stride", 2))
-    if kind in ("route", "scale_channels", "sam", "dropout") or node.head:
+    if kind in ROUTES or kind in ("scale_channels", "sam", "dropout") or node.head:
         return None
     if kind in users:
         user, cls = users[kind]

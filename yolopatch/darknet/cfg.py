@@ -24,7 +24,7 @@ ALIASES = {
     "local_avg": "local_avgpool",
 }
 # keys whose values are layer indices (relative below 0, absolute from 0), by section type ("" any type)
-INDEX_KEYS = {"route": ("layers",), "": ("from",)}
+INDEX_KEYS = {"route": ("layers",), "route_lhalf": ("layers",), "": ("from",)}
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)?")
 _NUMBER = re.compile(r"\s*([+-]?\d+)")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from yolopatch.darknet.cfg import Cfg, Section, parse_cfg
 from yolopatch.darknet.decide import Decision, Request, block_members, decide, stride_text
 from yolopatch.darknet.forms import Block, hidden_activation, native_form, section_type
-from yolopatch.darknet.graph import Node, resolve, walk
+from yolopatch.darknet.graph import ROUTES, Node, resolve, walk
 from yolopatch.darknet.select import select_sections
 from yolopatch.errors import YolopatchError
 from yolopatch.splice import Edit, newline_of, splice
@@ -157,7 +157,7 @@ def verify(cfg: Cfg, nodes: Sequence[Node], new_text: str, placement: Placement)
 
 def _same(cfg: Cfg, node: Node, new: Node, placement: Placement) -> None:
     first = node.sources[0]
-    implicit = cfg.sections[node.index].kind != "route"
+    implicit = cfg.sections[node.index].kind not in ROUTES
     expected = [
         (new.index - 1 if first >= 0 else first) if implicit and i == 0 else placement.reads(node.index, s)
         for i, s in enumerate(node.sources)

@@ -23,6 +23,16 @@ KEEPS = frozenset({"dropout", "batchnorm", "softmax", "cost", "activation", "emp
 KEEPS |= HEADS
 # layers that read another layer named by `from=` besides the previous one, and take its shape
 FROM_SHAPED = frozenset({"scale_channels", "sam"})
+# layers that read `layers=` only: darknet's [route], and PyTorch_YOLOv4's [route_lhalf] (the first half of
+# the channels, as [route] groups=2 group_id=0; its yolov4-tiny.cfg writes it)
+ROUTES = frozenset({"route", "route_lhalf"})
+
+
+def route_groups(section: Section) -> tuple[int, int]:
+    """A route's channel groups and the one it keeps."""
+    if section.kind == "route_lhalf":
+        return 2, 0
+    return max(section.number("groups", 1), 1), section.number("group_id", 0)
 
 
 @dataclass(frozen=True)
@@ -55,9 +65,9 @@ def sources_of(section: Section, cfg: Cfg) -> tuple[int, ...]:
                 f"{cfg.place(section)}: index {ref.value} names layer {target}, which is not an earlier "
                 f"layer (0-{section.index - 1})."
             )
-    if section.kind == "route":
+    if section.kind in ROUTES:
         if not named:
-            raise YolopatchError(f"{cfg.place(section)}: a [route] needs layers=.")
+            raise YolopatchError(f"{cfg.place(section)}: a [{section.kind}] needs layers=.")
         return tuple(named)
     return (previous, *named)
 
@@ -96,9 +106,9 @@ def _node(section: Section, sources: tuple[int, ...], inputs: Sequence[Node]) ->
         step = section.number("stride", 2)
         channels = None if channels is None else channels * step * step
         stride = None if stride is None else stride * step
-    elif kind == "route":
+    elif kind in ROUTES:
         widths = [node.channels for node in inputs]
-        groups = max(section.number("groups", 1), 1)
+        groups = route_groups(section)[0]
         channels = None if None in widths else sum(w for w in widths if w is not None) // groups
     elif kind in FROM_SHAPED:
         channels, stride = inputs[1].channels, inputs[1].stride
