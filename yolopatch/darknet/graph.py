@@ -23,8 +23,8 @@ KEEPS = frozenset({"dropout", "batchnorm", "softmax", "cost", "activation", "emp
 KEEPS |= HEADS
 # layers that read another layer named by `from=` besides the previous one, and take its shape
 FROM_SHAPED = frozenset({"scale_channels", "sam"})
-# layers that read `layers=` only: darknet's [route], and PyTorch_YOLOv4's [route_lhalf] (the first half of
-# the channels, as [route] groups=2 group_id=0; its yolov4-tiny.cfg writes it)
+# layers that read `layers=` only: darknet's [route], and [route_lhalf] (the first half of the channels, as
+# [route] groups=2 group_id=0), which a PyTorch cfg codebase's own yolov4-tiny.cfg writes
 ROUTES = frozenset({"route", "route_lhalf"})
 
 

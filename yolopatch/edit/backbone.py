@@ -8,7 +8,7 @@ that reads anything else is refused naming it, as is a level the backbone lacks.
 composer's spans, as the rest of `apply`: the rows after the backbone keep their text, their `# N`
 comments renumbered. Never the forks' fixed `i + 4` shift: each index is recomputed.
 
-Rows before the backbone that pass the image through (YOLOv9's `Silence` at row 0, which its auxiliary
+Rows before the backbone that pass the image through (a `Silence` row 0, which an auxiliary
 branch reads) stay where they are: the backbone row follows them and later rows read them as before.
 """
 
@@ -105,7 +105,7 @@ def plan_backbone(
 
 
 def _image_rows(model: ModelYaml, sim: Simulation) -> int:
-    """How many rows at the start pass the image through (YOLOv9's Silence): stride 1, the image's
+    """How many rows at the start pass the image through (a Silence row): stride 1, the image's
     channels."""
     image = sim.shapes[0].c1 if sim.shapes else None
     lead = 0
