@@ -64,6 +64,9 @@ BAD_INPUT = [
 # A --layers that names no layer is a usage error: exit 2, one line, what exists.
 BAD_SELECTION = [
     pytest.param(["-l", "25"], "--layers 25: out of range; this model has layers 0-24", id="out-of-range"),
+    pytest.param(
+        ["-l", "8-2"], "--layers 8-2: a range goes from low to high (--layers 2-8)", id="reversed-range"
+    ),
     pytest.param(["-l", "3,,4"], "empty term", id="empty-term"),
     pytest.param(["-l", "C4"], "matches no layer", id="unknown-module"),
     pytest.param(["-l", "neck:C3"], "unknown section 'neck'", id="unknown-section"),

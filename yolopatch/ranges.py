@@ -15,6 +15,10 @@ def index_range(term: str, last: int) -> list[int] | None:
     if not (term.isdigit() or bounds):
         return None
     low, high = (int(term), int(term)) if not bounds else (int(bounds.group(1)), int(bounds.group(2)))
-    if low > high or high > last:
+    if low > high:
+        raise OptionError(
+            "--layers", f"--layers {term}: a range goes from low to high (--layers {high}-{low})."
+        )
+    if high > last:
         raise OptionError("--layers", f"--layers {term}: out of range; this model has layers 0-{last}.")
     return list(range(low, high + 1))

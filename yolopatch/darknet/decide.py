@@ -94,7 +94,7 @@ def _replace(cfg: Cfg, nodes: Sequence[Node], index: int, request: Request) -> D
         )
     if section.kind != "convolutional":
         return Decision(
-            reason=f"a [{section.kind}] is not a convolution; only [convolutional] layers can be replaced "
+            reason=f"{_article(section.kind)} [{section.kind}] is not a convolution; only [convolutional] layers can be replaced "
             "(or insert the operator after it with --insert)"
         )
     heads = [i for i in consumers(nodes, index) if nodes[i].head]
@@ -173,3 +173,7 @@ def stride_text(stride: Fraction | None) -> str:
     if stride is None:
         return "1x1"
     return str(stride.numerator) if stride.denominator == 1 else f"1/{stride.denominator}"
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
