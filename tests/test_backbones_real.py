@@ -152,6 +152,7 @@ def test_ultralytics_own_model_builds_the_backbone_at_two_scales_and_revert_rest
     assert snapshot(environment.package) == before
 
 
+@pytest.mark.exhaustive  # 25 s; the Silence rows' renumbering is tested on our yolov9-shaped yaml
 def test_yolov9_c_keeps_its_silence_row_and_its_own_model_builds_the_backbone(wky_packages, tmp_path):
     """yolov9-c.yaml (yolo9 1.0.18): Silence stays row 0, the auxiliary branch reads the Index rows; the
     package's own DetectionModel builds it, its summary line agreeing with the built-in builder; revert

@@ -155,7 +155,9 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("version", release_sweep(["4.0.14", "6.1.8", "7.0.14"], ["6.1.8", "7.0.14"]))
+# sampled: 7.0.14's set form; the `m is Detect` form of 4.0.14 and 6.1.8 with -m exhaustive (the registration
+# of both forms is table-tested above)
+@pytest.mark.parametrize("version", release_sweep(["4.0.14", "6.1.8", "7.0.14"], ["7.0.14"]))
 def test_yolov5s_own_model_builds_and_trains_the_head_and_revert_restores_every_byte(
     tmp_path, yolov5_packages, env, version
 ):
